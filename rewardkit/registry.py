@@ -1,0 +1,283 @@
+"""Registry of scorers: register them by name, list them, build them with validated options.
+
+Every scorer is a ``torch.nn.Module`` built by a factory function. The factory's keyword arguments are
+the scorer's options; ``create_reward`` checks user-supplied options against that signature, converts
+string values (from the command line) to the annotated types, and names the close matches of anything
+it does not know.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = [
+    "WeightFile",
+    "RewardInfo",
+    "register_reward",
+    "create_reward",
+    "list_rewards",
+    "get_reward_info",
+    "parse_reward_spec",
+]
+
+# Options every factory receives from ``create_reward`` itself rather than from the user's options.
+COMMON_ARGUMENTS = ("device", "dtype", "weights")
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One downloadable file a scorer needs.
+
+    ``sha256`` is the published hash when one is pinned; when it is None the file is checked against the
+    Hugging Face Hub's own LFS hash instead (the blob name in the HF cache). ``size`` is in bytes.
+    """
+
+    repo: str
+    filename: str
+    size: int
+    license: str
+    sha256: str | None = None
+    revision: str | None = None
+    extra_files: tuple[str, ...] = ()
+
+    @property
+    def size_text(self) -> str:
+        return format_size(self.size) if self.size else "size unknown"
+
+
+@dataclass(frozen=True)
+class RewardInfo:
+    """What a scorer declares about itself; shown by ``rewardkit list`` and read by the scoring engine."""
+
+    name: str
+    factory: Callable[..., torch.nn.Module]
+    modality: str  # "image" or "video"
+    needs_prompt: bool
+    differentiable: bool
+    higher_is_better: bool
+    score_range: tuple[float, float]
+    description: str
+    weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], list[WeightFile]] = field(
+        default_factory=dict
+    )
+    paper: str = ""
+    repository: str = ""
+
+    @property
+    def options(self) -> dict[str, inspect.Parameter]:
+        """The user-settable options: the factory's keyword arguments minus the common ones."""
+        parameters = inspect.signature(self.factory).parameters
+        return {
+            name: parameter
+            for name, parameter in parameters.items()
+            if name not in COMMON_ARGUMENTS and parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+
+    def weight_files(self, options: Mapping[str, Any] | None = None) -> list[WeightFile]:
+        """The files the given options need: a ``version`` option picks one of several, else all of them."""
+        options = {**self.defaults, **(options or {})}
+        if callable(self.weights):
+            return self.weights(options)
+        version = options.get("version")
+        if version is not None and version in self.weights:
+            return [self.weights[version]]
+        return list(self.weights.values())
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {name: parameter.default for name, parameter in self.options.items()}
+
+
+_REGISTRY: dict[str, RewardInfo] = {}
+
+
+def register_reward(
+    name: str,
+    *,
+    modality: str,
+    needs_prompt: bool,
+    differentiable: bool,
+    higher_is_better: bool = True,
+    score_range: tuple[float, float] = (float("-inf"), float("inf")),
+    description: str = "",
+    weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], list[WeightFile]] | None = None,
+    paper: str = "",
+    repository: str = "",
+) -> Callable[[Callable[..., torch.nn.Module]], Callable[..., torch.nn.Module]]:
+    """Decorator registering a scorer factory under ``name``.
+
+    The factory takes keyword-only options plus ``device``, ``dtype`` and ``weights``.
+    """
+    if modality not in ("image", "video"):
+        raise ValueError(f"modality must be 'image' or 'video', got {modality!r}")
+
+    def decorator(factory: Callable[..., torch.nn.Module]) -> Callable[..., torch.nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"a reward named {name!r} is already registered")
+        _REGISTRY[name] = RewardInfo(
+            name=name,
+            factory=factory,
+            modality=modality,
+            needs_prompt=needs_prompt,
+            differentiable=differentiable,
+            higher_is_better=higher_is_better,
+            score_range=score_range,
+            description=description or (inspect.getdoc(factory) or "").split("\n")[0],
+            weights=weights if callable(weights) else dict(weights or {}),
+            paper=paper,
+            repository=repository,
+        )
+        return factory
+
+    return decorator
+
+
+def _ensure_builtin_rewards_loaded() -> None:
+    # The reward modules register themselves on import; importing them here keeps the registry the
+    # single entry point without the bottom layer importing the rewards at module load.
+    import rewardkit.rewards  # noqa: F401
+
+
+def list_rewards() -> list[RewardInfo]:
+    """All registered scorers, sorted by name."""
+    _ensure_builtin_rewards_loaded()
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+
+
+def get_reward_info(name: str) -> RewardInfo:
+    """The declaration of ``name``; an unknown name is a ValueError naming the close matches."""
+    _ensure_builtin_rewards_loaded()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown reward {name!r}.{_suggest(name, _REGISTRY)} Run `rewardkit list` to see all.")
+    return _REGISTRY[name]
+
+
+def create_reward(
+    name: str,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    weights: str | None = None,
+    **options: Any,
+) -> torch.nn.Module:
+    """Build the scorer registered as ``name``.
+
+    ``weights`` is an explicit path to the weights (file or folder) and skips the Hugging Face cache and
+    download. Option values may be strings (as from the command line); they are converted to the types
+    the factory declares.
+    """
+    info = get_reward_info(name)
+    converted = validate_options(info, options)
+    module = info.factory(
+        device=torch.device(device) if device is not None else torch.device("cpu"),
+        dtype=parse_dtype(dtype),
+        weights=weights,
+        **converted,
+    )
+    module.info = info
+    module.options = converted
+    return module.eval()
+
+
+def validate_options(info: RewardInfo, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check option names against the factory and convert string values to the declared types."""
+    known = info.options
+    converted: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in known:
+            choices = ", ".join(sorted(known)) or "none"
+            raise ValueError(
+                f"unknown option {key!r} for reward {info.name!r}.{_suggest(key, known)} "
+                f"Its options are: {choices}."
+            )
+        annotation = typing.get_type_hints(info.factory).get(key, known[key].annotation)
+        converted[key] = _convert(info.name, key, value, annotation, known[key].default)
+    return converted
+
+
+def parse_reward_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """Split ``name:key=value,key=value`` into the name and a dict of string options."""
+    name, _, rest = spec.partition(":")
+    name = name.strip()
+    if not name:
+        raise ValueError(f"empty reward name in {spec!r}; write NAME or NAME:key=value,...")
+    options: dict[str, str] = {}
+    if rest.strip():
+        for item in rest.split(","):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(
+                    f"cannot read option {item!r} in {spec!r}; write options as key=value separated by commas"
+                )
+            options[key.strip()] = value.strip()
+    return name, options
+
+
+def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """Accept torch dtypes and the usual names (fp32, float16, bf16, ...)."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {
+        "fp32": torch.float32,
+        "float32": torch.float32,
+        "float": torch.float32,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+        "half": torch.float16,
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+    }
+    if dtype not in names:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of fp32, fp16, bf16")
+    return names[dtype]
+
+
+def format_size(size: int) -> str:
+    """Human-readable byte count (decimal units, as the Hugging Face Hub shows them)."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def _suggest(word: str, candidates: Mapping[str, Any] | list[str]) -> str:
+    matches = difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.5)
+    if not matches:
+        return ""
+    return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"
+
+
+def _convert(reward: str, key: str, value: Any, annotation: Any, default: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    choices = typing.get_args(annotation) if typing.get_origin(annotation) is typing.Literal else ()
+    if choices:
+        if value not in choices:
+            raise ValueError(
+                f"option {key}={value!r} for reward {reward!r} is not one of {', '.join(map(repr, choices))}."
+                f"{_suggest(value, list(choices))}"
+            )
+        return value
+    target = annotation if annotation in (bool, int, float) else type(default) if default is not None else str
+    try:
+        if target is bool:
+            lowered = value.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return lowered in ("true", "1", "yes")
+        if target in (int, float):
+            return target(value)
+    except ValueError:
+        raise ValueError(f"option {key}={value!r} for reward {reward!r} must be a {target.__name__}") from None
+    return value

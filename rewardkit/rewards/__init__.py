@@ -1,0 +1,7 @@
+"""Reward models. Importing this package registers every built-in scorer."""
+
+from rewardkit.rewards import clip, flicker, hpsv2, pickscore  # noqa: F401  (registration side effects)
+from rewardkit.rewards.base import ImageReward, TextFeatureCache
+from rewardkit.rewards.wrappers import VideoReward
+
+__all__ = ["ImageReward", "TextFeatureCache", "VideoReward"]

@@ -1,0 +1,636 @@
+"""The batch engine behind ``rewardkit score``: files -> decoded, preprocessed frames -> batches -> rows.
+
+Decoding and reference preprocessing run in DataLoader workers while the main process runs the models.
+Each file becomes one row per reward with a status and an error, so a corrupt file among thousands is one
+failed row. Rows are flushed to ``out`` as they are produced; a rerun with the same ``out`` skips the
+rows that already succeeded, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import time
+import warnings
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+import rewardkit
+from rewardkit.registry import create_reward, get_reward_info, parse_reward_spec
+from rewardkit.video.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, DecodeError, media_kind, probe, read_frames
+from rewardkit.video.sampling import FrameSampler, parse_sampler
+from rewardkit.video.weighting import FrameWeighting, parse_weighting
+
+__all__ = ["score", "collect_media", "load_prompt_table", "summarize", "COLUMNS", "WEIGHT_FREE_REWARDS"]
+
+COLUMNS = [
+    "path", "prompt", "reward", "options", "score", "n_frames", "status", "error", "warning",
+    "seconds", "rewardkit_version", "weights_sha256",
+]
+# Scored when no reward is named: they need no weights, so the quick start works offline.
+WEIGHT_FREE_REWARDS = ("temporal_flickering",)
+_VBENCH_NAME = re.compile(r"^(?P<prompt>.+)-(?P<index>\d+)$")
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    """One input: an image, a video file or a frame folder (``kind`` None: not media, a failed row)."""
+
+    path: str
+    kind: str | None
+    prompt: str | None
+
+
+def collect_media(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[str]]:
+    """Expand files and folders into media paths (sorted per folder) and the non-media files skipped.
+
+    Folders are walked recursively; a sub-folder holding only images is one video (a frame folder).
+    A non-media file named explicitly is kept, so that it becomes a failed row rather than vanishing.
+    """
+    found: list[str] = []
+    skipped: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise FileNotFoundError(f"{str(path)!r} does not exist")
+        if path.is_file() or media_kind(path) == "video":
+            found.append(str(path))
+            continue
+        for root, directories, files in os.walk(path):
+            directories.sort()
+            root_path = Path(root)
+            for directory in list(directories):
+                if media_kind(root_path / directory) == "video":
+                    found.append(str(root_path / directory))
+                    directories.remove(directory)  # a frame folder is one video; do not walk into it
+            for name in sorted(files):
+                file = root_path / name
+                if name.startswith("."):
+                    continue
+                if file.suffix.lower() in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS:
+                    found.append(str(file))
+                elif not _is_sidecar(file):
+                    skipped.append(str(file))
+    return sorted(dict.fromkeys(found), key=_natural_key), skipped
+
+
+def _natural_key(text: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+
+
+def _is_sidecar(file: Path) -> bool:
+    """A prompt file ``NAME.txt`` next to media ``NAME.ext`` or a frame folder ``NAME/``, or a prompt table."""
+    if file.suffix.lower() in (".csv", ".jsonl", ".json"):
+        return True
+    if file.suffix.lower() != ".txt":
+        return False
+    stem = file.with_suffix("")
+    return stem.is_dir() or any(stem.with_suffix(extension).exists() for extension in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS)
+
+
+def load_prompt_table(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Read a CSV (columns ``path,prompt``) or JSONL (``{"path": ..., "prompt": ...}``) prompt file.
+
+    Keys are resolved relative to the table's folder and stored as absolute paths, plus bare file names.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt file {str(path)!r} does not exist")
+    rows: list[Mapping[str, Any]]
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    elif path.suffix.lower() in (".jsonl", ".json"):
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}:{number} is not valid JSON ({error.msg})") from None
+    else:
+        raise ValueError(f"prompt file {str(path)!r} must be .csv (columns path,prompt) or .jsonl")
+    table: dict[str, str] = {}
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, Mapping) or "path" not in row or "prompt" not in row:
+            raise ValueError(f"{path} row {number} needs the fields 'path' and 'prompt', got {row!r}")
+        key = Path(str(row["path"]))
+        absolute = key if key.is_absolute() else path.parent / key
+        table[str(absolute.resolve())] = str(row["prompt"])
+        table.setdefault(key.name, str(row["prompt"]))
+    return table
+
+
+def find_prompt(path: str, table: Mapping[str, str]) -> str | None:
+    """A file's prompt: the prompt table, then a sidecar ``NAME.txt``, then a VBench-style ``{prompt}-{i}`` name."""
+    file = Path(path)
+    for key in (str(file.resolve()), file.name):
+        if key in table:
+            return table[key]
+    sidecar = file.with_suffix(".txt") if file.is_file() else file.parent / f"{file.name}.txt"
+    if sidecar.is_file():
+        return sidecar.read_text(encoding="utf-8").strip()
+    match = _VBENCH_NAME.match(file.stem if file.is_file() else file.name)
+    return match.group("prompt") if match else None
+
+
+# --------------------------------------------------------------------------------------------- rewards
+
+
+@dataclass
+class ScorerSlot:
+    """A reward prepared for the engine: the module, how it samples frames, its key in the results."""
+
+    label: str
+    module: torch.nn.Module
+    needs_prompt: bool
+    options: dict[str, Any]
+    video_options: dict[str, Any]
+    sampler: FrameSampler | None = None  # for image rewards on videos
+    weighting: FrameWeighting | None = None
+    seed: int = 0
+    truncated_prompts: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def modality(self) -> str:
+        return self.module.modality
+
+    def options_text(self, kind: str) -> str:
+        options = {**self.options, **(self.video_options if kind == "video" and self.modality == "image" else {})}
+        return json.dumps(options, sort_keys=True, default=str)
+
+    @property
+    def plan(self) -> FramePlan:
+        sampler = self.module.sampler if self.modality == "video" else self.sampler
+        return FramePlan(self.label, self.modality, sampler, self.seed, getattr(self.module, "preprocessor", None))
+
+    def prompt_truncated(self, prompt: str | None) -> bool:
+        if prompt is None or not hasattr(self.module, "prompt_truncated"):
+            return False
+        if prompt not in self.truncated_prompts:
+            self.truncated_prompts[prompt] = bool(self.module.prompt_truncated(prompt))
+            if self.truncated_prompts[prompt]:
+                warnings.warn(
+                    f"{self.label}: prompt longer than {self.module.max_prompt_tokens} tokens, truncated: "
+                    f"{prompt[:60]!r}...",
+                    stacklevel=2,
+                )
+        return self.truncated_prompts[prompt]
+
+
+def build_slots(
+    specs: Sequence[str],
+    *,
+    device: str,
+    dtype: str,
+    weights: Mapping[str, str],
+    frames: str,
+    weighting: str,
+    seed: int,
+) -> list[ScorerSlot]:
+    """Parse ``NAME[:key=value,...]`` specs and build each reward once."""
+    sampler, frame_weighting = parse_sampler(frames), parse_weighting(weighting)
+    slots = []
+    for spec in specs:
+        name, options = parse_reward_spec(spec)
+        info = get_reward_info(name)
+        module = create_reward(name, device=device, dtype=dtype, weights=weights.get(name), **options)
+        resolved = {**info.defaults, **module.options}
+        video_options = {"frames": frames, "weighting": weighting}
+        if "random" in frames:
+            video_options["seed"] = seed
+        slots.append(
+            ScorerSlot(
+                label=name,
+                module=module,
+                needs_prompt=info.needs_prompt,
+                options=resolved,
+                video_options=video_options,
+                sampler=sampler,
+                weighting=frame_weighting,
+                seed=seed,
+            )
+        )
+    return slots
+
+
+# -------------------------------------------------------------------------------------------- decoding
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """What a DataLoader worker needs to know of a reward (picklable, no model): which frames, which
+    preprocessing."""
+
+    label: str
+    modality: str
+    sampler: FrameSampler
+    seed: int
+    preprocess: Any
+
+    def indices(self, path: str, kind: str, num_frames: int) -> list[int]:
+        if kind == "image":
+            return [0]
+        # Per-file generator: random sampling does not depend on batch size, worker count or file order.
+        rng = np.random.default_rng([self.seed, zlib.crc32(f"{self.label}|{path}".encode())])
+        return self.sampler.indices(num_frames, rng)
+
+
+class _DecodeDataset(Dataset):
+    """Decodes each file once (the union of the frames every reward asked for) and preprocesses it."""
+
+    def __init__(self, items: Sequence[MediaItem], slots: Sequence[ScorerSlot]) -> None:  # noqa: D107
+        self.items = items
+        self.plans = [slot.plan for slot in slots]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        item = self.items[position]
+        started = time.perf_counter()
+        result: dict[str, Any] = {"position": position, "per_slot": [], "error": None, "num_frames": 0}
+        try:
+            if item.kind is None:
+                raise DecodeError(
+                    f"{item.path} is not an image or video; supported extensions are "
+                    f"{', '.join(sorted(VIDEO_EXTENSIONS | IMAGE_EXTENSIONS))} and folders of frames"
+                )
+            info = probe(item.path)
+            result["num_frames"] = info.num_frames
+            wanted: list[list[int] | Exception] = []
+            for plan in self.plans:
+                try:
+                    wanted.append(plan.indices(item.path, info.kind, info.num_frames))
+                except ValueError as error:
+                    wanted.append(error)
+            union = sorted({index for indices in wanted if isinstance(indices, list) for index in indices})
+            frames = dict(zip(union, read_frames(item.path, union), strict=True)) if union else {}
+            for plan, indices in zip(self.plans, wanted, strict=True):
+                if isinstance(indices, Exception):
+                    result["per_slot"].append(indices)
+                elif plan.modality == "video" and info.kind == "image":
+                    result["per_slot"].append(None)  # not applicable: a still image has no time axis
+                elif plan.modality == "video":
+                    stacked = np.stack([frames[index] for index in indices])
+                    result["per_slot"].append((indices, torch.from_numpy(stacked).permute(0, 3, 1, 2)))
+                else:
+                    try:
+                        tensors = torch.stack([plan.preprocess(frames[index]) for index in indices])
+                    except Exception as error:  # a preprocessing failure concerns this file only
+                        result["per_slot"].append(ValueError(f"preprocessing failed: {error}"))
+                        continue
+                    result["per_slot"].append((indices, tensors))
+        except (DecodeError, ValueError, OSError) as error:
+            result["error"] = f"{type(error).__name__}: {error}"
+        result["seconds"] = time.perf_counter() - started
+        return result
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+class ResultsWriter:
+    """Appends rows to CSV or JSONL as they come (Parquet: to a JSONL journal, converted at the end)."""
+
+    def __init__(self, out: str | os.PathLike[str] | None) -> None:
+        self.out = Path(out) if out is not None else None
+        if self.out is None:
+            self.journal = None
+        else:
+            suffix = self.out.suffix.lower()
+            if suffix not in (".csv", ".jsonl", ".parquet"):
+                raise ValueError(f"--out must end in .csv, .jsonl or .parquet, got {str(self.out)!r}")
+            self.journal = self.out if suffix in (".csv", ".jsonl") else self.out.with_name(self.out.name + ".partial.jsonl")
+        self._handle = None
+        self._writer = None
+
+    def existing(self) -> pd.DataFrame:
+        """Rows already written by earlier runs (the final file plus any unfinished journal)."""
+        frames = []
+        if self.out is not None and self.out.exists() and self.out.stat().st_size > 0:
+            frames.append(_read_table(self.out))
+        if self.journal is not None and self.journal != self.out and self.journal.exists():
+            frames.append(_read_table(self.journal))
+        if not frames:
+            return pd.DataFrame(columns=COLUMNS)
+        table = pd.concat(frames, ignore_index=True)
+        return table.drop_duplicates(subset=["path", "reward", "options"], keep="last")
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.journal is None:
+            return
+        if self._handle is None:
+            self.journal.parent.mkdir(parents=True, exist_ok=True)
+            new_file = not self.journal.exists() or self.journal.stat().st_size == 0
+            self._handle = open(self.journal, "a", newline="", encoding="utf-8")
+            if self.journal.suffix == ".csv":
+                self._writer = csv.DictWriter(self._handle, fieldnames=COLUMNS)
+                if new_file:
+                    self._writer.writeheader()
+        if self._writer is not None:
+            self._writer.writerow(row)
+        else:
+            self._handle.write(json.dumps(row, default=str) + "\n")
+        self._handle.flush()
+
+    def close(self, final: pd.DataFrame | None) -> None:
+        """Close the journal; given the final table, rewrite ``out`` compacted (one row per key)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+            self._writer = None
+        if self.out is None or final is None:
+            return
+        temporary = self.out.with_name(self.out.name + ".tmp")
+        if self.out.suffix.lower() == ".csv":
+            final.to_csv(temporary, index=False)
+        elif self.out.suffix.lower() == ".jsonl":
+            final.to_json(temporary, orient="records", lines=True)
+        else:
+            final.to_parquet(temporary, index=False)
+        temporary.replace(self.out)
+        if self.journal != self.out and self.journal.exists():
+            self.journal.unlink()
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path, dtype={"error": str, "warning": str, "weights_sha256": str, "prompt": str})
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_json(path, lines=True, dtype={"weights_sha256": str, "prompt": str})
+
+
+# ---------------------------------------------------------------------------------------------- engine
+
+
+@dataclass
+class _Pending:
+    """Frames of files waiting for a full batch of one image reward."""
+
+    entries: list[tuple[dict[str, Any], torch.Tensor, list[int]]] = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        return sum(len(tensors) for _, tensors, _ in self.entries)
+
+
+def score(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    rewards: Sequence[str] = WEIGHT_FREE_REWARDS,
+    *,
+    prompts: str | os.PathLike[str] | Mapping[str, str] | None = None,
+    frames: str = "segmental:4",
+    weighting: str = "mean",
+    batch_size: int = 8,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    seed: int = 0,
+    out: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    weights: Mapping[str, str] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Score files and folders with rewards; one row per file and reward (see ``COLUMNS``).
+
+    ``rewards`` are specs ``NAME[:key=value,...]``. ``frames`` and ``weighting`` say how image rewards
+    score videos (``segmental:4`` takes the first frame of 4 equal segments, InstructVideo's evaluation
+    setting; ``tar:1.0`` weights frames by temporal attenuation). ``weights`` maps a reward name to a
+    local weights path. With ``out``, rows are appended as they are produced and rows that succeeded in
+    an earlier run with the same ``out`` are skipped.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    path_list = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    media, _ = collect_media(path_list)
+    table = _prompt_table(prompts)
+    items = [MediaItem(path, media_kind(path), find_prompt(path, table)) for path in media]
+    writer = ResultsWriter(out)
+    done = writer.existing()
+    slots = build_slots(
+        rewards, device=device, dtype=dtype, weights=weights or {}, frames=frames, weighting=weighting, seed=seed
+    )
+    finished = {(row.path, row.reward, row.options) for row in done.itertuples() if row.status in ("ok", "skipped")}
+    engine = _Engine(slots, writer, finished)
+    try:
+        engine.run(items, batch_size=batch_size, workers=workers, progress=progress)
+    finally:
+        combined = _combine(done, pd.DataFrame(engine.rows, columns=COLUMNS))
+        writer.close(combined if out is not None else None)
+    wanted = {item.path for item in items}
+    return combined[combined["path"].isin(wanted)].reset_index(drop=True)
+
+
+def _prompt_table(prompts: str | os.PathLike[str] | Mapping[str, str] | None) -> dict[str, str]:
+    if prompts is None:
+        return {}
+    if isinstance(prompts, Mapping):
+        return {str(Path(key).resolve()) if Path(key).exists() else key: value for key, value in prompts.items()}
+    return load_prompt_table(prompts)
+
+
+def _combine(done: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Earlier rows plus this run's, one row per (path, reward, options), the newest winning."""
+    parts = [frame for frame in (done, new) if not frame.empty]
+    if not parts:
+        return pd.DataFrame(columns=COLUMNS)
+    combined = pd.concat(parts, ignore_index=True)[COLUMNS]
+    return combined.drop_duplicates(subset=["path", "reward", "options"], keep="last").reset_index(drop=True)
+
+
+class _Engine:
+    def __init__(self, slots: Sequence[ScorerSlot], writer: ResultsWriter, finished: set[tuple[str, str, str]]) -> None:
+        self.slots = slots
+        self.writer = writer
+        self.finished = finished
+        self.rows: list[dict[str, Any]] = []
+        self.pending = [_Pending() for _ in slots]
+
+    def run(self, items: Sequence[MediaItem], *, batch_size: int, workers: int | None, progress: bool) -> None:
+        from tqdm.auto import tqdm
+
+        items = [item for item in items if any(self._key(item, slot) not in self.finished for slot in self.slots)]
+        if not items:
+            return
+        workers = _default_workers() if workers is None else workers
+        loader = DataLoader(
+            _DecodeDataset(items, self.slots),
+            batch_size=None,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=_identity,
+            prefetch_factor=4 if workers > 0 else None,
+            persistent_workers=False,
+        )
+        self.batch_size = batch_size
+        self.items = items
+        bar = tqdm(total=len(items), unit="file", disable=not progress, dynamic_ncols=True, desc="scoring")
+        try:
+            with torch.inference_mode():
+                for decoded in loader:
+                    self._accept(decoded)
+                    bar.update(1)
+                    bar.set_postfix(failed=sum(row["status"] == "failed" for row in self.rows), refresh=False)
+                for slot_index in range(len(self.slots)):
+                    self._flush(slot_index)
+        finally:
+            bar.close()
+
+    @staticmethod
+    def _key(item: MediaItem, slot: ScorerSlot) -> tuple[str, str, str]:
+        return item.path, slot.label, slot.options_text(item.kind or "image")
+
+    def _accept(self, decoded: dict[str, Any]) -> None:
+        item = self.items[decoded["position"]]
+        for slot_index, slot in enumerate(self.slots):
+            if self._key(item, slot) in self.finished:
+                continue
+            base = self._row(item, slot, decoded)
+            if decoded["error"] is not None:
+                self._emit(base, status="failed", error=decoded["error"])
+                continue
+            payload = decoded["per_slot"][slot_index]
+            if payload is None:
+                self._emit(base, status="skipped", error=f"{slot.label} scores videos; {item.path} is a still image")
+            elif isinstance(payload, Exception):
+                self._emit(base, status="failed", error=f"{type(payload).__name__}: {payload}")
+            elif slot.needs_prompt and item.prompt is None:
+                self._emit(
+                    base,
+                    status="failed",
+                    error=f"no prompt for {item.path}: {slot.label} needs one; give --prompts FILE (CSV path,prompt or "
+                    f"JSONL), a sidecar {Path(item.path).stem}.txt, or a VBench-style name '{{prompt}}-0.mp4'",
+                )
+            elif slot.modality == "video":
+                indices, tensors = payload
+                started = time.perf_counter()
+                try:
+                    value = float(slot.module(tensors[None].to(_device_of(slot.module)))[0])
+                except (ValueError, RuntimeError) as error:
+                    self._emit(base, status="failed", error=f"{type(error).__name__}: {error}")
+                    continue
+                base["seconds"] += time.perf_counter() - started
+                self._emit(base, status="ok", score=value)
+            else:
+                indices, tensors = payload
+                if slot.prompt_truncated(item.prompt):
+                    base["warning"] = f"prompt truncated to {slot.module.max_prompt_tokens} tokens"
+                self.pending[slot_index].entries.append((base, tensors, indices))
+                if self.pending[slot_index].frames >= self.batch_size:
+                    self._flush(slot_index)
+
+    def _flush(self, slot_index: int) -> None:
+        pending = self.pending[slot_index]
+        if not pending.entries:
+            return
+        slot = self.slots[slot_index]
+        entries, pending.entries = pending.entries, []
+        pixel_values = torch.cat([tensors for _, tensors, _ in entries])
+        prompts = [base["prompt"] for base, tensors, _ in entries for _ in range(len(tensors))]
+        started = time.perf_counter()
+        try:
+            frame_scores = torch.cat([
+                slot.module.score_preprocessed(pixel_values[start : start + self.batch_size], prompts[start : start + self.batch_size] if slot.needs_prompt else None).float().cpu()
+                for start in range(0, len(pixel_values), self.batch_size)
+            ])
+        except (ValueError, RuntimeError) as error:
+            if len(entries) == 1:
+                base = entries[0][0]
+                self._emit(base, status="failed", error=f"{type(error).__name__}: {error}")
+                return
+            for entry in entries:  # isolate the failing file: score the batch's files one by one
+                pending.entries = [entry]
+                self._flush(slot_index)
+            return
+        seconds_per_frame = (time.perf_counter() - started) / len(pixel_values)
+        offset = 0
+        for base, tensors, indices in entries:
+            count = len(tensors)
+            scores = frame_scores[offset : offset + count]
+            offset += count
+            if base["kind"] == "image":
+                value = float(scores[0])
+            else:
+                value = float(slot.weighting(scores[None], torch.tensor([indices]), base["n_frames"])[0])
+            base["seconds"] += seconds_per_frame * count
+            self._emit(base, status="ok", score=value)
+
+    def _row(self, item: MediaItem, slot: ScorerSlot, decoded: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "path": item.path,
+            "prompt": item.prompt,
+            "reward": slot.label,
+            "options": slot.options_text(item.kind or "image"),
+            "score": math.nan,
+            "n_frames": decoded["num_frames"],
+            "status": "",
+            "error": "",
+            "warning": "",
+            "seconds": decoded["seconds"],
+            "rewardkit_version": rewardkit.__version__,
+            "weights_sha256": getattr(slot.module, "weights_sha256", None) or getattr(getattr(slot.module, "image_reward", None), "weights_sha256", None) or "",
+            "kind": item.kind,
+        }
+
+    def _emit(self, row: dict[str, Any], *, status: str, score: float = math.nan, error: str = "") -> None:
+        row = {column: row[column] for column in COLUMNS} | {"status": status, "score": score, "error": error}
+        row["seconds"] = round(row["seconds"], 6)
+        self.rows.append(row)
+        self.writer.write(row)
+
+
+def _identity(sample: Any) -> Any:
+    return sample
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    parameter = next(module.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _default_workers() -> int:
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def summarize(results: pd.DataFrame) -> pd.DataFrame:
+    """Per reward and options: n scored, mean, std, min, max, failures, skipped, truncated prompts."""
+    if results.empty:
+        return pd.DataFrame(columns=["reward", "options", "n", "mean", "std", "min", "max", "failed", "skipped", "truncated"])
+    rows = []
+    for (reward, options), group in results.groupby(["reward", "options"], sort=False):
+        ok = group[group["status"] == "ok"]["score"].astype(float)
+        rows.append({
+            "reward": reward,
+            "options": options,
+            "n": len(ok),
+            "mean": ok.mean() if len(ok) else math.nan,
+            "std": ok.std(ddof=1) if len(ok) > 1 else math.nan,
+            "min": ok.min() if len(ok) else math.nan,
+            "max": ok.max() if len(ok) else math.nan,
+            "failed": int((group["status"] == "failed").sum()),
+            "skipped": int((group["status"] == "skipped").sum()),
+            "truncated": int(group["warning"].fillna("").str.contains("truncated").sum()),
+        })
+    return pd.DataFrame(rows)
+
+
+def iter_failures(results: pd.DataFrame) -> Iterator[tuple[str, str, str]]:
+    """(path, reward, error) of every failed row."""
+    for row in results[results["status"] == "failed"].itertuples():
+        yield row.path, row.reward, row.error
