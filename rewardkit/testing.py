@@ -1,0 +1,151 @@
+"""Tiny random-weight checkpoints in the exact official file layouts, for offline tests and benchmarks.
+
+Nothing here downloads: each writer builds a small model of the same architecture family, with the same
+key names and nesting as the published checkpoint, and saves it the way the official file is saved, so
+that rewardkit loads it through the path a user's download takes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "TINY_OPEN_CLIP",
+    "write_open_clip_config",
+    "write_hps_checkpoint",
+    "write_open_clip_safetensors",
+    "write_pickscore_folders",
+    "put_in_hf_cache",
+]
+
+# open_clip ViT-H-14's structure (GELU, head width 80 -> here 32, patch 14, 224 px, 77 tokens, CLIP BPE
+# vocabulary) scaled down to a few layers so it builds in milliseconds.
+TINY_OPEN_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 14},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+def write_open_clip_config(folder: str | os.PathLike[str], name: str = "tiny-ViT-H-14") -> Path:
+    """An open_clip JSON model config (``architecture=`` accepts its path)."""
+    path = Path(folder) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(TINY_OPEN_CLIP, indent=2))
+    return path
+
+
+def _random_open_clip(architecture: str, seed: int, quick_gelu: bool = False) -> torch.nn.Module:
+    from rewardkit.rewards.clip import build_open_clip
+
+    torch.manual_seed(seed)
+    model, _ = build_open_clip(architecture, quick_gelu=quick_gelu)
+    # open_clip initialises some tensors to constants (e.g. zero biases); perturb all of them so every
+    # weight matters and a wrongly mapped key changes the scores.
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.02)
+    return model
+
+
+def write_hps_checkpoint(
+    path: str | os.PathLike[str], architecture: str, *, seed: int = 0, dtype: torch.dtype = torch.float16
+) -> Path:
+    """An HPS checkpoint as published: ``torch.save({"state_dict": <open_clip state dict>})`` in fp16
+    ("compressed"). ``architecture`` is ``ViT-H-14`` for the real size or a JSON config path."""
+    model = _random_open_clip(architecture, seed)
+    state_dict = {key: value.to(dtype) if value.is_floating_point() else value for key, value in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": state_dict}, path)
+    return path
+
+
+def write_open_clip_safetensors(
+    path: str | os.PathLike[str], architecture: str, *, seed: int = 0, quick_gelu: bool = False
+) -> Path:
+    """An open_clip checkpoint as on the Hub (``open_clip_model.safetensors``, flat open_clip keys)."""
+    from safetensors.torch import save_file
+
+    model = _random_open_clip(architecture, seed, quick_gelu=quick_gelu)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({key: value.contiguous() for key, value in model.state_dict().items()}, str(path))
+    return path
+
+
+def _clip_bpe_vocabulary() -> tuple[dict[str, int], list[str]]:
+    """The CLIP BPE vocabulary and merges, rebuilt from open_clip's bundled file (the same one HF's
+    CLIPTokenizer files hold, with HF's names for the start and end tokens)."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    tokenizer = SimpleTokenizer()
+    renamed = {"<start_of_text>": "<|startoftext|>", "<end_of_text>": "<|endoftext|>"}
+    vocabulary = {renamed.get(token, token): index for token, index in tokenizer.encoder.items()}
+    merges = [" ".join(pair) for pair, _ in sorted(tokenizer.bpe_ranks.items(), key=lambda item: item[1])]
+    return vocabulary, merges
+
+
+def write_pickscore_folders(folder: str | os.PathLike[str], *, seed: int = 0) -> tuple[Path, Path]:
+    """A PickScore_v1-style model folder (transformers CLIPModel ``save_pretrained``) and a processor
+    folder in the layout of ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K`` (image processor + CLIP tokenizer)."""
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    folder = Path(folder)
+    model_dir, processor_dir = folder / "PickScore_v1", folder / "processor"
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                     "max_position_embeddings": 77, "vocab_size": 49408, "hidden_act": "gelu"},
+        vision_config={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": 224, "patch_size": 14, "hidden_act": "gelu"},
+        projection_dim=32,
+        logit_scale_init_value=4.6052,
+    )
+    model = CLIPModel(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.02)
+    model.save_pretrained(model_dir)
+
+    vocabulary, merges = _clip_bpe_vocabulary()
+    processor_dir.mkdir(parents=True, exist_ok=True)
+    (processor_dir / "vocab.json").write_text(json.dumps(vocabulary))
+    (processor_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    tokenizer = CLIPTokenizer(str(processor_dir / "vocab.json"), str(processor_dir / "merges.txt"))
+    tokenizer.save_pretrained(processor_dir)
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": 224},
+        crop_size={"height": 224, "width": 224},
+        resample=3,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+    )
+    image_processor.save_pretrained(processor_dir)
+    return model_dir, processor_dir
+
+
+def put_in_hf_cache(cache_dir: str | os.PathLike[str], repo: str, files: dict[str, str | os.PathLike[str]]) -> None:
+    """Place files in a Hugging Face Hub cache exactly as a download would: ``blobs/<sha256>``,
+    ``snapshots/<commit>/<name>`` symlinks and ``refs/main``."""
+    root = Path(cache_dir) / f"models--{repo.replace('/', '--')}"
+    commit = hashlib.sha1(repo.encode()).hexdigest()
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(commit)
+    for name, source in files.items():
+        digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+        blob = root / "blobs" / digest
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, blob)
+        link = root / "snapshots" / commit / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.exists() or link.is_symlink():
+            link.unlink()
+        link.symlink_to(os.path.relpath(blob, link.parent))

@@ -1,0 +1,114 @@
+"""Weights: resolution order, hashes, safe loading, strict keys, offline errors."""
+
+import hashlib
+import pickle
+
+import pytest
+import torch
+
+from rewardkit import create_reward
+from rewardkit.registry import WeightFile
+from rewardkit.testing import put_in_hf_cache
+from rewardkit.weights import (
+    MissingWeightsError,
+    WeightsMismatchError,
+    check_keys,
+    load_state_dict,
+    load_strict,
+    resolve_weight_file,
+    sha256_of,
+)
+
+HPS = WeightFile("xswu/HPSv2", "HPS_v2.1_compressed.pt", 1_972_218_882, "Apache-2.0")
+
+
+def test_missing_weights_offline_names_repo_file_size_and_both_remedies():
+    with pytest.raises(MissingWeightsError) as raised:
+        create_reward("hpsv2")
+    message = str(raised.value)
+    for expected in ("xswu/HPSv2", "HPS_v2.1_compressed.pt", "1.97 GB", "HF_HUB_OFFLINE",
+                     "rewardkit download hpsv2", "--weights PATH"):
+        assert expected in message
+
+
+def test_missing_weights_when_download_fails(monkeypatch):
+    # Not offline: the download is attempted, the network guard refuses it, and the error still says what to do.
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(MissingWeightsError, match=r"(?s)download failed.*rewardkit download hpsv2"):
+        resolve_weight_file(HPS, reward="hpsv2")
+
+
+def test_explicit_path_that_does_not_exist():
+    with pytest.raises(MissingWeightsError, match="not an existing file"):
+        create_reward("hpsv2", weights="/nonexistent/HPS.pt")
+
+
+def test_hf_cache_is_used_and_verified_against_hub_hash(tmp_path, hf_cache, hps_checkpoint, tiny_clip_config):
+    put_in_hf_cache(hf_cache, "xswu/HPSv2", {"HPS_v2.1_compressed.pt": hps_checkpoint})
+    path = resolve_weight_file(HPS, reward="hpsv2")
+    assert path.name == "HPS_v2.1_compressed.pt"
+    # The same user path as with a real download: no weights argument at all.
+    reward = create_reward("hpsv2", architecture=str(tiny_clip_config))
+    assert reward.weights_sha256 == hashlib.sha256(hps_checkpoint.read_bytes()).hexdigest()
+    # A corrupted blob no longer matches the hash the Hub filed it under.
+    blob = path.resolve()
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(WeightsMismatchError, match="sha256"):
+        resolve_weight_file(HPS, reward="hpsv2")
+
+
+def test_pinned_sha256_is_checked_for_explicit_files(tmp_path):
+    file = tmp_path / "w.pt"
+    torch.save({"a": torch.zeros(1)}, file)
+    good = WeightFile("r/x", "w.pt", 1, "MIT", sha256=sha256_of(file))
+    assert resolve_weight_file(good, reward="x", explicit=file) == file
+    bad = WeightFile("r/x", "w.pt", 1, "MIT", sha256="0" * 64)
+    with pytest.raises(WeightsMismatchError, match="expects 0000"):
+        resolve_weight_file(bad, reward="x", explicit=file)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_checkpoints_cannot_run_code(tmp_path):
+    file = tmp_path / "evil.pt"
+    with open(file, "wb") as handle:
+        pickle.dump({"state_dict": _Payload()}, handle)
+    with pytest.raises(WeightsMismatchError, match="weights_only=True"):
+        load_state_dict(file)
+
+
+def test_safetensors_round_trip(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.arange(3.0)}, str(tmp_path / "m.safetensors"))
+    assert torch.equal(load_state_dict(tmp_path / "m.safetensors")["w"], torch.arange(3.0))
+
+
+def test_missing_and_unexpected_keys_are_errors():
+    module = torch.nn.Linear(2, 2)
+    with pytest.raises(WeightsMismatchError, match=r"1 missing \(e.g. bias\); 1 unexpected \(e.g. extra\)"):
+        load_strict(module, {"weight": torch.zeros(2, 2), "extra": torch.zeros(1)}, "ckpt")
+    with pytest.raises(WeightsMismatchError, match="wrong shape"):
+        load_strict(module, {"weight": torch.zeros(3, 2), "bias": torch.zeros(2)}, "ckpt")
+    check_keys(["a"], ["a"], "ok")
+
+
+def test_hps_checkpoint_without_state_dict_key(tmp_path, tiny_clip_config):
+    file = tmp_path / "flat.pt"
+    torch.save({"visual.proj": torch.zeros(1)}, file)
+    with pytest.raises(WeightsMismatchError, match="expected a dict with key 'state_dict'"):
+        create_reward("hpsv2", weights=str(file), architecture=str(tiny_clip_config))
+
+
+def test_hps_checkpoint_of_wrong_architecture(tmp_path, hps_checkpoint):
+    # The tiny checkpoint does not fit the real ViT-B-32: a clear key/shape error, never a silent partial load.
+    with pytest.raises(WeightsMismatchError, match="wrong shape|missing"):
+        create_reward("hpsv2", weights=str(hps_checkpoint), architecture="ViT-B-32")
