@@ -169,8 +169,10 @@ class ScorerSlot:
     def modality(self) -> str:
         return self.module.modality
 
-    def options_text(self, kind: str) -> str:
-        options = {**self.options, **(self.video_options if kind == "video" and self.modality == "image" else {})}
+    @property
+    def options_text(self) -> str:
+        """The reward's options, plus how it scores videos when it is an image reward (one per run)."""
+        options = {**self.options, **(self.video_options if self.modality == "image" else {})}
         return json.dumps(options, sort_keys=True, default=str)
 
     @property
@@ -369,12 +371,22 @@ class ResultsWriter:
 
 
 def _read_table(path: Path) -> pd.DataFrame:
+    """Read earlier results; a last row cut short by a killed process is dropped (it is redone)."""
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return pd.read_csv(path, dtype={"error": str, "warning": str, "weights_sha256": str, "prompt": str})
+    text_columns = {"prompt": str, "error": str, "warning": str, "weights_sha256": str, "options": str}
     if suffix == ".parquet":
         return pd.read_parquet(path)
-    return pd.read_json(path, lines=True, dtype={"weights_sha256": str, "prompt": str})
+    if suffix == ".csv":
+        table = pd.read_csv(path, dtype=text_columns, keep_default_na=False, on_bad_lines="skip")
+        table["score"] = pd.to_numeric(table["score"], errors="coerce")
+        return table
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return pd.DataFrame(records, columns=COLUMNS)
 
 
 # ---------------------------------------------------------------------------------------------- engine
@@ -494,7 +506,7 @@ class _Engine:
 
     @staticmethod
     def _key(item: MediaItem, slot: ScorerSlot) -> tuple[str, str, str]:
-        return item.path, slot.label, slot.options_text(item.kind or "image")
+        return item.path, slot.label, slot.options_text
 
     def _accept(self, decoded: dict[str, Any]) -> None:
         item = self.items[decoded["position"]]
@@ -576,7 +588,7 @@ class _Engine:
             "path": item.path,
             "prompt": item.prompt,
             "reward": slot.label,
-            "options": slot.options_text(item.kind or "image"),
+            "options": slot.options_text,
             "score": math.nan,
             "n_frames": decoded["num_frames"],
             "status": "",
