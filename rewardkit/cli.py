@@ -20,7 +20,13 @@ import pandas as pd
 import rewardkit
 from rewardkit.registry import get_reward_info, list_rewards, parse_reward_spec, validate_options
 from rewardkit.scoring import WEIGHT_FREE_REWARDS, collect_media, iter_failures, score, summarize
-from rewardkit.weights import MissingWeightsError, WeightsMismatchError, is_offline, resolve_weight_file, sha256_of
+from rewardkit.weights import (
+    MissingWeightsError,
+    WeightsMismatchError,
+    is_offline,
+    resolve_weight_file,
+    sha256_of,
+)
 
 EXIT_OK, EXIT_FAILED_ROWS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -78,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     scoring.add_argument("--weighting", default="mean", help="combine frame scores: mean or tar:LAMBDA[:normalized]")
     scoring.add_argument("--batch-size", type=int, default=8, help="frames per model batch (default 8)")
-    scoring.add_argument("--device", default="cuda" if _cuda_available() else "cpu")
+    scoring.add_argument("--device", default="cuda" if _cuda_available() else "cpu", help="default: cuda if available, else cpu")
     scoring.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     scoring.add_argument("--seed", type=int, default=0, help="seed for random frame sampling (default 0)")
     scoring.add_argument("--out", metavar="FILE", help="results table: .csv, .jsonl or .parquet (rerun to resume)")

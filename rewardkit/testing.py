@@ -11,11 +11,14 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import torch
 
 __all__ = [
+    "NetworkAccessError",
+    "block_network",
     "TINY_OPEN_CLIP",
     "write_open_clip_config",
     "write_hps_checkpoint",
@@ -23,6 +26,35 @@ __all__ = [
     "write_pickscore_folders",
     "put_in_hf_cache",
 ]
+
+class NetworkAccessError(RuntimeError):
+    """Raised when code under test tries to reach the network."""
+
+
+def block_network() -> None:
+    """Make every internet connection and host-name lookup in this process raise NetworkAccessError.
+
+    Local sockets (socketpair, AF_UNIX: used by DataLoader workers) and loopback lookups still work.
+    """
+    real_connect, real_connect_ex, real_getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+
+    def guard(real):
+        def connect(self, address, *args, **kwargs):
+            if self.family in (socket.AF_INET, socket.AF_INET6):
+                raise NetworkAccessError(f"tests must not open network connections (tried {address!r})")
+            return real(self, address, *args, **kwargs)
+
+        return connect
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in (None, "localhost", "127.0.0.1", "::1", b"localhost"):
+            raise NetworkAccessError(f"tests must not resolve host names (tried {host!r})")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    socket.socket.connect = guard(real_connect)
+    socket.socket.connect_ex = guard(real_connect_ex)
+    socket.getaddrinfo = getaddrinfo
+
 
 # open_clip ViT-H-14's structure (GELU, head width 80 -> here 32, patch 14, 224 px, 77 tokens, CLIP BPE
 # vocabulary) scaled down to a few layers so it builds in milliseconds.

@@ -1,53 +1,11 @@
-"""Test setup: no network, an empty private Hugging Face cache, and tiny official-layout checkpoints."""
+"""Fixtures: tiny random-weight checkpoints in the official layouts (offline setup: ../conftest.py)."""
 
 from __future__ import annotations
 
 import os
-import socket
-import tempfile
 from pathlib import Path
 
-# Before anything imports huggingface_hub (it reads these at import): a private, empty cache and offline.
-_CACHE_ROOT = Path(tempfile.mkdtemp(prefix="rewardkit-tests-"))
-os.environ["HF_HOME"] = str(_CACHE_ROOT / "hf")
-os.environ["HF_HUB_CACHE"] = str(_CACHE_ROOT / "hf" / "hub")
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["REWARDKIT_CACHE"] = str(_CACHE_ROOT / "rewardkit")
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-
-import pytest  # noqa: E402
-
-
-class NetworkAccessError(RuntimeError):
-    """Raised when a test tries to open an internet connection."""
-
-
-_real_connect = socket.socket.connect
-_real_connect_ex = socket.socket.connect_ex
-
-
-def _guarded(real):
-    def connect(self, address, *args, **kwargs):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            raise NetworkAccessError(f"tests must not open network connections (tried {address!r})")
-        return real(self, address, *args, **kwargs)
-
-    return connect
-
-
-_real_getaddrinfo = socket.getaddrinfo
-
-
-def _guarded_getaddrinfo(host, *args, **kwargs):
-    if host not in (None, "localhost", "127.0.0.1", "::1", b"localhost"):
-        raise NetworkAccessError(f"tests must not resolve host names (tried {host!r})")
-    return _real_getaddrinfo(host, *args, **kwargs)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    socket.socket.connect = _guarded(_real_connect)
-    socket.socket.connect_ex = _guarded(_real_connect_ex)
-    socket.getaddrinfo = _guarded_getaddrinfo
+import pytest
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from tests.conftest import NetworkAccessError
+from rewardkit.testing import NetworkAccessError
 
 
 def test_connect_is_refused():

@@ -1,0 +1,19 @@
+"""Run for tests/ and benchmarks/: no network, offline Hugging Face Hub, an empty private cache."""
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before anything imports huggingface_hub (it reads these at import time).
+_CACHE_ROOT = Path(tempfile.mkdtemp(prefix="rewardkit-tests-"))
+os.environ["HF_HOME"] = str(_CACHE_ROOT / "hf")
+os.environ["HF_HUB_CACHE"] = str(_CACHE_ROOT / "hf" / "hub")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["REWARDKIT_CACHE"] = str(_CACHE_ROOT / "rewardkit")
+
+
+def pytest_configure(config):
+    from rewardkit.testing import block_network
+
+    block_network()
