@@ -1,0 +1,199 @@
+"""rewardkit's ``hpsv2`` against the official ``hpsv2`` 1.2.0 package, at the real ViT-H-14 size.
+
+What is compared. One random ViT-H-14 checkpoint in HPS's published format (``{"state_dict": ...}`` in
+fp16, as ``HPS_v2.1_compressed.pt``; seed 0) is loaded by both sides. For each of 8 PIL images (224x224,
+no resize; 512x512; 640x360 landscape; 300x700 portrait; 1x1; 97x31; a grayscale ``L`` and a palette
+``P`` image) and each of 2 prompts (4 tokens; 96 tokens, so both sides truncate to 77):
+
+- official: ``hpsv2.img_score.score(pil_image, prompt, cp=checkpoint, hps_version="v2.1")[0]``, i.e.
+  the package's own bundled open_clip ViT-H-14 (fp32, cpu, where its ``torch.cuda.amp.autocast()`` does
+  nothing), its ``preprocess_val`` (RGB conversion, ToTensor, ResizeMaxSize, normalise) and tokenizer.
+  Only its model construction is done by us (``tests/parity/official.py``), with ``pretrained=None``
+  instead of downloading the LAION base that the checkpoint overwrites anyway;
+- rewardkit: ``create_reward("hpsv2", weights=checkpoint, architecture="ViT-H-14", version="v2.1",
+  mode="reference", device="cpu", dtype=torch.float32)`` called on the same pixels as a uint8 tensor
+  ``[1, 3, H, W]`` (``np.asarray(image.convert("RGB"))``) and the same prompt.
+
+Every |official - rewardkit| must be <= 1e-5 (scores are cosines in [-1, 1]). The largest difference is
+printed (``pytest -s``). A second test prints the mean and max |reference - differentiable| of rewardkit's
+two modes on the same images given as float ``uint8 / 255`` and requires the max below 1e-3.
+
+Each ViT-H-14 takes ~4 GB in fp32, so the three models (rewardkit reference, rewardkit differentiable,
+official) are built one after another, never alive together; all scores are computed once per module.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytestmark = [pytest.mark.parity, pytest.mark.slow]
+
+TOLERANCE = 1e-5
+MODE_GAP_TOLERANCE = 1e-3
+
+SHORT_PROMPT = "a cat"
+LONG_PROMPT = (
+    "an extremely detailed oil painting of a red fox sitting in a snowy birch forest at dawn, soft golden "
+    "light filtering through frosted branches, delicate brush strokes, muted blue shadows on the snow, a "
+    "frozen stream winding in the background, mist rising between the trees, crows perched on a fallen log, "
+    "painted in the style of nineteenth century romantic landscape masters, museum quality, highly detailed, "
+    "volumetric lighting, sharp focus, intricate textures, award winning composition, trending on artstation"
+)
+PROMPTS = {"short": SHORT_PROMPT, "long": LONG_PROMPT}
+
+
+def _pattern(width: int, height: int, seed: int) -> np.ndarray:
+    """Smooth gradients, a disk and some noise: real edges for the resampling to work on."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width].astype(np.float64)
+    x, y = xx / max(width - 1, 1), yy / max(height - 1, 1)
+    disk = ((x - 0.4) ** 2 + (y - 0.6) ** 2) < 0.08
+    image = np.stack([255 * x, 255 * y, 255 * (1 - x) * (1 - disk)], axis=-1)
+    image += rng.normal(0, 20, image.shape)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def make_images() -> dict[str, Image.Image]:
+    images = {
+        f"{width}x{height}": Image.fromarray(_pattern(width, height, seed), mode="RGB")
+        for seed, (width, height) in enumerate(
+            [(224, 224), (512, 512), (640, 360), (300, 700), (1, 1), (97, 31)]
+        )
+    }
+    images["L 320x240"] = Image.fromarray(_pattern(320, 240, 10)[..., 1], mode="L")
+    images["P 256x192"] = Image.fromarray(_pattern(256, 192, 11), mode="RGB").quantize(colors=64)
+    assert images["L 320x240"].mode == "L" and images["P 256x192"].mode == "P"
+    return images
+
+
+IMAGES = make_images()
+CASES = [(image, prompt) for image in IMAGES for prompt in PROMPTS]
+
+
+def as_uint8_batch(image: Image.Image) -> torch.Tensor:
+    """The official transform's first step (``convert("RGB")`` unless RGBA) as a uint8 ``[1, 3, H, W]``."""
+    return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)[None]
+
+
+def _free() -> None:
+    gc.collect()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    from rewardkit.testing import write_hps_checkpoint
+
+    path = write_hps_checkpoint(
+        tmp_path_factory.mktemp("hps-vit-h-14") / "HPS_v2.1_compressed.pt",
+        "ViT-H-14",
+        seed=0,
+        dtype=torch.float16,
+    )
+    yield path
+    os.remove(path)  # 2 GB; do not leave it in pytest's basetemp
+
+
+def _rewardkit_scores(checkpoint: Path, mode: str, float_input: bool) -> dict[tuple[str, str], float]:
+    from rewardkit import create_reward
+
+    reward = create_reward(
+        "hpsv2",
+        weights=str(checkpoint),
+        architecture="ViT-H-14",
+        version="v2.1",
+        mode=mode,
+        device="cpu",
+        dtype=torch.float32,
+    )
+    prompts = list(PROMPTS.values())
+    scores = {}
+    with torch.no_grad():
+        for name, image in IMAGES.items():
+            pixels = as_uint8_batch(image).expand(len(prompts), -1, -1, -1)
+            if float_input:
+                pixels = pixels.float() / 255
+            values = reward(pixels, prompts)
+            assert values.shape == (len(prompts),) and values.dtype == torch.float32
+            for key, value in zip(PROMPTS, values.tolist(), strict=True):
+                scores[name, key] = value
+    del reward
+    _free()
+    return scores
+
+
+def _official_scores(checkpoint: Path) -> dict[tuple[str, str], float]:
+    from tests.parity.official import official_hpsv2, release_official_hpsv2
+
+    score = official_hpsv2("ViT-H-14")
+    scores = {}
+    try:
+        for name, image in IMAGES.items():
+            for key, prompt in PROMPTS.items():
+                (value,) = score(image, prompt, cp=str(checkpoint), hps_version="v2.1")
+                scores[name, key] = float(value)
+    finally:
+        release_official_hpsv2()
+        _free()
+    return scores
+
+
+@pytest.fixture(scope="module")
+def scores(hpsv2_available, checkpoint: Path) -> dict[str, dict[tuple[str, str], float]]:
+    """All scores of the module, computed one model at a time (peak memory: one ViT-H-14 + checkpoint)."""
+    runs = {
+        "reference": lambda: _rewardkit_scores(checkpoint, "reference", float_input=False),
+        "differentiable": lambda: _rewardkit_scores(checkpoint, "differentiable", float_input=True),
+        "official": lambda: _official_scores(checkpoint),
+    }
+    results = {}
+    for name, run in runs.items():
+        start = time.perf_counter()
+        results[name] = run()
+        print(
+            f"\n{name}: {len(results[name])} scores in {time.perf_counter() - start:.1f} s (model build included)"
+        )
+    return results
+
+
+def test_prompts_exercise_truncation() -> None:
+    from open_clip.tokenizer import SimpleTokenizer
+
+    tokenizer = SimpleTokenizer()
+    assert len(tokenizer.encode(SHORT_PROMPT)) + 2 <= 77
+    assert len(tokenizer.encode(LONG_PROMPT)) + 2 > 77
+
+
+@pytest.mark.parametrize(("image", "prompt"), CASES, ids=[f"{image}-{prompt}" for image, prompt in CASES])
+def test_reference_matches_official(scores, image: str, prompt: str) -> None:
+    official, ours = scores["official"][image, prompt], scores["reference"][image, prompt]
+    diff = abs(official - ours)
+    print(f"\n{image:>10} {prompt:>5}: official {official:+.8f} rewardkit {ours:+.8f} |diff| {diff:.3e}")
+    assert diff <= TOLERANCE, f"{image}/{prompt}: official {official} vs rewardkit {ours} (|diff| {diff:.3e})"
+
+
+def test_reference_parity_summary(scores) -> None:
+    diffs = {case: abs(scores["official"][case] - scores["reference"][case]) for case in scores["official"]}
+    worst = max(diffs, key=diffs.get)
+    print(
+        f"\nhpsv2 ViT-H-14 parity: max |official - rewardkit| = {diffs[worst]:.3e} at {worst} over {len(diffs)} cases"
+    )
+    assert diffs[worst] <= TOLERANCE
+
+
+def test_differentiable_close_to_reference(scores) -> None:
+    gaps = np.array(
+        [abs(scores["reference"][case] - scores["differentiable"][case]) for case in scores["reference"]]
+    )
+    print(
+        f"\nhpsv2 ViT-H-14 |reference - differentiable|: mean {gaps.mean():.3e} max {gaps.max():.3e} over {len(gaps)} cases"
+    )
+    assert gaps.max() < MODE_GAP_TOLERANCE
