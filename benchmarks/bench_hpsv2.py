@@ -27,6 +27,9 @@ torch's default size. Group ``hpsv2-16-images``:
   inside the timing, to compare with ``official_list``, which also loads the checkpoint per call.
 
 Each benchmark runs one warm-up round, then 3 timed rounds of 1 iteration (``benchmark.pedantic``).
+
+Real size: ``REWARDKIT_BENCH_ARCH=ViT-H-14 REWARDKIT_BENCH_ROUNDS=1`` runs the same four on HPS's own
+architecture (one round, no warm-up; ~10 minutes and ~12 GB on a 2-core cpu).
 """
 
 from __future__ import annotations
@@ -50,12 +53,13 @@ from rewardkit import create_reward  # noqa: E402
 from rewardkit.testing import write_hps_checkpoint  # noqa: E402
 from tests.parity.official import official_hpsv2, release_official_hpsv2  # noqa: E402
 
-ARCHITECTURE = "ViT-B-32"
+ARCHITECTURE = os.environ.get("REWARDKIT_BENCH_ARCH", "ViT-B-32")
 PROMPT = "a red fox sitting in a snowy birch forest at dawn"
 NUM_IMAGES, BATCH_SIZE = 16, 8
 SIZES = [(512, 512), (640, 360)]  # (width, height)
 AGREEMENT = 1e-4
-ROUNDS = {"rounds": 3, "iterations": 1, "warmup_rounds": 1}
+_ROUNDS = int(os.environ.get("REWARDKIT_BENCH_ROUNDS", "3"))
+ROUNDS = {"rounds": _ROUNDS, "iterations": 1, "warmup_rounds": 1 if _ROUNDS > 1 else 0}
 
 pytestmark = pytest.mark.benchmark(group="hpsv2-16-images")
 
@@ -79,7 +83,7 @@ def images() -> list[Image.Image]:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_hps_checkpoint(tmp_path_factory.mktemp("hps-b32") / "HPS_v2.1_compressed.pt", ARCHITECTURE)
+    return write_hps_checkpoint(tmp_path_factory.mktemp("hps") / "HPS_v2.1_compressed.pt", ARCHITECTURE)
 
 
 def build_reward(checkpoint: Path) -> torch.nn.Module:
