@@ -1,0 +1,471 @@
+"""Tests for rewardkit.video.io: probing and reading images, videos, GIFs and frame folders."""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from rewardkit.video import io
+from rewardkit.video.io import DecodeError, MediaInfo, media_kind, probe, read_frames, write_video
+
+NUM_FRAMES, HEIGHT, WIDTH = 16, 64, 96
+CONTAINERS = [".mp4", ".webm", ".mov", ".avi", ".mkv"]
+# Mean absolute error allowed between written and decoded frames (lossy codecs on smooth content).
+MAX_MEAN_ERROR = {".mp4": 2.0, ".webm": 4.0, ".mov": 2.0, ".avi": 4.0, ".mkv": 2.0, ".gif": 4.0}
+
+
+def make_frames(num_frames: int = NUM_FRAMES, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
+    """Smooth frames whose blue level and square position encode the frame index."""
+    yy, xx = np.mgrid[:height, :width]
+    frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
+    for t in range(num_frames):
+        frames[t, ..., 0] = xx * 255 // max(width - 1, 1)
+        frames[t, ..., 1] = yy * 255 // max(height - 1, 1)
+        frames[t, ..., 2] = 16 + t * 224 // max(num_frames - 1, 1)
+        x0 = (t * 5) % max(width - 16, 1)
+        frames[t, 8:24, x0 : x0 + 16] = 255
+    return frames
+
+
+def nearest_source(decoded: np.ndarray, source: np.ndarray) -> list[int]:
+    """For each decoded frame, the index of the most similar source frame."""
+    errors = np.abs(decoded[:, None].astype(np.int16) - source[None].astype(np.int16)).mean(axis=(2, 3, 4))
+    return errors.argmin(axis=1).tolist()
+
+
+@pytest.fixture(params=["decord", "pyav"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once through decord (skipped if absent) and once through the PyAV fallback."""
+    if request.param == "decord":
+        pytest.importorskip("decord")
+
+        def no_fallback(*args: object) -> None:
+            raise AssertionError("the decord backend silently fell back to PyAV")
+
+        monkeypatch.setattr(io, "_read_pyav", no_fallback)
+    else:
+        monkeypatch.setattr(io, "_FORCE_PYAV", True)
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One small video per container, written from make_frames()."""
+    root = tmp_path_factory.mktemp("videos")
+    paths = {}
+    for ext in [*CONTAINERS, ".gif"]:
+        paths[ext] = root / f"clip{ext}"
+        write_video(paths[ext], make_frames())
+    return paths
+
+
+def write_faststart_mp4(path: Path, frames: np.ndarray) -> None:
+    """An mp4 with its index (moov) first, so a truncated copy still declares every frame."""
+    with av.open(str(path), "w", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for array in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        container.mux(stream.encode())
+
+
+# ------------------------------------------------------------------------------------------ media_kind
+
+
+def test_media_kind_by_extension(tmp_path: Path) -> None:
+    assert media_kind("a.mp4") == "video"
+    assert media_kind("dir/A.MOV") == "video"
+    assert media_kind("clip.gif") == "video"
+    assert media_kind("x.png") == "image"
+    assert media_kind("x.JPEG") == "image"
+    assert media_kind(tmp_path / "notes.txt") is None
+    assert media_kind("no_extension") is None
+
+
+def test_media_kind_frame_folders(tmp_path: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    assert media_kind(frames) is None  # empty
+    Image.new("RGB", (4, 4)).save(frames / "0.png")
+    (frames / ".DS_Store").write_bytes(b"\0")
+    assert media_kind(frames) == "video"
+    (frames / "notes.txt").write_text("x")
+    assert media_kind(frames) is None
+    (frames / "notes.txt").unlink()
+    (frames / "sub").mkdir()
+    assert media_kind(frames) is None
+
+
+# ------------------------------------------------------------------------------------- video containers
+
+
+@pytest.mark.parametrize("ext", CONTAINERS)
+def test_probe_video(videos: dict[str, Path], ext: str, backend: str) -> None:
+    info = probe(videos[ext])
+    assert info == MediaInfo(str(videos[ext]), "video", NUM_FRAMES, HEIGHT, WIDTH)
+
+
+@pytest.mark.parametrize("ext", CONTAINERS)
+def test_read_all_frames(videos: dict[str, Path], ext: str, backend: str) -> None:
+    frames = read_frames(videos[ext])
+    source = make_frames()
+    assert frames.shape == (NUM_FRAMES, HEIGHT, WIDTH, 3) and frames.dtype == np.uint8
+    assert nearest_source(frames, source) == list(range(NUM_FRAMES))
+    assert np.abs(frames.astype(np.int16) - source).mean() < MAX_MEAN_ERROR[ext]
+
+
+@pytest.mark.parametrize("ext", [*CONTAINERS, ".gif"])
+def test_sparse_read_matches_full_read(videos: dict[str, Path], ext: str, backend: str) -> None:
+    indices = [9, 0, 15, 9, 3]  # unsorted, with a duplicate
+    full = read_frames(videos[ext])
+    sparse = read_frames(videos[ext], indices)
+    assert sparse.shape == (len(indices), HEIGHT, WIDTH, 3)
+    np.testing.assert_array_equal(sparse, full[indices])
+
+
+@pytest.mark.parametrize("ext", CONTAINERS)
+def test_decord_and_pyav_agree(videos: dict[str, Path], ext: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("decord")
+    with_decord = read_frames(videos[ext])
+    monkeypatch.setattr(io, "_FORCE_PYAV", True)
+    with_pyav = read_frames(videos[ext])
+    # Same bitstream, same FFmpeg decoder and same yuv->rgb conversion: bit-identical, not just close.
+    np.testing.assert_array_equal(with_decord, with_pyav)
+
+
+def test_pyav_decodes_only_up_to_the_last_index(
+    videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PyAV path converts only requested frames to RGB and stops after the largest index."""
+    monkeypatch.setattr(io, "_FORCE_PYAV", True)
+    decoded: list[int] = []
+    conversions: list[int] = []
+    real_open, real_reformatter = io._av_open, io.VideoReformatter
+
+    class CountingContainer:
+        def __init__(self, container: av.container.InputContainer) -> None:
+            self._container = container
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._container, name)
+
+        def __enter__(self) -> CountingContainer:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._container.close()
+
+        def decode(self, *args: object) -> Iterator[av.VideoFrame]:
+            for frame in self._container.decode(*args):
+                decoded.append(1)
+                yield frame
+
+    class CountingReformatter:
+        def __init__(self) -> None:
+            self._reformatter = real_reformatter()
+
+        def reformat(self, *args: object, **kwargs: object) -> av.VideoFrame:
+            conversions.append(1)
+            return self._reformatter.reformat(*args, **kwargs)
+
+    monkeypatch.setattr(io, "_av_open", lambda path: CountingContainer(real_open(path)))
+    monkeypatch.setattr(io, "VideoReformatter", CountingReformatter)
+    read_frames(videos[".mp4"], [5, 2, 5])
+    assert len(decoded) == 6 and len(conversions) == 2
+
+
+def test_out_of_range_index(videos: dict[str, Path], backend: str) -> None:
+    with pytest.raises(ValueError, match=r"\[16\] are out of range.*valid indices are 0\.\.15"):
+        read_frames(videos[".mp4"], [0, 16])
+    with pytest.raises(ValueError, match=r"\[-1\] are out of range"):
+        read_frames(videos[".mp4"], [-1])
+
+
+def test_empty_index_list(videos: dict[str, Path]) -> None:
+    assert read_frames(videos[".mp4"], []).shape == (0, HEIGHT, WIDTH, 3)
+
+
+def test_boolean_mask_is_rejected(videos: dict[str, Path]) -> None:
+    with pytest.raises(TypeError, match="not a boolean mask"):
+        read_frames(videos[".mp4"], [True, False])
+
+
+def test_numpy_indices(videos: dict[str, Path]) -> None:
+    frames = read_frames(videos[".mp4"], np.array([2, 4]))
+    np.testing.assert_array_equal(frames, read_frames(videos[".mp4"])[[2, 4]])
+
+
+def test_one_frame_video(tmp_path: Path, backend: str) -> None:
+    path = tmp_path / "one.mp4"
+    write_video(path, make_frames(1))
+    assert probe(path).num_frames == 1
+    assert read_frames(path).shape == (1, HEIGHT, WIDTH, 3)
+    with pytest.raises(ValueError, match=r"valid indices are 0\.\.0"):
+        read_frames(path, [1])
+
+
+def test_video_without_frames(tmp_path: Path, backend: str) -> None:
+    path = tmp_path / "empty_stream.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        container.start_encoding()  # writes the header although no frame follows
+    for call in (probe, read_frames):
+        with pytest.raises(DecodeError, match=r"empty_stream\.mp4.*contains no video frames"):
+            call(path)
+
+
+# ------------------------------------------------------------------------------------ broken video files
+
+
+def test_zero_byte_file(tmp_path: Path, backend: str) -> None:
+    path = tmp_path / "empty.mp4"
+    path.touch()
+    for call in (probe, read_frames):
+        with pytest.raises(DecodeError, match=r"empty\.mp4.*the file is empty \(0 bytes\)"):
+            call(path)
+
+
+def test_random_bytes_named_mp4(tmp_path: Path, backend: str) -> None:
+    path = tmp_path / "noise.mp4"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    for call in (probe, read_frames):
+        with pytest.raises(
+            DecodeError, match=r"noise\.mp4.*cannot open it as a video.*ffmpeg -i IN -c:v libx264"
+        ):
+            call(path)
+
+
+def test_truncated_mp4(videos: dict[str, Path], tmp_path: Path, backend: str) -> None:
+    """The first half of an mp4 written by PyAV/FFmpeg lacks the index (moov), which comes last."""
+    data = videos[".mp4"].read_bytes()
+    path = tmp_path / "half.mp4"
+    path.write_bytes(data[: len(data) // 2])
+    for call in (probe, read_frames):
+        with pytest.raises(DecodeError, match=r"half\.mp4.*truncated.*ffmpeg -i IN"):
+            call(path)
+
+
+def test_truncated_faststart_mp4(tmp_path: Path, backend: str) -> None:
+    """With the index first, the header still declares 16 frames but only some packets remain."""
+    full = tmp_path / "full.mp4"
+    write_faststart_mp4(full, make_frames())
+    data = full.read_bytes()
+    path = tmp_path / "half.mp4"
+    path.write_bytes(data[: len(data) // 2])
+    for call in (probe, read_frames):
+        with pytest.raises(
+            DecodeError, match=r"half\.mp4.*declares 16 frames but only \d+ are present.*truncated"
+        ):
+            call(path)
+
+
+def test_decord_failure_falls_back_to_pyav(videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """decord may report a length and then fail on late frames: the PyAV result is returned instead."""
+
+    class LateFailingReader:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def __len__(self) -> int:
+            return NUM_FRAMES
+
+        def get_batch(self, indices: list[int]) -> None:
+            raise RuntimeError("Error getting frame at: 15")
+
+    fake = types.SimpleNamespace(VideoReader=LateFailingReader, cpu=lambda device_id: None)
+    monkeypatch.setattr(io, "_decord", lambda: fake)
+    frames = read_frames(videos[".mp4"], [1, 15])
+    monkeypatch.setattr(io, "_FORCE_PYAV", True)
+    np.testing.assert_array_equal(frames, read_frames(videos[".mp4"], [1, 15]))
+
+
+def test_missing_decord_is_tolerated(videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(io, "_decord_module", None)
+    monkeypatch.setitem(sys.modules, "decord", None)  # makes `import decord` raise ImportError
+    assert io._decord() is None
+    assert probe(videos[".mp4"]).num_frames == NUM_FRAMES
+    assert read_frames(videos[".mp4"], [3]).shape == (1, HEIGHT, WIDTH, 3)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"gone\.mp4"):
+        probe(tmp_path / "gone.mp4")
+
+
+def test_non_media_file(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a video")
+    assert media_kind(path) is None
+    with pytest.raises(ValueError, match=r"notes\.txt.*unsupported extension '\.txt'.*Supported: videos"):
+        read_frames(path)
+
+
+# ------------------------------------------------------------------------------------------------- GIF
+
+
+def test_gif(videos: dict[str, Path]) -> None:
+    path = videos[".gif"]
+    assert probe(path) == MediaInfo(str(path), "video", NUM_FRAMES, HEIGHT, WIDTH)
+    frames = read_frames(path)
+    source = make_frames()
+    assert frames.shape == (NUM_FRAMES, HEIGHT, WIDTH, 3) and frames.dtype == np.uint8
+    assert nearest_source(frames, source) == list(range(NUM_FRAMES))
+    assert np.abs(frames.astype(np.int16) - source).mean() < MAX_MEAN_ERROR[".gif"]
+    with pytest.raises(ValueError, match=r"valid indices are 0\.\.15"):
+        read_frames(path, [16])
+
+
+def test_gif_merges_identical_consecutive_frames(tmp_path: Path) -> None:
+    """Documented Pillow behaviour of write_video(.gif): repeats become one longer frame."""
+    path = tmp_path / "static.gif"
+    write_video(path, np.repeat(make_frames(1), 4, axis=0))
+    assert probe(path).num_frames == 1
+
+
+# ---------------------------------------------------------------------------------------- frame folders
+
+
+@pytest.fixture
+def frame_folder(tmp_path: Path) -> Path:
+    """12 PNG frames named frame_1..frame_12, so that lexical order would be wrong."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(make_frames(12)):
+        Image.fromarray(frame).save(folder / f"frame_{t + 1}.png")
+    (folder / ".DS_Store").write_bytes(b"\0\1")
+    return folder
+
+
+def test_frame_folder(frame_folder: Path) -> None:
+    assert probe(frame_folder) == MediaInfo(str(frame_folder), "video", 12, HEIGHT, WIDTH)
+    np.testing.assert_array_equal(read_frames(frame_folder), make_frames(12))  # natural order, lossless
+
+
+def test_frame_folder_reads_only_selected_files(frame_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[str] = []
+    real_read_image = io._read_image
+
+    def spy(path: Path) -> np.ndarray:
+        opened.append(path.name)
+        return real_read_image(path)
+
+    monkeypatch.setattr(io, "_read_image", spy)
+    frames = read_frames(frame_folder, [10, 2, 10])
+    assert sorted(opened) == ["frame_11.png", "frame_3.png"]
+    np.testing.assert_array_equal(frames, make_frames(12)[[10, 2, 10]])
+
+
+def test_frame_folder_with_mixed_sizes(frame_folder: Path) -> None:
+    Image.new("RGB", (32, 32)).save(frame_folder / "frame_13.png")
+    with pytest.raises(
+        DecodeError, match=r"frame 'frame_13\.png' is 32x32 but 'frame_1\.png' is 96x64.*Resize"
+    ):
+        read_frames(frame_folder)
+
+
+def test_directory_that_is_not_a_frame_folder(frame_folder: Path) -> None:
+    (frame_folder / "sub").mkdir()
+    with pytest.raises(ValueError, match="not a frame folder.*no other files or subdirectories"):
+        probe(frame_folder)
+
+
+# ----------------------------------------------------------------------------------------------- images
+
+
+def test_grayscale_image(tmp_path: Path) -> None:
+    gray = np.arange(HEIGHT * WIDTH, dtype=np.uint8).reshape(HEIGHT, WIDTH)
+    Image.fromarray(gray, mode="L").save(tmp_path / "gray.png")
+    frames = read_frames(tmp_path / "gray.png")
+    assert frames.shape == (1, HEIGHT, WIDTH, 3)
+    np.testing.assert_array_equal(frames[0], np.repeat(gray[:, :, None], 3, axis=2))
+
+
+def test_rgba_image_drops_alpha(tmp_path: Path) -> None:
+    rgba = np.zeros((HEIGHT, WIDTH, 4), dtype=np.uint8)
+    rgba[..., :3] = make_frames(1)[0]
+    rgba[..., 3] = np.arange(WIDTH, dtype=np.uint8)  # alpha must not leak into the colors
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(read_frames(tmp_path / "rgba.png")[0], rgba[..., :3])
+
+
+def test_palette_image(tmp_path: Path) -> None:
+    image = Image.new("P", (WIDTH, HEIGHT))
+    image.putpalette([255, 0, 0, 0, 255, 0] + [0, 0, 0] * 254)
+    image.paste(1, (0, 0, WIDTH // 2, HEIGHT))
+    image.save(tmp_path / "palette.png")
+    frame = read_frames(tmp_path / "palette.png")[0]
+    assert frame[0, 0].tolist() == [0, 255, 0] and frame[0, -1].tolist() == [255, 0, 0]
+
+
+def test_16_bit_image_is_scaled_not_clipped(tmp_path: Path) -> None:
+    values = np.array([[0, 257 * 100, 65535]], dtype=np.uint16)
+    image = Image.fromarray(values)
+    assert image.mode == "I;16"
+    image.save(tmp_path / "deep.png")
+    frame = read_frames(tmp_path / "deep.png")[0]
+    assert frame.dtype == np.uint8
+    assert frame[0, :, 0].tolist() == [0, 100, 255]
+    assert (frame == frame[..., :1]).all()  # gray in all channels
+
+
+def test_tiny_and_large_images(tmp_path: Path) -> None:
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(tmp_path / "tiny.png")
+    assert probe(tmp_path / "tiny.png") == MediaInfo(str(tmp_path / "tiny.png"), "image", 1, 1, 1)
+    assert read_frames(tmp_path / "tiny.png").tolist() == [[[[10, 20, 30]]]]
+    Image.new("RGB", (4000, 3000), (200, 100, 50)).save(tmp_path / "large.jpg")
+    assert probe(tmp_path / "large.jpg") == MediaInfo(str(tmp_path / "large.jpg"), "image", 1, 3000, 4000)
+    frames = read_frames(tmp_path / "large.jpg")
+    assert frames.shape == (1, 3000, 4000, 3)
+    assert np.abs(frames[0, 1500, 2000].astype(int) - [200, 100, 50]).max() <= 2
+
+
+def test_image_indices(tmp_path: Path) -> None:
+    Image.new("RGB", (8, 6), (1, 2, 3)).save(tmp_path / "x.jpg")
+    assert read_frames(tmp_path / "x.jpg", [0, 0]).shape == (2, 6, 8, 3)
+    with pytest.raises(ValueError, match=r"\[1\] are out of range.*1 frame\(s\).*valid indices are 0\.\.0"):
+        read_frames(tmp_path / "x.jpg", [1])
+
+
+def test_broken_images(tmp_path: Path) -> None:
+    (tmp_path / "empty.png").touch()
+    with pytest.raises(DecodeError, match=r"empty\.png.*empty \(0 bytes\)"):
+        read_frames(tmp_path / "empty.png")
+    (tmp_path / "noise.jpg").write_bytes(np.random.default_rng(0).bytes(2048))
+    with pytest.raises(DecodeError, match=r"noise\.jpg.*Pillow cannot open it.*Re-save it as PNG"):
+        probe(tmp_path / "noise.jpg")
+    Image.fromarray(make_frames(1)[0]).save(tmp_path / "whole.png")
+    data = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    for call in (probe, read_frames):
+        with pytest.raises(DecodeError, match=r"cut\.png.*damaged.*Re-save it as PNG"):
+            call(tmp_path / "cut.png")
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def test_write_video_rejects_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"even height and width, got 63x96"):
+        write_video(tmp_path / "odd.mp4", make_frames(2)[:, :63])
+    with pytest.raises(ValueError, match=r"uint8 numpy array of shape \[T, H, W, 3\], got float32"):
+        write_video(tmp_path / "float.mp4", make_frames(2).astype(np.float32))
+    with pytest.raises(ValueError, match=r"extension must be one of"):
+        write_video(tmp_path / "clip.png", make_frames(2))
+    with pytest.raises(ValueError, match=r"fps must be a positive finite number, got 0"):
+        write_video(tmp_path / "clip.mp4", make_frames(2), fps=0)
+
+
+def test_write_video_keeps_libx264_default_gop(tmp_path: Path) -> None:
+    path = tmp_path / "long.mp4"
+    write_video(path, make_frames(40), fps=8)
+    with av.open(str(path)) as container:
+        keyframes = [packet.is_keyframe for packet in container.demux(video=0) if packet.size]
+    assert len(keyframes) == 40 and keyframes.count(True) == 1  # x264's default keyint is 250
