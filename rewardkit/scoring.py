@@ -347,7 +347,8 @@ class ResultsWriter:
         if self._writer is not None:
             self._writer.writerow(row)
         else:
-            self._handle.write(json.dumps(row, default=str) + "\n")
+            record = {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in row.items()}
+            self._handle.write(json.dumps(record, default=str) + "\n")
         self._handle.flush()
 
     def close(self, final: pd.DataFrame | None) -> None:
@@ -472,6 +473,7 @@ class _Engine:
         self.writer = writer
         self.finished = finished
         self.rows: list[dict[str, Any]] = []
+        self.failures = 0
         self.pending = [_Pending() for _ in slots]
 
     def run(self, items: Sequence[MediaItem], *, batch_size: int, workers: int | None, progress: bool) -> None:
@@ -498,7 +500,7 @@ class _Engine:
                 for decoded in loader:
                     self._accept(decoded)
                     bar.update(1)
-                    bar.set_postfix(failed=sum(row["status"] == "failed" for row in self.rows), refresh=False)
+                    bar.set_postfix(failed=self.failures, refresh=False)
                 for slot_index in range(len(self.slots)):
                     self._flush(slot_index)
         finally:
@@ -603,6 +605,7 @@ class _Engine:
     def _emit(self, row: dict[str, Any], *, status: str, score: float = math.nan, error: str = "") -> None:
         row = {column: row[column] for column in COLUMNS} | {"status": status, "score": score, "error": error}
         row["seconds"] = round(row["seconds"], 6)
+        self.failures += status == "failed"
         self.rows.append(row)
         self.writer.write(row)
 
