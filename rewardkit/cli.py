@@ -192,8 +192,10 @@ def _run_score(args: argparse.Namespace) -> int:
             weights=weights,
             progress=not args.no_progress,
         )
-    for message in sorted({str(warning.message) for warning in caught if "truncated" in str(warning.message)}):
-        print(f"warning: {message}", file=sys.stderr)
+    truncated = sorted({str(warning.message) for warning in caught if "truncated" in str(warning.message)})
+    if truncated:
+        more = f" ({len(truncated) - 1} more prompts alike; see the warning column)" if len(truncated) > 1 else ""
+        print(f"warning: {truncated[0]}{more}", file=sys.stderr)
     _print_report(results, skipped, args.out)
     return EXIT_FAILED_ROWS if (results["status"] == "failed").any() else EXIT_OK
 
