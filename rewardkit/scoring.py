@@ -489,7 +489,7 @@ class _Engine:
             shuffle=False,
             num_workers=workers,
             collate_fn=_identity,
-            prefetch_factor=4 if workers > 0 else None,
+            prefetch_factor=2 if workers > 0 else None,  # all-frame metrics hold whole videos
             persistent_workers=False,
         )
         self.batch_size = batch_size
