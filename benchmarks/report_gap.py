@@ -23,6 +23,8 @@ import torch  # noqa: E402
 from rewardkit import create_reward  # noqa: E402
 from rewardkit.scoring import collect_media  # noqa: E402
 from rewardkit.testing import (  # noqa: E402
+    TINY_OPEN_CLIP,
+    write_aesthetic_head,
     write_hps_checkpoint,
     write_open_clip_config,
     write_open_clip_safetensors,
@@ -50,17 +52,24 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="rewardkit-gap-"))
     config = write_open_clip_config(folder)
     model_dir, processor_dir = write_pickscore_folders(folder)
+    clip_weights = str(write_open_clip_safetensors(folder / "clip.safetensors", str(config)))
+    width = TINY_OPEN_CLIP["embed_dim"]
     setups = {
         "hpsv2": {"weights": str(write_hps_checkpoint(folder / "hps.pt", str(config))), "architecture": str(config)},
-        "clip": {"weights": str(write_open_clip_safetensors(folder / "clip.safetensors", str(config))), "architecture": str(config)},
+        "clip": {"weights": clip_weights, "architecture": str(config)},
         "pickscore": {"weights": str(model_dir), "processor": str(processor_dir)},
+        "aesthetic": {"weights": str(write_aesthetic_head(folder / "laion.pth", "laion", embed_dim=width)),
+                      "clip_weights": clip_weights, "architecture": str(config)},
+        "aesthetic:head=vbench": {"weights": str(write_aesthetic_head(folder / "vbench.pth", "vbench", embed_dim=width)),
+                                  "clip_weights": clip_weights, "architecture": str(config), "head": "vbench"},
     }
     frames = image_set()
     prompt = "a red circle moving from left to right on a blue background"
     print(f"{len(frames)} images\n")
     print("| reward | input mean abs diff | input max abs diff | score mean abs diff | score max abs diff | score scale |")
     print("|---|---|---|---|---|---|")
-    for name, options in setups.items():
+    for label, options in setups.items():
+        name = label.split(":")[0]
         reference = create_reward(name, mode="reference", **options)
         differentiable = create_reward(name, mode="differentiable", **options)
         input_gaps, score_gaps, scores = [], [], []
@@ -74,7 +83,7 @@ def main() -> None:
                 score_gaps.append((r - d).abs().item())
                 scores.append(abs(r.item()))
         inputs = torch.cat([gap.flatten() for gap in input_gaps])
-        print(f"| {name} | {inputs.mean():.2e} | {inputs.max():.2e} | {np.mean(score_gaps):.2e} | {np.max(score_gaps):.2e} | {np.mean(scores):.3g} |")
+        print(f"| {label} | {inputs.mean():.2e} | {inputs.max():.2e} | {np.mean(score_gaps):.2e} | {np.max(score_gaps):.2e} | {np.mean(scores):.3g} |")
 
 
 if __name__ == "__main__":

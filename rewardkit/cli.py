@@ -18,11 +18,12 @@ from pathlib import Path
 import pandas as pd
 
 import rewardkit
-from rewardkit.registry import get_reward_info, list_rewards, parse_reward_spec, validate_options
+from rewardkit.registry import WeightFile, get_reward_info, list_rewards, parse_reward_spec, validate_options
 from rewardkit.scoring import WEIGHT_FREE_REWARDS, collect_media, iter_failures, score, summarize
 from rewardkit.weights import (
     MissingWeightsError,
     WeightsMismatchError,
+    cached_weight_path,
     is_offline,
     resolve_weight_file,
     sha256_of,
@@ -120,7 +121,7 @@ def _run_list(args: argparse.Namespace) -> int:
             "modality": info.modality,
             "prompt": "yes" if info.needs_prompt else "no",
             "differentiable": "yes" if info.differentiable else "no",
-            "weights": ", ".join(f"{w.repo}/{w.filename}" for w in files) or "none (weight-free)",
+            "weights": ", ".join(w.label for w in files) or "none (weight-free)",
             "size": ", ".join(w.size_text for w in files if w.size) or "-",
             "cached": ("yes" if all(_is_cached(w) for w in files) else "no") if files else "-",
             "licence": ", ".join(sorted({w.license for w in files})) or "-",
@@ -135,11 +136,8 @@ def _run_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _is_cached(weight: object) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(weight.repo, weight.filename, revision=weight.revision)
-    return isinstance(found, str)
+def _is_cached(weight: WeightFile) -> bool:
+    return cached_weight_path(weight) is not None
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -218,7 +216,7 @@ def _print_report(results: pd.DataFrame, skipped: Sequence[str], out: str | None
 
 def _short_options(options: str) -> str:
     values = json.loads(options)
-    return ",".join(f"{key}={value}" for key, value in values.items() if key not in ("architecture", "processor")) or "-"
+    return ",".join(f"{key}={value}" for key, value in values.items() if key not in ("architecture", "processor", "clip_weights")) or "-"
 
 
 def _run_download(args: argparse.Namespace) -> int:
@@ -233,7 +231,7 @@ def _run_download(args: argparse.Namespace) -> int:
             print(f"{name}: weight-free, nothing to download")
         for weight in files:
             path = resolve_weight_file(weight, reward=name)
-            print(f"{name}: {weight.repo}/{weight.filename} -> {path} ({os.path.getsize(path):,} bytes, sha256 {sha256_of(path)})")
+            print(f"{name}: {weight.source} -> {path} ({os.path.getsize(path):,} bytes, sha256 {sha256_of(path)})")
     return EXIT_OK
 
 

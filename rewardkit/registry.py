@@ -37,6 +37,8 @@ class WeightFile:
 
     ``sha256`` is the published hash when one is pinned; when it is None the file is checked against the
     Hugging Face Hub's own LFS hash instead (the blob name in the HF cache). ``size`` is in bytes.
+    Files hosted outside the Hub set ``url``: they are downloaded from it into the rewardkit cache
+    (``REWARDKIT_CACHE``), and ``repo`` then only names the project the file comes from.
     """
 
     repo: str
@@ -46,10 +48,25 @@ class WeightFile:
     sha256: str | None = None
     revision: str | None = None
     extra_files: tuple[str, ...] = ()
+    url: str | None = None
 
     @property
     def size_text(self) -> str:
         return format_size(self.size) if self.size else "size unknown"
+
+    @property
+    def source(self) -> str:
+        """Where the file comes from: its URL, or ``repo/filename`` on the Hugging Face Hub."""
+        return self.url or f"{self.repo}/{self.filename}"
+
+    @property
+    def label(self) -> str:
+        """A short name for tables: ``repo/filename``, with the host when the file is not on the Hub."""
+        if self.url is None:
+            return f"{self.repo}/{self.filename}"
+        from urllib.parse import urlparse
+
+        return f"{self.repo}/{self.filename} ({urlparse(self.url).netloc or 'local'})"
 
 
 @dataclass(frozen=True)

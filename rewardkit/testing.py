@@ -24,6 +24,7 @@ __all__ = [
     "write_hps_checkpoint",
     "write_open_clip_safetensors",
     "write_pickscore_folders",
+    "write_aesthetic_head",
     "put_in_hf_cache",
 ]
 
@@ -162,6 +163,76 @@ def write_pickscore_folders(folder: str | os.PathLike[str], *, seed: int = 0) ->
     )
     image_processor.save_pretrained(processor_dir)
     return model_dir, processor_dir
+
+
+def write_aesthetic_head(
+    path: str | os.PathLike[str], head: str = "laion", *, embed_dim: int = 768, seed: int = 0
+) -> Path:
+    """An aesthetic head in its official layout, saved with ``torch.save`` as a flat state dict.
+
+    ``laion``: the improved predictor's MLP (``layers.{0,2,4,6,7}.{weight,bias}``, 768 -> 1024 -> 128 -> 64
+    -> 16 -> 1), its storages tagged ``cuda:0`` as in ``sac+logos+ava1-l14-linearMSE.pth`` (so loading it
+    without ``map_location`` fails on a CPU-only machine, exactly like the real file). ``vbench``: LAION's
+    ``nn.Linear(768, 1)`` (``weight``, ``bias``; saved on CPU, as ``sa_0_4_vit_l_14_linear.pth``).
+    ``embed_dim`` is the input width (768 for CLIP ViT-L/14; the tiny open_clip config's is 32).
+    """
+    import io
+    from collections import OrderedDict
+
+    torch.manual_seed(seed)
+    if head == "laion":
+        layers = torch.nn.Sequential(
+            torch.nn.Linear(embed_dim, 1024), torch.nn.Dropout(0.2),
+            torch.nn.Linear(1024, 128), torch.nn.Dropout(0.2),
+            torch.nn.Linear(128, 64), torch.nn.Dropout(0.1),
+            torch.nn.Linear(64, 16),
+            torch.nn.Linear(16, 1),
+        )
+        state_dict = OrderedDict((f"layers.{key}", value) for key, value in layers.state_dict().items())
+    elif head == "vbench":
+        state_dict = torch.nn.Linear(embed_dim, 1).state_dict()
+    else:
+        raise ValueError(f"head must be 'laion' or 'vbench', got {head!r}")
+    # Norm-preserving random weights (PyTorch's default init shrinks a 5-layer linear chain ~16x, which
+    # would make every image score alike) and a final bias of 5, so tiny scores look like real ones (~1-10).
+    with torch.no_grad():
+        for key, value in state_dict.items():
+            if key.endswith("weight"):
+                value.copy_(torch.randn_like(value) / value.shape[1] ** 0.5)
+            else:
+                value.copy_(torch.randn_like(value) * 0.1)
+        state_dict[next(reversed(state_dict))].add_(5.0)
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    data = buffer.getvalue()
+    if head == "laion":
+        data = _retag_storages(data, "cuda:0")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _retag_storages(archive: bytes, location: str) -> bytes:
+    """Rewrite the storage location recorded in a ``torch.save`` archive (``cpu`` -> e.g. ``cuda:0``), as if
+    the tensors had been saved from that device; the tensor bytes are unchanged."""
+    import io
+    import struct
+    import zipfile
+
+    old = b"X" + struct.pack("<I", 3) + b"cpu"
+    new = b"X" + struct.pack("<I", len(location)) + location.encode()
+    source = zipfile.ZipFile(io.BytesIO(archive))
+    output = io.BytesIO()
+    with zipfile.ZipFile(output, "w", zipfile.ZIP_STORED) as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name.endswith("/data.pkl"):
+                if data.count(old) != 1:
+                    raise RuntimeError("unexpected torch.save pickle layout; cannot retag the storage location")
+                data = data.replace(old, new)
+            target.writestr(name, data)
+    return output.getvalue()
 
 
 def put_in_hf_cache(cache_dir: str | os.PathLike[str], repo: str, files: dict[str, str | os.PathLike[str]]) -> None:

@@ -140,16 +140,17 @@ def resize_longest_and_pad(pixels: torch.Tensor, size: int) -> torch.Tensor:
     return F.pad(resized, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), value=0.0)
 
 
-def resize_shortest_and_center_crop(pixels: torch.Tensor, size: int) -> torch.Tensor:
-    """CLIP's eval resize on float ``[B, 3, H, W]``: shortest side to ``size`` (bicubic, antialiased; the
-    long side truncated as torchvision and transformers do), then a centre crop of ``size`` x ``size``."""
+def resize_shortest_and_center_crop(pixels: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor:
+    """CLIP's eval resize on float ``[B, 3, H, W]``: shortest side to ``size`` (bicubic, antialiased unless
+    ``antialias=False``, as VBench's tensor transform; the long side truncated as torchvision and
+    transformers do), then a centre crop of ``size`` x ``size``."""
     height, width = pixels.shape[-2:]
     if height <= width:
         new_height, new_width = size, int(size * width / height)
     else:
         new_height, new_width = int(size * height / width), size
     if (new_height, new_width) != (height, width):
-        pixels = F.interpolate(pixels, size=(new_height, new_width), mode="bicubic", antialias=True, align_corners=False)
+        pixels = F.interpolate(pixels, size=(new_height, new_width), mode="bicubic", antialias=antialias, align_corners=False)
     top = int(round((new_height - size) / 2.0))
     left = int(round((new_width - size) / 2.0))
     return pixels[..., top : top + size, left : left + size]
@@ -182,10 +183,11 @@ class LongestSidePadPreprocess(Preprocess):
 
 
 class ShortestSideCropPreprocess(Preprocess):
-    """Resize the shortest side to ``size``, centre-crop, normalise (CLIP's eval transform, in torch)."""
+    """Resize the shortest side to ``size``, centre-crop, normalise (CLIP's eval transform, in torch).
+    ``antialias=False`` is torchvision's tensor ``Resize(antialias=False)``, as VBench uses it."""
 
-    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.size, self.mean, self.std = size, tuple(mean), tuple(std)
+    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float], antialias: bool = True) -> None:
+        self.size, self.mean, self.std, self.antialias = size, tuple(mean), tuple(std), antialias
 
     def batch(self, images: torch.Tensor) -> torch.Tensor:
-        return normalize(resize_shortest_and_center_crop(images, self.size), self.mean, self.std)
+        return normalize(resize_shortest_and_center_crop(images, self.size, self.antialias), self.mean, self.std)

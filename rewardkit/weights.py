@@ -1,7 +1,9 @@
 """Find, verify and safely load the weights a scorer needs.
 
 Resolution order: an explicit path, then the Hugging Face cache (no network), then a download with a
-progress bar unless offline (``HF_HUB_OFFLINE=1``). Checkpoints are read with safetensors or
+progress bar unless offline (``HF_HUB_OFFLINE=1``). Files hosted outside the Hub (``WeightFile.url``)
+take the same order with the rewardkit cache (``REWARDKIT_CACHE``, default ``~/.cache/rewardkit``) in
+place of the Hugging Face one. Checkpoints are read with safetensors or
 ``torch.load(weights_only=True)``, so a checkpoint can never run code, and every load checks missing and
 unexpected keys.
 """
@@ -12,6 +14,8 @@ import hashlib
 import json
 import os
 import re
+import urllib.parse
+import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -23,6 +27,8 @@ __all__ = [
     "MissingWeightsError",
     "WeightsMismatchError",
     "resolve_weight_file",
+    "cached_weight_path",
+    "cache_root",
     "explicit_weights_file",
     "sha256_of",
     "load_state_dict",
@@ -56,11 +62,13 @@ def resolve_weight_file(
     reward: str,
     explicit: str | os.PathLike[str] | None = None,
     verify: bool = True,
+    option: str = "weights",
 ) -> Path:
     """Return a local path to ``weight``, downloading it if allowed; verify its sha256.
 
     ``explicit`` may name the file itself or a folder that contains ``weight.filename``.
-    Companion files (``weight.extra_files``) are fetched next to the main file.
+    Companion files (``weight.extra_files``) are fetched next to the main file. ``option`` is the
+    create_reward argument through which a user passes this file (named in the missing-weights error).
     """
     if explicit is not None:
         path = Path(explicit).expanduser()
@@ -69,11 +77,13 @@ def resolve_weight_file(
         if not path.exists():
             raise MissingWeightsError(
                 f"the weights path {str(path)!r} given for reward {reward!r} does not exist; "
-                f"it should be {weight.filename} from the Hugging Face repo {weight.repo} or a folder holding it"
+                f"it should be {weight.filename} from {_origin(weight)} or a folder holding it"
             )
         if verify and path.is_file() and weight.sha256:
             _verify_hash(path, weight.sha256, reward)
         return path
+    if weight.url is not None:
+        return _resolve_url_file(weight, reward, option)
 
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -86,12 +96,12 @@ def resolve_weight_file(
         ]
     except LocalEntryNotFoundError:
         if is_offline():
-            raise MissingWeightsError(_missing_message(weight, reward, "HF_HUB_OFFLINE is set")) from None
+            raise MissingWeightsError(_missing_message(weight, reward, "HF_HUB_OFFLINE is set", option)) from None
         try:
             paths = [Path(hf_hub_download(weight.repo, name, revision=weight.revision)) for name in filenames]
         except Exception as error:  # network errors come in many types; all mean "could not download"
             raise MissingWeightsError(
-                _missing_message(weight, reward, f"the download failed ({type(error).__name__}: {error})")
+                _missing_message(weight, reward, f"the download failed ({type(error).__name__}: {error})", option)
             ) from error
     if verify:
         expected = weight.sha256 or _hub_blob_hash(paths[0])
@@ -110,15 +120,98 @@ def explicit_weights_file(path: str | os.PathLike[str], *, reward: str) -> Path:
     return path
 
 
-def _missing_message(weight: WeightFile, reward: str, why: str) -> str:
+def cache_root() -> Path:
+    """rewardkit's own cache folder: ``REWARDKIT_CACHE``, default ``~/.cache/rewardkit``."""
+    return Path(os.environ.get("REWARDKIT_CACHE", Path.home() / ".cache" / "rewardkit")).expanduser()
+
+
+def _url_cache_path(weight: WeightFile) -> Path:
+    """Where a URL file lives in the rewardkit cache: ``downloads/<host>/<url path>``, named ``filename``."""
+    parsed = urllib.parse.urlparse(weight.url or "")
+    parts = [part for part in urllib.parse.unquote(parsed.path).split("/") if part not in ("", ".", "..")]
+    return cache_root().joinpath("downloads", parsed.netloc or parsed.scheme or "local", *parts[:-1], weight.filename)
+
+
+def cached_weight_path(weight: WeightFile) -> Path | None:
+    """The local copy of ``weight`` if it is already cached (no network), else None."""
+    if weight.url is not None:
+        path = _url_cache_path(weight)
+        return path if path.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(weight.repo, weight.filename, revision=weight.revision)
+    return Path(found) if isinstance(found, str) else None
+
+
+def _resolve_url_file(weight: WeightFile, reward: str, option: str) -> Path:
+    path = _url_cache_path(weight)
+    if not path.is_file():
+        if is_offline():
+            raise MissingWeightsError(_missing_message(weight, reward, "HF_HUB_OFFLINE is set", option))
+        try:
+            _download_url(weight, path)
+        except WeightsMismatchError:
+            raise
+        except Exception as error:  # network errors come in many types; all mean "could not download"
+            raise MissingWeightsError(
+                _missing_message(weight, reward, f"the download failed ({type(error).__name__}: {error})", option)
+            ) from error
+    if weight.sha256:
+        _verify_hash(path, weight.sha256, reward)
+    return path
+
+
+def _download_url(weight: WeightFile, path: Path) -> None:
+    """Stream ``weight.url`` into ``path`` with a progress bar; the file appears only when complete and,
+    if a hash is pinned, verified, so an interrupted or corrupt download never poses as the weights."""
+    from tqdm.auto import tqdm
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+    digest = hashlib.sha256()
+    try:
+        request = urllib.request.Request(weight.url, headers={"User-Agent": "rewardkit"})
+        with urllib.request.urlopen(request, timeout=60) as response, open(partial, "wb") as handle:
+            total = int(response.headers.get("Content-Length") or 0) or weight.size or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=weight.filename) as bar:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    handle.write(block)
+                    digest.update(block)
+                    bar.update(len(block))
+        if weight.sha256 and digest.hexdigest() != weight.sha256.lower():
+            raise WeightsMismatchError(
+                f"the file downloaded from {weight.url} has sha256 {digest.hexdigest()}, but {weight.filename} "
+                f"should have {weight.sha256}: the server sent a different or truncated file; nothing was kept"
+            )
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _origin(weight: WeightFile) -> str:
+    return weight.url if weight.url is not None else f"the Hugging Face repo {weight.repo}"
+
+
+def _missing_message(weight: WeightFile, reward: str, why: str, option: str = "weights") -> str:
+    if weight.url is not None:
+        where = f"it is not in the rewardkit cache ({_url_cache_path(weight)})"
+        fills = f"it fills the rewardkit cache; copy {cache_root()} here or point REWARDKIT_CACHE at a copy"
+    else:
+        where = "it is not in the local Hugging Face cache"
+        fills = "it fills the Hugging Face cache; copy that cache here or point HF_HOME at it"
+    if option == "weights":
+        supply = f"`--weights PATH` on the command line, or create_reward({reward!r}, weights=PATH) in Python"
+    else:
+        supply = (
+            f"`--reward {reward}:{option}=PATH` on the command line, or create_reward({reward!r}, {option}=PATH) "
+            f"in Python"
+        )
     return (
-        f"reward {reward!r} needs {weight.filename} ({weight.size_text}) from the Hugging Face repo "
-        f"{weight.repo}; it is not in the local Hugging Face cache and {why}.\n"
+        f"reward {reward!r} needs {weight.filename} ({weight.size_text}) from {_origin(weight)}; "
+        f"{where} and {why}.\n"
         f"Supply it one of two ways:\n"
-        f"  1. on a machine with internet access run `rewardkit download {reward}` "
-        f"(it fills the Hugging Face cache; copy that cache here or point HF_HOME at it), or\n"
-        f"  2. pass the file you already have: `--weights PATH` on the command line, "
-        f"or create_reward({reward!r}, weights=PATH) in Python."
+        f"  1. on a machine with internet access run `rewardkit download {reward}` ({fills}), or\n"
+        f"  2. pass the file you already have: {supply}."
     )
 
 
@@ -140,8 +233,7 @@ def _verify_hash(path: Path, expected: str, reward: str) -> None:
 
 
 def _hash_cache_path() -> Path:
-    root = Path(os.environ.get("REWARDKIT_CACHE", Path.home() / ".cache" / "rewardkit"))
-    return root / "sha256.json"
+    return cache_root() / "sha256.json"
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:

@@ -42,11 +42,29 @@ def pickscore_folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, P
 
 
 @pytest.fixture(scope="session")
-def tiny_rewards(hps_checkpoint, clip_checkpoint, pickscore_folders, tiny_clip_config):
+def aesthetic_heads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Both aesthetic heads in their official layouts, sized for the tiny open_clip backbone (embed 32)."""
+    from rewardkit.testing import TINY_OPEN_CLIP, write_aesthetic_head
+
+    folder = tmp_path_factory.mktemp("aesthetic")
+    width = TINY_OPEN_CLIP["embed_dim"]
+    return {
+        "laion": write_aesthetic_head(folder / "sac+logos+ava1-l14-linearMSE.pth", "laion", embed_dim=width),
+        "vbench": write_aesthetic_head(folder / "sa_0_4_vit_l_14_linear.pth", "vbench", embed_dim=width),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_rewards(hps_checkpoint, clip_checkpoint, pickscore_folders, tiny_clip_config, aesthetic_heads):
     """create_reward arguments for every model reward, pointing at the tiny checkpoints."""
     model_dir, processor_dir = pickscore_folders
     return {
         "hpsv2": {"weights": str(hps_checkpoint), "architecture": str(tiny_clip_config)},
         "clip": {"weights": str(clip_checkpoint), "architecture": str(tiny_clip_config)},
         "pickscore": {"weights": str(model_dir), "processor": str(processor_dir)},
+        "aesthetic": {
+            "weights": str(aesthetic_heads["laion"]),
+            "clip_weights": str(clip_checkpoint),
+            "architecture": str(tiny_clip_config),
+        },
     }

@@ -29,7 +29,7 @@ def build(tiny_rewards):
     return make
 
 
-@pytest.mark.parametrize("name", ["hpsv2", "clip", "pickscore"])
+@pytest.mark.parametrize("name", ["hpsv2", "clip", "pickscore", "aesthetic"])
 def test_gradients_reach_pixels_in_differentiable_mode(build, name):
     reward = build(name, mode="differentiable")
     pixels = images().requires_grad_(True)
@@ -141,7 +141,7 @@ def test_each_prompt_is_encoded_once(build, name):
     assert sorted(encoded) == sorted(set(PROMPTS))
 
 
-@pytest.mark.parametrize("name", ["hpsv2", "clip", "pickscore"])
+@pytest.mark.parametrize("name", ["hpsv2", "clip", "pickscore", "aesthetic"])
 @pytest.mark.parametrize("mode", ["reference", "differentiable"])
 def test_scores_do_not_depend_on_batch_size(build, name, mode):
     reward = build(name, mode=mode)

@@ -112,3 +112,54 @@ def test_hps_checkpoint_of_wrong_architecture(tmp_path, hps_checkpoint):
     # The tiny checkpoint does not fit the real ViT-B-32: a clear key/shape error, never a silent partial load.
     with pytest.raises(WeightsMismatchError, match="wrong shape|missing"):
         create_reward("hpsv2", weights=str(hps_checkpoint), architecture="ViT-B-32")
+
+
+def _url_weight(tmp_path, sha256=None):
+    source = tmp_path / "server" / "sac+logos+head.pth"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"w": torch.arange(4.0)}, source)
+    url = source.as_uri()  # file:// : urllib's own scheme, so the download path runs with no network
+    weight = WeightFile("someone/project", "sac+logos+head.pth", source.stat().st_size, "MIT",
+                        sha256=sha256 or sha256_of(source), url=url)
+    return weight, source
+
+
+def test_url_file_is_downloaded_into_the_rewardkit_cache_and_verified(tmp_path, monkeypatch, capsys):
+    from rewardkit.weights import cache_root, cached_weight_path
+
+    weight, source = _url_weight(tmp_path)
+    with pytest.raises(MissingWeightsError) as raised:  # offline (the test default): nothing is fetched
+        resolve_weight_file(weight, reward="aesthetic")
+    message = str(raised.value)
+    for expected in (weight.url, "sac+logos+head.pth", weight.size_text, "rewardkit cache", "REWARDKIT_CACHE",
+                     "rewardkit download aesthetic", "--weights PATH"):
+        assert expected in message
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    path = resolve_weight_file(weight, reward="aesthetic")
+    assert path.name == "sac+logos+head.pth" and cache_root() in path.parents
+    assert path.read_bytes() == source.read_bytes() and cached_weight_path(weight) == path
+    assert not list(path.parent.glob("*.part"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    source.unlink()  # offline and the server gone: the cached copy is used
+    assert resolve_weight_file(weight, reward="aesthetic") == path
+    path.write_bytes(b"corrupted")  # and re-verified against the pinned hash
+    with pytest.raises(WeightsMismatchError, match="sha256"):
+        resolve_weight_file(weight, reward="aesthetic")
+    path.unlink()
+
+
+def test_url_download_with_a_wrong_hash_keeps_nothing(tmp_path, monkeypatch):
+    from rewardkit.weights import cached_weight_path
+
+    weight, _ = _url_weight(tmp_path, sha256="0" * 64)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    with pytest.raises(WeightsMismatchError, match="should have 0000"):
+        resolve_weight_file(weight, reward="x")
+    assert cached_weight_path(weight) is None
+
+
+def test_url_download_failure_says_what_to_do(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    weight = WeightFile("a/b", "head.pth", 3076, "MIT", url="https://example.invalid/head.pth")
+    with pytest.raises(MissingWeightsError, match=r"(?s)download failed.*rewardkit download x.*--weights PATH"):
+        resolve_weight_file(weight, reward="x")

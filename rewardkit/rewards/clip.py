@@ -36,7 +36,14 @@ from rewardkit.weights import (
     sha256_of,
 )
 
-__all__ = ["OpenClipReward", "ClipScore", "build_open_clip"]
+__all__ = [
+    "OpenClipReward",
+    "ClipScore",
+    "build_open_clip",
+    "build_pretrained_open_clip",
+    "open_clip_image_size",
+    "open_clip_reference_transform",
+]
 
 HESSEL_PREFIX = "A photo depicts "
 
@@ -86,6 +93,45 @@ class PilTransform:
         return self.transform(Image.fromarray(frame, mode="RGB"))
 
 
+def open_clip_image_size(model: torch.nn.Module) -> int:
+    size = model.visual.image_size
+    return size[0] if isinstance(size, tuple) else size
+
+
+def open_clip_reference_transform(model: torch.nn.Module) -> PilTransform:
+    """open_clip's own eval transform for ``model`` (for OpenAI models the same steps as ``clip.load``'s
+    preprocess: PIL bicubic resize of the shortest side, centre crop, RGB, ToTensor, normalise)."""
+    config = model.visual.preprocess_cfg
+    return PilTransform(
+        open_clip.image_transform(
+            open_clip_image_size(model),
+            is_train=False,
+            mean=config["mean"],
+            std=config["std"],
+            resize_mode=config["resize_mode"],
+            interpolation=config["interpolation"],
+        )
+    )
+
+
+def build_pretrained_open_clip(
+    architecture: str, pretrained: str, weights: str | None, *, reward: str, option: str = "weights"
+) -> tuple[torch.nn.Module, Any, Path]:
+    """An open_clip model loaded strictly from ``weights`` or, when None, from open_clip's Hub file for
+    ``architecture``/``pretrained`` (resolved like every rewardkit weight). Returns model, tokenizer and path.
+
+    The activation follows open_clip's pretrained config (OpenAI models use QuickGELU)."""
+    config = {} if architecture.endswith(".json") else (open_clip.get_pretrained_cfg(architecture, pretrained) or {})
+    model, tokenizer = build_open_clip(architecture, quick_gelu=bool(config.get("quick_gelu", False)))
+    if weights is None:
+        weight_file = _clip_weight_files({"architecture": architecture, "pretrained": pretrained})[0]
+        path = resolve_weight_file(weight_file, reward=reward, option=option)
+    else:
+        path = explicit_weights_file(weights, reward=reward)
+    load_strict(model, load_state_dict(path), str(path))
+    return model, tokenizer, path
+
+
 class OpenClipReward(ImageReward):
     """Shared machinery of open_clip image-text rewards: loading, cached text features, cosine."""
 
@@ -102,7 +148,7 @@ class OpenClipReward(ImageReward):
         self.model = model.to(device=device, dtype=dtype)
         self.tokenizer = tokenizer
         self.max_prompt_tokens = tokenizer.context_length
-        self.image_size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
+        self.image_size = open_clip_image_size(model)
         self.text_features = TextFeatureCache(self._encode_text)
         self.freeze()
 
@@ -137,16 +183,7 @@ class ClipScore(OpenClipReward):
         self.form = form
         config = model.visual.preprocess_cfg
         self.torch_preprocess = ShortestSideCropPreprocess(self.image_size, config["mean"], config["std"])
-        self.reference_preprocess = PilTransform(
-            open_clip.image_transform(
-                self.image_size,
-                is_train=False,
-                mean=config["mean"],
-                std=config["std"],
-                resize_mode=config["resize_mode"],
-                interpolation=config["interpolation"],
-            )
-        )
+        self.reference_preprocess = open_clip_reference_transform(model)
 
     def text_inputs(self, prompts: Sequence[str]) -> list[str]:
         return [HESSEL_PREFIX + prompt for prompt in prompts] if self.form == "hessel" else list(prompts)
@@ -199,12 +236,7 @@ def create_clip_score(
     weights: str | None,
 ) -> ClipScore:
     """CLIP score with an open_clip model (default ViT-L-14, OpenAI weights)."""
-    config = {} if architecture.endswith(".json") else (open_clip.get_pretrained_cfg(architecture, pretrained) or {})
-    model, tokenizer = build_open_clip(architecture, quick_gelu=bool(config.get("quick_gelu", False)))
+    model, tokenizer, path = build_pretrained_open_clip(architecture, pretrained, weights, reward="clip")
     reward = ClipScore(model, tokenizer, form=form, mode=mode, device=device, dtype=dtype)
-    if weights is None:
-        path = resolve_weight_file(_clip_weight_files({"architecture": architecture, "pretrained": pretrained})[0], reward="clip")
-    else:
-        path = explicit_weights_file(weights, reward="clip")
-    reward.load_checkpoint(path, load_state_dict(path))
+    reward.weights_sha256 = sha256_of(path)
     return reward
