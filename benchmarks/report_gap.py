@@ -30,6 +30,7 @@ from rewardkit.testing import (  # noqa: E402
     write_open_clip_safetensors,
     write_pickscore_folders,
 )
+from rewardkit.testing_imagereward import write_bert_vocab, write_imagereward_checkpoint  # noqa: E402
 from rewardkit.video.io import probe, read_frames  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "videos"
@@ -62,6 +63,8 @@ def main() -> None:
                       "clip_weights": clip_weights, "architecture": str(config)},
         "aesthetic:head=vbench": {"weights": str(write_aesthetic_head(folder / "vbench.pth", "vbench", embed_dim=width)),
                                   "clip_weights": clip_weights, "architecture": str(config), "head": "vbench"},
+        "imagereward": {"weights": str(write_imagereward_checkpoint(folder / "ir").parent),
+                        "tokenizer": str(write_bert_vocab(folder / "bert"))},
     }
     frames = image_set()
     prompt = "a red circle moving from left to right on a blue background"

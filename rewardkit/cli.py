@@ -216,7 +216,7 @@ def _print_report(results: pd.DataFrame, skipped: Sequence[str], out: str | None
 
 def _short_options(options: str) -> str:
     values = json.loads(options)
-    return ",".join(f"{key}={value}" for key, value in values.items() if key not in ("architecture", "processor", "clip_weights")) or "-"
+    return ",".join(f"{key}={value}" for key, value in values.items() if key not in ("architecture", "processor", "clip_weights", "tokenizer")) or "-"
 
 
 def _run_download(args: argparse.Namespace) -> int:

@@ -1,0 +1,138 @@
+"""rewardkit's ``imagereward`` against the official ``image-reward`` 1.5 package, same random weights.
+
+What is compared. A random checkpoint in the official ``ImageReward.pt`` layout (every key of the
+official model's ``state_dict()``, ``rewardkit.testing_imagereward``) with its ``med_config.json``, and one
+bert-base-uncased-style vocabulary folder (30522 entries, so [DEC]/[ENC] get ids 30522/30523), are given to
+both sides, at two sizes:
+
+- ``tiny`` (fast): ViT width 128, 2 blocks (patch 16, 224 px, 197 tokens); BERT width 32, 2 layers, 30524
+  vocabulary rows; MLP 32 -> 1024 -> 128 -> 64 -> 16 -> 1;
+- ``real`` (marked slow): ViT-L/16 (1024 x 24) and BERT-base (768 x 12), the published architecture.
+
+For 7 PIL images (224x224, 512x512, 640x360, 300x700, 1x1, 97x31, a grayscale ``L`` image) and 3 prompts
+(4 tokens; mixed case and punctuation; 60+ tokens, truncated at 35 by both sides):
+
+- official: ``ImageReward.ImageReward(med_config).score(prompt, [pil images])`` (its list path,
+  ``inference_rank``: the package's PIL transform, tokenizer call and BLIP modules), fp32 on cpu, built and
+  loaded by ``tests/parity/official_imagereward.py`` (transformers-5 compatibility patches, offline tokenizer,
+  tiny sizes; every checkpoint key checked) and called under ``torch.no_grad()``;
+- rewardkit: ``create_reward("imagereward", weights=folder, tokenizer=vocab_folder, mode="reference")``
+  on the same pixels as one uint8 batch ``[7, 3, H, W]`` per size group (``np.asarray(image.convert("RGB"))``).
+
+Every |official - rewardkit| must be <= 1e-4; the largest is printed (``pytest -s``). Not compared: palette
+(``P``) and RGBA images, which the official code resizes before converting to RGB (Pillow resizes ``P``
+with nearest neighbour and RGBA with premultiplied alpha); rewardkit takes RGB pixels.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytestmark = pytest.mark.parity
+
+TOLERANCE = 1e-4
+PROMPTS = [
+    "a red cat",
+    "A Photo of TWO dogs, running on the beach at sunset!",
+    " ".join(["a very detailed oil painting of a red fox sitting in a snowy forest at dawn"] * 4),
+]
+SIZES = {"tiny": {}, "real": {"real": True}}
+
+
+def _pattern(width: int, height: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width].astype(np.float64)
+    x, y = xx / max(width - 1, 1), yy / max(height - 1, 1)
+    disk = ((x - 0.4) ** 2 + (y - 0.6) ** 2) < 0.08
+    image = np.stack([255 * x, 255 * y, 255 * (1 - x) * (1 - disk)], axis=-1)
+    return np.clip(image + rng.normal(0, 20, image.shape), 0, 255).astype(np.uint8)
+
+
+def _images() -> list[Image.Image]:
+    sizes = [(224, 224), (512, 512), (640, 360), (300, 700), (1, 1), (97, 31)]
+    images = [Image.fromarray(_pattern(w, h, seed)) for seed, (w, h) in enumerate(sizes)]
+    images.append(Image.fromarray(_pattern(200, 150, 9)).convert("L"))
+    return images
+
+
+@pytest.fixture(scope="module")
+def official_available() -> None:
+    for module in ("ImageReward", "clip", "pkg_resources"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"the official image-reward package needs {module!r} (uv dependency group 'parity')")
+
+
+def _files(root: Path, size: str) -> tuple[Path, Path]:
+    from rewardkit.testing_imagereward import (
+        REAL_MED_CONFIG,
+        REAL_VISION,
+        write_bert_vocab,
+        write_imagereward_checkpoint,
+    )
+
+    options = {"med_config": REAL_MED_CONFIG, "vision": REAL_VISION} if size == "real" else {}
+    write_imagereward_checkpoint(root / "model", seed=1, **options)
+    return root / "model", write_bert_vocab(root / "tokenizer")
+
+
+def _official_scores(model_dir: Path, tokenizer_dir: Path, images: list[Image.Image]) -> np.ndarray:
+    from tests.parity.official_imagereward import official_imagereward
+
+    model = official_imagereward(model_dir / "ImageReward.pt", tokenizer_dir)
+    with torch.no_grad():
+        scores = np.array([model.score(prompt, images) for prompt in PROMPTS], dtype=np.float64)
+    del model
+    gc.collect()
+    return scores
+
+
+def _rewardkit_scores(model_dir: Path, tokenizer_dir: Path, images: list[Image.Image]) -> np.ndarray:
+    from rewardkit import create_reward
+
+    reward = create_reward("imagereward", weights=str(model_dir), tokenizer=str(tokenizer_dir), mode="reference")
+    rows = []
+    with torch.no_grad():
+        for prompt in PROMPTS:
+            row = [reward(torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1)[None], [prompt]).item()
+                   for image in images]  # fmt: skip
+            rows.append(row)
+    del reward
+    gc.collect()
+    return np.array(rows, dtype=np.float64)
+
+
+@pytest.mark.parametrize(
+    "size", ["tiny", pytest.param("real", marks=pytest.mark.slow)]
+)
+def test_imagereward_equals_official_package(size, official_available, tmp_path):
+    model_dir, tokenizer_dir = _files(tmp_path, size)
+    images = _images()
+    official = _official_scores(model_dir, tokenizer_dir, images)
+    ours = _rewardkit_scores(model_dir, tokenizer_dir, images)
+    difference = np.abs(official - ours)
+    print(f"\nimagereward parity ({size}): max |official - rewardkit| = {difference.max():.3g} "
+          f"over {difference.size} pairs; score spread {official.min():.3f}..{official.max():.3f}")  # fmt: skip
+    assert official.std() > 0.05, "the random weights must make scores depend on the inputs"
+    assert difference.max() <= TOLERANCE, difference
+
+
+def test_batched_scores_equal_official_loop(official_available, tmp_path):
+    """One batched rewardkit call (4 images x 3 prompts) equals the official per-image loop."""
+    from rewardkit import create_reward
+
+    model_dir, tokenizer_dir = _files(tmp_path, "tiny")
+    images = [Image.fromarray(_pattern(320, 240, seed)) for seed in range(4)]
+    official = _official_scores(model_dir, tokenizer_dir, images)  # [prompts, images]
+    reward = create_reward("imagereward", weights=str(model_dir), tokenizer=str(tokenizer_dir))
+    pixels = torch.stack([torch.from_numpy(np.asarray(image)).permute(2, 0, 1) for image in images])
+    with torch.no_grad():
+        got = reward(pixels.repeat(len(PROMPTS), 1, 1, 1), [p for p in PROMPTS for _ in images])
+    difference = np.abs(got.view(len(PROMPTS), len(images)).double().numpy() - official)
+    assert difference.max() <= TOLERANCE, difference
