@@ -50,7 +50,7 @@ from PIL import Image  # noqa: E402
 from pytest_benchmark.fixture import BenchmarkFixture  # noqa: E402
 
 from rewardkit import create_reward  # noqa: E402
-from rewardkit.testing import write_hps_checkpoint  # noqa: E402
+from rewardkit.testing import gradient_images, write_hps_checkpoint  # noqa: E402
 from tests.parity.official import official_hpsv2, release_official_hpsv2  # noqa: E402
 
 ARCHITECTURE = os.environ.get("REWARDKIT_BENCH_ARCH", "ViT-B-32")
@@ -64,21 +64,9 @@ ROUNDS = {"rounds": _ROUNDS, "iterations": 1, "warmup_rounds": 1 if _ROUNDS > 1 
 pytestmark = pytest.mark.benchmark(group="hpsv2-16-images")
 
 
-def make_images() -> list[Image.Image]:
-    rng = np.random.default_rng(0)
-    images = []
-    for index in range(NUM_IMAGES):
-        width, height = SIZES[index % len(SIZES)]
-        yy, xx = np.mgrid[:height, :width]
-        base = np.stack([xx * 255 // width, yy * 255 // height, np.full_like(xx, 16 * index)], axis=-1)
-        noisy = base + rng.integers(-24, 25, base.shape)
-        images.append(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), mode="RGB"))
-    return images
-
-
 @pytest.fixture(scope="module")
 def images() -> list[Image.Image]:
-    return make_images()
+    return gradient_images(NUM_IMAGES, SIZES)
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,7 @@ from PIL import Image  # noqa: E402
 from pytest_benchmark.fixture import BenchmarkFixture  # noqa: E402
 
 from rewardkit import create_reward  # noqa: E402
+from rewardkit.testing import gradient_images  # noqa: E402
 from rewardkit.testing_imagereward import (  # noqa: E402
     REAL_MED_CONFIG,
     REAL_VISION,
@@ -70,21 +71,9 @@ ROUNDS = {"rounds": _ROUNDS, "iterations": 1, "warmup_rounds": 1 if _ROUNDS > 1 
 pytestmark = pytest.mark.benchmark(group=f"imagereward-16-pairs-{SIZE}")
 
 
-def make_images() -> list[Image.Image]:
-    rng = np.random.default_rng(0)
-    images = []
-    for index in range(len(PROMPTS) * IMAGES_PER_PROMPT):
-        width, height = SIZES[index % len(SIZES)]
-        yy, xx = np.mgrid[:height, :width]
-        base = np.stack([xx * 255 // width, yy * 255 // height, np.full_like(xx, 16 * index)], axis=-1)
-        noisy = base + rng.integers(-24, 25, base.shape)
-        images.append(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), mode="RGB"))
-    return images
-
-
 @pytest.fixture(scope="module")
 def images() -> list[Image.Image]:
-    return make_images()
+    return gradient_images(len(PROMPTS) * IMAGES_PER_PROMPT, SIZES)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import shutil
 import socket
 from pathlib import Path
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "write_pickscore_folders",
     "write_aesthetic_head",
     "put_in_hf_cache",
+    "pattern_image",
+    "gradient_images",
 ]
 
 class NetworkAccessError(RuntimeError):
@@ -252,3 +255,31 @@ def put_in_hf_cache(cache_dir: str | os.PathLike[str], repo: str, files: dict[st
         if link.exists() or link.is_symlink():
             link.unlink()
         link.symlink_to(os.path.relpath(blob, link.parent))
+
+
+def pattern_image(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A uint8 ``[H, W, 3]`` test image with smooth gradients, a disk and noise: real edges for the
+    resampling in preprocessing to work on (parity tests)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width].astype(np.float64)
+    x, y = xx / max(width - 1, 1), yy / max(height - 1, 1)
+    disk = ((x - 0.4) ** 2 + (y - 0.6) ** 2) < 0.08
+    image = np.stack([255 * x, 255 * y, 255 * (1 - x) * (1 - disk)], axis=-1)
+    image += rng.normal(0, 20, image.shape)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def gradient_images(count: int, sizes: list[tuple[int, int]], seed: int = 0) -> list:
+    """``count`` RGB PIL images cycling through ``sizes`` ((width, height)): gradients plus noise
+    (benchmark workloads)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for index in range(count):
+        width, height = sizes[index % len(sizes)]
+        yy, xx = np.mgrid[:height, :width]
+        base = np.stack([xx * 255 // width, yy * 255 // height, np.full_like(xx, 16 * index)], axis=-1)
+        noisy = base + rng.integers(-24, 25, base.shape)
+        images.append(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), mode="RGB"))
+    return images

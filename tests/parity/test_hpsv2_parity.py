@@ -35,6 +35,8 @@ import pytest
 import torch
 from PIL import Image
 
+from rewardkit.testing import pattern_image
+
 pytestmark = [pytest.mark.parity, pytest.mark.slow]
 
 TOLERANCE = 1e-5
@@ -51,26 +53,15 @@ LONG_PROMPT = (
 PROMPTS = {"short": SHORT_PROMPT, "long": LONG_PROMPT}
 
 
-def _pattern(width: int, height: int, seed: int) -> np.ndarray:
-    """Smooth gradients, a disk and some noise: real edges for the resampling to work on."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:height, :width].astype(np.float64)
-    x, y = xx / max(width - 1, 1), yy / max(height - 1, 1)
-    disk = ((x - 0.4) ** 2 + (y - 0.6) ** 2) < 0.08
-    image = np.stack([255 * x, 255 * y, 255 * (1 - x) * (1 - disk)], axis=-1)
-    image += rng.normal(0, 20, image.shape)
-    return np.clip(np.round(image), 0, 255).astype(np.uint8)
-
-
 def make_images() -> dict[str, Image.Image]:
     images = {
-        f"{width}x{height}": Image.fromarray(_pattern(width, height, seed), mode="RGB")
+        f"{width}x{height}": Image.fromarray(pattern_image(width, height, seed), mode="RGB")
         for seed, (width, height) in enumerate(
             [(224, 224), (512, 512), (640, 360), (300, 700), (1, 1), (97, 31)]
         )
     }
-    images["L 320x240"] = Image.fromarray(_pattern(320, 240, 10)[..., 1], mode="L")
-    images["P 256x192"] = Image.fromarray(_pattern(256, 192, 11), mode="RGB").quantize(colors=64)
+    images["L 320x240"] = Image.fromarray(pattern_image(320, 240, 10)[..., 1], mode="L")
+    images["P 256x192"] = Image.fromarray(pattern_image(256, 192, 11), mode="RGB").quantize(colors=64)
     assert images["L 320x240"].mode == "L" and images["P 256x192"].mode == "P"
     return images
 

@@ -35,6 +35,8 @@ import pytest
 import torch
 from PIL import Image
 
+from rewardkit.testing import pattern_image
+
 pytestmark = pytest.mark.parity
 
 TOLERANCE = 1e-4
@@ -46,19 +48,10 @@ PROMPTS = [
 SIZES = {"tiny": {}, "real": {"real": True}}
 
 
-def _pattern(width: int, height: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:height, :width].astype(np.float64)
-    x, y = xx / max(width - 1, 1), yy / max(height - 1, 1)
-    disk = ((x - 0.4) ** 2 + (y - 0.6) ** 2) < 0.08
-    image = np.stack([255 * x, 255 * y, 255 * (1 - x) * (1 - disk)], axis=-1)
-    return np.clip(image + rng.normal(0, 20, image.shape), 0, 255).astype(np.uint8)
-
-
 def _images() -> list[Image.Image]:
     sizes = [(224, 224), (512, 512), (640, 360), (300, 700), (1, 1), (97, 31)]
-    images = [Image.fromarray(_pattern(w, h, seed)) for seed, (w, h) in enumerate(sizes)]
-    images.append(Image.fromarray(_pattern(200, 150, 9)).convert("L"))
+    images = [Image.fromarray(pattern_image(w, h, seed)) for seed, (w, h) in enumerate(sizes)]
+    images.append(Image.fromarray(pattern_image(200, 150, 9)).convert("L"))
     return images
 
 
@@ -128,7 +121,7 @@ def test_batched_scores_equal_official_loop(official_available, tmp_path):
     from rewardkit import create_reward
 
     model_dir, tokenizer_dir = _files(tmp_path, "tiny")
-    images = [Image.fromarray(_pattern(320, 240, seed)) for seed in range(4)]
+    images = [Image.fromarray(pattern_image(320, 240, seed)) for seed in range(4)]
     official = _official_scores(model_dir, tokenizer_dir, images)  # [prompts, images]
     reward = create_reward("imagereward", weights=str(model_dir), tokenizer=str(tokenizer_dir))
     pixels = torch.stack([torch.from_numpy(np.asarray(image)).permute(2, 0, 1) for image in images])
