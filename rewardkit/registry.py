@@ -207,7 +207,13 @@ def validate_options(info: RewardInfo, options: Mapping[str, Any]) -> dict[str, 
     """Check option names against the factory and convert string values to the declared types."""
     known = info.options
     converted: dict[str, Any] = {}
+    passes_through = any(
+        parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in inspect.signature(info.factory).parameters.values()
+    )
     for key, value in options.items():
+        if key not in known and passes_through:
+            converted[key] = value  # a wrapper's **options: checked by the reward it builds
+            continue
         if key not in known:
             choices = ", ".join(sorted(known)) or "none"
             raise ValueError(

@@ -170,6 +170,11 @@ class ScorerSlot:
         return self.module.modality
 
     @property
+    def extra_columns(self) -> dict[str, str]:
+        """The reward's named outputs beyond its score, and the results column each goes to."""
+        return {name: f"{self.label}_{name}" for name in getattr(self.module, "output_names", ())}
+
+    @property
     def options_text(self) -> str:
         """The reward's options, plus how it scores videos when it is an image reward (one per run)."""
         options = {**self.options, **(self.video_options if self.modality == "image" else {})}
@@ -212,6 +217,9 @@ def build_slots(
         info = get_reward_info(name)
         module = create_reward(name, device=device, dtype=dtype, weights=weights.get(name), **options)
         resolved = {**info.defaults, **module.options}
+        inner = getattr(module, "image_reward", None)  # a wrapper (patch): its base's options count too
+        if hasattr(inner, "info"):
+            resolved = {**inner.info.defaults, **inner.options, **resolved}
         video_options = {"frames": frames, "weighting": weighting}
         if "random" in frames:
             video_options["seed"] = seed
@@ -219,7 +227,7 @@ def build_slots(
             ScorerSlot(
                 label=name,
                 module=module,
-                needs_prompt=info.needs_prompt,
+                needs_prompt=getattr(module, "needs_prompt", info.needs_prompt),
                 options=resolved,
                 video_options=video_options,
                 sampler=sampler,
@@ -309,8 +317,9 @@ class _DecodeDataset(Dataset):
 class ResultsWriter:
     """Appends rows to CSV or JSONL as they come (Parquet: to a JSONL journal, converted at the end)."""
 
-    def __init__(self, out: str | os.PathLike[str] | None) -> None:
+    def __init__(self, out: str | os.PathLike[str] | None, columns: Sequence[str] = COLUMNS) -> None:
         self.out = Path(out) if out is not None else None
+        self.columns = list(columns)
         if self.out is None:
             self.journal = None
         else:
@@ -329,7 +338,7 @@ class ResultsWriter:
         if self.journal is not None and self.journal != self.out and self.journal.exists():
             frames.append(_read_table(self.journal))
         if not frames:
-            return pd.DataFrame(columns=COLUMNS)
+            return pd.DataFrame(columns=self.columns)
         table = pd.concat(frames, ignore_index=True)
         return table.drop_duplicates(subset=["path", "reward", "options"], keep="last")
 
@@ -339,9 +348,11 @@ class ResultsWriter:
         if self._handle is None:
             self.journal.parent.mkdir(parents=True, exist_ok=True)
             new_file = not self.journal.exists() or self.journal.stat().st_size == 0
+            if self.journal.suffix == ".csv" and not new_file:
+                self._widen_csv_header()
             self._handle = open(self.journal, "a", newline="", encoding="utf-8")
             if self.journal.suffix == ".csv":
-                self._writer = csv.DictWriter(self._handle, fieldnames=COLUMNS)
+                self._writer = csv.DictWriter(self._handle, fieldnames=self.columns)
                 if new_file:
                     self._writer.writeheader()
         if self._writer is not None:
@@ -350,6 +361,18 @@ class ResultsWriter:
             record = {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in row.items()}
             self._handle.write(json.dumps(record, default=str) + "\n")
         self._handle.flush()
+
+    def _widen_csv_header(self) -> None:
+        """Rewrite an earlier CSV whose columns differ (other rewards, other outputs) with the union."""
+        with open(self.journal, newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+        if header == self.columns:
+            return
+        self.columns = header + [column for column in self.columns if column not in header]
+        earlier = _read_table(self.journal).reindex(columns=self.columns)
+        temporary = self.journal.with_name(self.journal.name + ".tmp")
+        earlier.to_csv(temporary, index=False)
+        temporary.replace(self.journal)
 
     def close(self, final: pd.DataFrame | None) -> None:
         """Close the journal; given the final table, rewrite ``out`` compacted (one row per key)."""
@@ -387,7 +410,8 @@ def _read_table(path: Path) -> pd.DataFrame:
             records.append(json.loads(line))
         except json.JSONDecodeError:
             continue
-    return pd.DataFrame(records, columns=COLUMNS)
+    table = pd.DataFrame(records)
+    return table.reindex(columns=list(dict.fromkeys([*COLUMNS, *table.columns])))
 
 
 # ---------------------------------------------------------------------------------------------- engine
@@ -439,12 +463,14 @@ def score(
     slots = build_slots(
         rewards, device=device, dtype=dtype, weights=weights or {}, frames=frames, weighting=weighting, seed=seed
     )
+    extra = [column for slot in slots for column in slot.extra_columns.values()]
+    writer.columns = list(dict.fromkeys([*COLUMNS, *done.columns, *extra]))
     finished = {(row.path, row.reward, row.options) for row in done.itertuples() if row.status in ("ok", "skipped")}
     engine = _Engine(slots, writer, finished)
     try:
         engine.run(items, batch_size=batch_size, workers=workers, progress=progress)
     finally:
-        combined = _combine(done, pd.DataFrame(engine.rows, columns=COLUMNS))
+        combined = _combine(done, pd.DataFrame(engine.rows, columns=writer.columns), writer.columns)
         writer.close(combined if out is not None else None)
     wanted = {item.path for item in items}
     return combined[combined["path"].isin(wanted)].reset_index(drop=True)
@@ -458,12 +484,12 @@ def _prompt_table(prompts: str | os.PathLike[str] | Mapping[str, str] | None) ->
     return load_prompt_table(prompts)
 
 
-def _combine(done: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+def _combine(done: pd.DataFrame, new: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """Earlier rows plus this run's, one row per (path, reward, options), the newest winning."""
     parts = [frame for frame in (done, new) if not frame.empty]
     if not parts:
-        return pd.DataFrame(columns=COLUMNS)
-    combined = pd.concat(parts, ignore_index=True)[COLUMNS]
+        return pd.DataFrame(columns=columns)
+    combined = pd.concat(parts, ignore_index=True).reindex(columns=columns)
     return combined.drop_duplicates(subset=["path", "reward", "options"], keep="last").reset_index(drop=True)
 
 
@@ -533,21 +559,54 @@ class _Engine:
                 )
             elif slot.modality == "video":
                 indices, tensors = payload
+                if slot.needs_prompt and slot.prompt_truncated(item.prompt):
+                    base["warning"] = f"prompt truncated to {slot.module.max_prompt_tokens} tokens"
                 started = time.perf_counter()
                 try:
-                    value = float(slot.module(tensors[None].to(_device_of(slot.module)))[0])
+                    outputs = self._score_video(slot, item, tensors, indices, decoded["num_frames"])
                 except (ValueError, RuntimeError) as error:
                     self._emit(base, status="failed", error=f"{type(error).__name__}: {error}")
                     continue
                 base["seconds"] += time.perf_counter() - started
-                self._emit(base, status="ok", score=value)
+                self._emit(base, status="ok", outputs=outputs)
             else:
                 indices, tensors = payload
-                if slot.prompt_truncated(item.prompt):
+                if slot.needs_prompt and slot.prompt_truncated(item.prompt):
                     base["warning"] = f"prompt truncated to {slot.module.max_prompt_tokens} tokens"
                 self.pending[slot_index].entries.append((base, tensors, indices))
                 if self.pending[slot_index].frames >= self.batch_size:
                     self._flush(slot_index)
+
+    @staticmethod
+    def _score_video(
+        slot: ScorerSlot, item: MediaItem, tensors: torch.Tensor, indices: list[int], num_frames: int
+    ) -> dict[str, float]:
+        """Run a video reward on one file's sampled frames; its own randomness is seeded per file."""
+        module = slot.module
+        rng = np.random.default_rng([slot.seed, zlib.crc32(f"{slot.label}|{item.path}|score".encode())])
+        arguments = (
+            tensors[None].to(_device_of(module)),
+            torch.tensor([indices], dtype=torch.long),
+            num_frames,
+            [item.prompt] if slot.needs_prompt else None,
+        )
+        if slot.extra_columns:
+            outputs = module.score_sampled_details(*arguments, rng=rng)
+        else:
+            outputs = {"score": module.score_sampled(*arguments, rng=rng)}
+        return {key: float(value[0]) for key, value in outputs.items()}
+
+    def _score_frames(self, slot: ScorerSlot, pixel_values: torch.Tensor, prompts: list[str] | None) -> dict[str, torch.Tensor]:
+        """Scores of preprocessed frames, ``batch_size`` at a time: the score plus any named outputs."""
+        chunks = []
+        for start in range(0, len(pixel_values), self.batch_size):
+            chunk = pixel_values[start : start + self.batch_size]
+            chunk_prompts = prompts[start : start + self.batch_size] if prompts is not None else None
+            if slot.extra_columns:
+                chunks.append(slot.module.score_preprocessed_details(chunk, chunk_prompts))
+            else:
+                chunks.append({"score": slot.module.score_preprocessed(chunk, chunk_prompts)})
+        return {key: torch.cat([chunk[key].float().cpu() for chunk in chunks]) for key in chunks[0]}
 
     def _flush(self, slot_index: int) -> None:
         pending = self.pending[slot_index]
@@ -559,10 +618,7 @@ class _Engine:
         prompts = [base["prompt"] for base, tensors, _ in entries for _ in range(len(tensors))]
         started = time.perf_counter()
         try:
-            frame_scores = torch.cat([
-                slot.module.score_preprocessed(pixel_values[start : start + self.batch_size], prompts[start : start + self.batch_size] if slot.needs_prompt else None).float().cpu()
-                for start in range(0, len(pixel_values), self.batch_size)
-            ])
+            frame_scores = self._score_frames(slot, pixel_values, prompts if slot.needs_prompt else None)
         except (ValueError, RuntimeError) as error:
             if len(entries) == 1:
                 base = entries[0][0]
@@ -576,14 +632,16 @@ class _Engine:
         offset = 0
         for base, tensors, indices in entries:
             count = len(tensors)
-            scores = frame_scores[offset : offset + count]
+            outputs = {}
+            for key, scores in frame_scores.items():
+                scores = scores[offset : offset + count]
+                if base["kind"] == "image":
+                    outputs[key] = float(scores[0])
+                else:  # every output is pooled over the sampled frames the same way as the score
+                    outputs[key] = float(slot.weighting(scores[None], torch.tensor([indices]), base["n_frames"])[0])
             offset += count
-            if base["kind"] == "image":
-                value = float(scores[0])
-            else:
-                value = float(slot.weighting(scores[None], torch.tensor([indices]), base["n_frames"])[0])
             base["seconds"] += seconds_per_frame * count
-            self._emit(base, status="ok", score=value)
+            self._emit(base, status="ok", outputs=outputs)
 
     def _row(self, item: MediaItem, slot: ScorerSlot, decoded: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -600,10 +658,14 @@ class _Engine:
             "rewardkit_version": rewardkit.__version__,
             "weights_sha256": getattr(slot.module, "weights_sha256", None) or getattr(getattr(slot.module, "image_reward", None), "weights_sha256", None) or "",
             "kind": item.kind,
+            "slot": slot,
         }
 
-    def _emit(self, row: dict[str, Any], *, status: str, score: float = math.nan, error: str = "") -> None:
-        row = {column: row[column] for column in COLUMNS} | {"status": status, "score": score, "error": error}
+    def _emit(self, row: dict[str, Any], *, status: str, outputs: Mapping[str, float] | None = None, error: str = "") -> None:
+        outputs = outputs or {}
+        extra = {column: outputs.get(name, math.nan) for name, column in row["slot"].extra_columns.items()}
+        row = {column: row.get(column, math.nan) for column in self.writer.columns} | extra
+        row |= {"status": status, "score": outputs.get("score", math.nan), "error": error}
         row["seconds"] = round(row["seconds"], 6)
         self.failures += status == "failed"
         self.rows.append(row)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 
 from rewardkit.registry import register_reward
@@ -37,8 +38,23 @@ class TemporalFlickering(torch.nn.Module):
         self.sampler = All()
         self.weights_sha256: str | None = None
 
-    def forward(self, videos: torch.Tensor, prompts: Sequence[str] | None = None) -> torch.Tensor:
-        videos = as_float_videos(videos, keep_uint8=True)
+    def forward(
+        self, videos: torch.Tensor, prompts: Sequence[str] | None = None, rng: np.random.Generator | None = None
+    ) -> torch.Tensor:
+        """Scores ``[B]`` of videos ``[B, T, 3, H, W]``; ``prompts`` and ``rng`` are unused (no prompt, no
+        randomness)."""
+        return self.score_sampled(videos, None, videos.shape[1])
+
+    def score_sampled(
+        self,
+        frames: torch.Tensor,
+        indices: torch.Tensor | None,
+        num_frames: int,
+        prompts: Sequence[str] | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> torch.Tensor:
+        """Score frames decoded by ``self.sampler``: every frame in order, so ``indices`` is not needed."""
+        videos = as_float_videos(frames, keep_uint8=True)
         # uint8 frames are used exactly as VBench reads them; float frames are scaled back to 0..255.
         pixels = videos.to(torch.float32) if videos.dtype == torch.uint8 else videos * 255.0
         if pixels.shape[1] < 2:

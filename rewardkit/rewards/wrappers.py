@@ -10,17 +10,19 @@ and ``TemporalAttenuation(1.0)`` this is InstructVideo's segmental, temporally a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 
+from rewardkit.registry import WeightFile, create_reward, get_reward_info, register_reward
 from rewardkit.rewards.base import ImageReward
-from rewardkit.transforms import as_float_videos, check_prompts
+from rewardkit.transforms import Preprocess, as_float_images, as_float_videos, check_prompts, to_uint8_hwc
 from rewardkit.video.sampling import FrameSampler, Segmental
 from rewardkit.video.weighting import FrameWeighting, TemporalAttenuation
 
-__all__ = ["VideoReward"]
+__all__ = ["VideoReward", "PatchReward", "PatchScores", "PatchPreprocess", "patch_boxes", "parse_grid"]
 
 
 class VideoReward(torch.nn.Module):
@@ -75,3 +77,182 @@ class VideoReward(torch.nn.Module):
         indices = self.frame_indices(num_frames, batch, rng)
         frames = torch.stack([video[index] for video, index in zip(videos, indices.to(videos.device), strict=True)])
         return self.score_sampled(frames, indices, num_frames, prompts)
+
+
+# ------------------------------------------------------------------------------------------ patch level
+
+
+def patch_boxes(height: int, width: int, grid: tuple[int, int], overlap: float = 0.0) -> list[tuple[int, int, int, int]]:
+    """Crops ``(top, left, bottom, right)`` of a ``grid = (rows, cols)`` of patches, row by row.
+
+    Along an axis of length L with g patches and overlap o (a fraction of the patch size), each patch is
+    ``L / (g - (g - 1) * o)`` long and starts ``(1 - o)`` patch lengths after the previous one, so the
+    patches cover the axis exactly; edges are rounded to whole pixels. ``o = 0`` tiles the image.
+    """
+    rows, cols = grid
+    if rows < 1 or cols < 1:
+        raise ValueError(f"a patch grid needs at least 1x1 patches, got {rows}x{cols}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"patch overlap is a fraction of the patch size in [0, 1), got {overlap}")
+
+    def spans(length: int, count: int) -> list[tuple[int, int]]:
+        size = length / (count - (count - 1) * overlap)
+        stride = size * (1.0 - overlap)
+        edges = [(round(index * stride), min(length, round(index * stride + size))) for index in range(count)]
+        if min(end - start for start, end in edges) < 2:
+            raise ValueError(
+                f"a {length}-pixel side cannot be cut into {count} patches of at least 2 pixels; "
+                f"use a coarser grid or larger frames"
+            )
+        return edges
+
+    return [(top, left, bottom, right) for top, bottom in spans(height, rows) for left, right in spans(width, cols)]
+
+
+class PatchPreprocess(Preprocess):
+    """Cut a frame into grid patches and preprocess each with the base reward's step: ``[P, 3, S, S]``
+    per frame (``[B, P, 3, S, S]`` for a batch), patches row by row. Picklable (DataLoader workers)."""
+
+    def __init__(self, base: Callable[[np.ndarray], torch.Tensor], grid: tuple[int, int], overlap: float) -> None:
+        self.base, self.grid, self.overlap = base, grid, overlap
+
+    def __call__(self, frame: np.ndarray) -> torch.Tensor:
+        boxes = patch_boxes(frame.shape[0], frame.shape[1], self.grid, self.overlap)
+        return torch.stack([self.base(np.ascontiguousarray(frame[top:bottom, left:right])) for top, left, bottom, right in boxes])
+
+    def batch(self, images: torch.Tensor) -> torch.Tensor:
+        boxes = patch_boxes(images.shape[-2], images.shape[-1], self.grid, self.overlap)
+        return torch.stack([self.base.batch(images[..., top:bottom, left:right]) for top, left, bottom, right in boxes], dim=1)
+
+
+class PatchScores(NamedTuple):
+    """Per-patch scores ``[B, rows, cols]`` (``[B, T, rows, cols]`` for videos) and their pooled score
+    ``[B]`` (``[B, T]``)."""
+
+    patches: torch.Tensor
+    pooled: torch.Tensor
+
+
+class PatchReward(ImageReward):
+    """An image reward applied to local crops (HALO's patch-level reward, arXiv:2502.06812, built from any
+    image reward rather than HALO's distilled patch model).
+
+    ``patches(images, prompts)`` gives per-patch scores and the pooled score; ``forward`` returns the
+    pooled score ``[B]`` so the patch reward also works wherever an image reward does (``VideoReward``,
+    the scoring engine). Every patch is scored against the whole prompt. ``pooling``: ``mean`` of the
+    patches, or ``min`` (the worst region decides). Gradients reach the pixels in ``differentiable`` mode.
+    """
+
+    def __init__(
+        self,
+        image_reward: ImageReward,
+        grid: tuple[int, int] = (3, 3),
+        overlap: float = 0.0,
+        pooling: Literal["mean", "min"] = "mean",
+    ) -> None:
+        super().__init__(image_reward.mode, image_reward.dtype)
+        if getattr(image_reward, "modality", "image") != "image":
+            raise ValueError(f"PatchReward wraps image rewards; {image_reward.name!r} scores videos")
+        if pooling not in ("mean", "min"):
+            raise ValueError(f"pooling must be 'mean' or 'min', got {pooling!r}")
+        patch_boxes(64, 64, grid, overlap)  # check grid and overlap now, not at the first frame
+        self.image_reward = image_reward
+        self.grid, self.overlap, self.pooling = tuple(grid), overlap, pooling
+        self.needs_prompt = image_reward.needs_prompt
+        self.max_prompt_tokens = image_reward.max_prompt_tokens
+        self.weights_sha256 = image_reward.weights_sha256
+        self.reference_preprocess = PatchPreprocess(image_reward.reference_preprocess, self.grid, overlap)
+        self.torch_preprocess = PatchPreprocess(image_reward.torch_preprocess, self.grid, overlap)
+        self.output_names = tuple(f"{row}_{col}" for row in range(self.grid[0]) for col in range(self.grid[1]))
+
+    def prompt_token_count(self, prompt: str) -> int:
+        return self.image_reward.prompt_token_count(prompt)
+
+    def _pool(self, patches: torch.Tensor) -> torch.Tensor:
+        flat = patches.flatten(-2)
+        return flat.mean(-1) if self.pooling == "mean" else flat.amin(-1)
+
+    def score_patches_preprocessed(self, pixel_values: torch.Tensor, prompts: Sequence[str] | None) -> torch.Tensor:
+        """Per-patch scores ``[B, rows, cols]`` of preprocessed patches ``[B, P, 3, S, S]``."""
+        batch, count = pixel_values.shape[:2]
+        patch_prompts = None if prompts is None else [prompt for prompt in prompts for _ in range(count)]
+        scores = self.image_reward.score_preprocessed(pixel_values.flatten(0, 1), patch_prompts)
+        return scores.view(batch, *self.grid)
+
+    def score_preprocessed(self, pixel_values: torch.Tensor, prompts: Sequence[str] | None) -> torch.Tensor:
+        return self._pool(self.score_patches_preprocessed(pixel_values, prompts))
+
+    def score_preprocessed_details(self, pixel_values: torch.Tensor, prompts: Sequence[str] | None) -> dict[str, torch.Tensor]:
+        """The pooled ``score`` and one entry per patch, named ``row_col``."""
+        patches = self.score_patches_preprocessed(pixel_values, prompts)
+        flat = patches.flatten(1)
+        return {"score": self._pool(patches)} | {name: flat[:, index] for index, name in enumerate(self.output_names)}
+
+    def patches(self, pixels: torch.Tensor, prompts: Sequence[str] | str | None = None) -> PatchScores:
+        """Per-patch and pooled scores of images ``[B, 3, H, W]`` or of every frame of videos
+        ``[B, T, 3, H, W]`` (a video's prompt applies to all its frames)."""
+        if pixels.dim() == 5:
+            batch, frames = pixels.shape[:2]
+            prompts = check_prompts(prompts, batch, self.name, self.needs_prompt)
+            frame_prompts = None if prompts is None else [prompt for prompt in prompts for _ in range(frames)]
+            result = self.patches(pixels.flatten(0, 1), frame_prompts)
+            return PatchScores(result.patches.view(batch, frames, *self.grid), result.pooled.view(batch, frames))
+        images = as_float_images(pixels, keep_uint8=self.mode == "reference")
+        prompts = check_prompts(prompts, images.shape[0], self.name, self.needs_prompt)
+        if self.mode == "reference":
+            pixel_values = torch.stack([self.preprocessor(to_uint8_hwc(image)) for image in images])
+        else:
+            pixel_values = self.torch_preprocess.batch(images)
+        patches = self.score_patches_preprocessed(pixel_values, prompts)
+        return PatchScores(patches, self._pool(patches))
+
+
+def parse_grid(grid: str | Sequence[int]) -> tuple[int, int]:
+    """``"3x3"`` (or ``"3"``, or ``(3, 3)``) -> ``(rows, cols)``."""
+    if not isinstance(grid, str):
+        rows, cols = grid
+        return int(rows), int(cols)
+    parts = grid.lower().replace("*", "x").split("x")
+    try:
+        if len(parts) == 1:
+            return int(parts[0]), int(parts[0])
+        if len(parts) == 2:
+            return int(parts[0]), int(parts[1])
+    except ValueError:
+        pass
+    raise ValueError(f"cannot read patch grid {grid!r}; write ROWSxCOLS, e.g. 3x3 or 2x4")
+
+
+def _patch_weight_files(options: Mapping[str, Any]) -> list[WeightFile]:
+    base_info = get_reward_info(options["base"])
+    return base_info.weight_files({key: value for key, value in options.items() if key in base_info.options})
+
+
+@register_reward(
+    "patch",
+    modality="image",
+    needs_prompt=True,
+    differentiable=True,
+    description="an image reward on a grid of local crops (HALO patch-level reward); prompt if its base needs one",
+    weights=_patch_weight_files,
+    paper="arXiv:2502.06812",
+)
+def create_patch_reward(
+    *,
+    base: str = "hpsv2",
+    grid: str = "3x3",
+    overlap: float = 0.0,
+    pooling: Literal["mean", "min"] = "mean",
+    mode: Literal["reference", "differentiable"] = "reference",
+    device: torch.device,
+    dtype: torch.dtype,
+    weights: str | None,
+    **base_options: Any,
+) -> PatchReward:
+    """``base`` (an image reward) scored on each patch of a ``grid``; the per-patch scores go to the
+    results as columns ``patch_ROW_COL``. Any other option is the base reward's (``version=v2.0``)."""
+    info = get_reward_info(base)
+    if info.modality != "image" or base == "patch":
+        raise ValueError(f"patch needs an image reward as base, got {base!r} ({info.modality}); e.g. base=hpsv2")
+    image_reward = create_reward(base, device=device, dtype=dtype, weights=weights, mode=mode, **base_options)
+    return PatchReward(image_reward, parse_grid(grid), overlap, pooling)
