@@ -1,4 +1,5 @@
-"""The ``rewardkit`` command: ``list``, ``score``, ``download`` and ``env``.
+"""The ``rewardkit`` command: ``list``, ``score``, ``download``, ``eval``, ``leaderboard``, ``regress`` and
+``env``.
 
 Exit codes: 0 success; 1 some rows failed (the rest were scored); 2 usage or setup error (bad arguments,
 unknown reward or option, missing weights); 130 interrupted (finished rows are kept; rerun to resume).
@@ -18,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 import rewardkit
+from rewardkit.eval.cli import add_commands as add_eval_commands
 from rewardkit.registry import WeightFile, get_reward_info, list_rewards, parse_reward_spec, validate_options
 from rewardkit.scoring import WEIGHT_FREE_REWARDS, collect_media, iter_failures, score, summarize
 from rewardkit.weights import (
@@ -100,6 +102,19 @@ def _parser() -> argparse.ArgumentParser:
     download = commands.add_parser("download", help="fetch a reward's weights into the Hugging Face cache")
     download.add_argument("rewards", nargs="+", metavar="NAME[:key=value,...]")
     download.set_defaults(run=_run_download)
+
+    add_eval_commands(commands)
+
+    tuning = commands.add_parser(
+        "finetune",
+        help="fine-tune a text-to-video model against rewards (LoRA, reward backprop)",
+        description="Run a fine-tuning recipe (finetune/*.toml). Exit 1 when a NaN/inf loss stopped the run.",
+    )
+    tuning.add_argument("recipe", nargs="?", metavar="RECIPE.toml", help="recipe; optional with --resume (the run's config.toml is used)")
+    tuning.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE",
+                        help="override a recipe value (repeatable), e.g. --set train.max_steps=100")
+    tuning.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    tuning.set_defaults(run=_run_finetune)
 
     env = commands.add_parser("env", help="versions, devices and caches, for bug reports")
     env.set_defaults(run=_run_env)
@@ -232,6 +247,20 @@ def _run_download(args: argparse.Namespace) -> int:
         for weight in files:
             path = resolve_weight_file(weight, reward=name)
             print(f"{name}: {weight.source} -> {path} ({os.path.getsize(path):,} bytes, sha256 {sha256_of(path)})")
+    return EXIT_OK
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from rewardkit.finetune import NonFiniteLossError, finetune
+
+    if args.recipe is None and args.resume is None:
+        raise UsageError("give a recipe (e.g. finetune/smoke-tiny.toml) or --resume RUN_DIR")
+    try:
+        run_dir = finetune(args.recipe, overrides=args.overrides, resume=args.resume)
+    except NonFiniteLossError as error:
+        print(f"rewardkit finetune: {error}", file=sys.stderr)
+        return EXIT_FAILED_ROWS
+    print(f"run: {run_dir} (LoRA: {run_dir}/lora, metrics: {run_dir}/metrics.csv)")
     return EXIT_OK
 
 

@@ -283,3 +283,19 @@ def gradient_images(count: int, sizes: list[tuple[int, int]], seed: int = 0) -> 
         noisy = base + rng.integers(-24, 25, base.shape)
         images.append(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), mode="RGB"))
     return images
+
+
+def write_tiny_hps(folder: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """The tiny HPS checkpoint and its open_clip config, seeded (the same bytes on every run): what CI's
+    regression check scores the examples with. Returns ``(checkpoint, config)``."""
+    config = write_open_clip_config(folder)
+    return write_hps_checkpoint(Path(folder) / "HPS_v2.1_compressed.pt", str(config)), config
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "tiny-hps":
+        sys.exit("usage: python -m rewardkit.testing tiny-hps FOLDER")
+    checkpoint, config = write_tiny_hps(sys.argv[2])
+    print(f"--weights hpsv2={checkpoint} --set hpsv2.architecture={config}")

@@ -1,0 +1,165 @@
+"""The ``eval``, ``leaderboard`` and ``regress`` subcommands of ``rewardkit``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_commands"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register ``eval``, ``leaderboard`` and ``regress`` on the main parser's subcommands."""
+    evaluation = commands.add_parser(
+        "eval", help="score a folder of videos on a suite's dimensions (VBench-style totals)",
+        description="Score videos on every dimension of a suite (a TOML file such as eval/quick.toml); writes "
+        "videos.csv, dimensions.csv and summary.json to the run directory. Rerun to resume.",
+    )
+    evaluation.add_argument("suite", metavar="SUITE", help="suite TOML file, e.g. eval/quick.toml")
+    evaluation.add_argument("--videos", action="append", required=True, metavar="DIR", help="videos (repeatable)")
+    evaluation.add_argument("--model-name", help="the model's name in the run and on leaderboards (default: the folder's name)")
+    evaluation.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/SUITE-MODEL)")
+    evaluation.add_argument("--prompts", metavar="FILE", help="CSV (path,prompt) or JSONL mapping videos to prompts")
+    evaluation.add_argument("--dimensions", metavar="A,B", help="only these dimensions of the suite")
+    evaluation.add_argument("--weights", action="append", default=[], metavar="NAME=PATH", help="local weights for a reward")
+    evaluation.add_argument("--set", action="append", default=[], metavar="DIM.KEY=VALUE", help="extra reward option for a dimension")
+    evaluation.add_argument("--device", default=None, help="default: this process's GPU if any, else cpu")
+    evaluation.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    evaluation.add_argument("--batch-size", type=int, default=8)
+    evaluation.add_argument("--workers", type=int, default=None, help="decoding worker processes")
+    evaluation.add_argument("--no-progress", action="store_true")
+    evaluation.set_defaults(run=_run_eval)
+
+    board = commands.add_parser("leaderboard", help="add eval runs to leaderboards and render them")
+    actions = board.add_subparsers(dest="action", metavar="ACTION", required=True)
+    adding = actions.add_parser("add", help="append a run's model to leaderboards/SUITE.csv")
+    adding.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    adding.add_argument("--dir", default="leaderboards", help="leaderboard folder (default leaderboards)")
+    adding.add_argument("--model", help="name on the board (default: the run's model name)")
+    adding.set_defaults(run=_run_leaderboard_add)
+    rendering = actions.add_parser("render", help="write Markdown, PNG and HTML for leaderboards")
+    rendering.add_argument("boards", nargs="*", metavar="BOARD.csv", help="default: every CSV in --dir")
+    rendering.add_argument("--dir", default="leaderboards", help="leaderboard folder (default leaderboards)")
+    rendering.add_argument("--out", metavar="DIR", help="write here instead of next to each CSV")
+    rendering.set_defaults(run=_run_leaderboard_render)
+
+    regress = commands.add_parser(
+        "regress", help="fail when scores drop against a baseline (for CI)",
+        description="Compare per-metric means (and per-file scores with a paired t-test) of RESULTS against a "
+        "baseline; exit 1 with a Markdown report on regression.",
+    )
+    regress.add_argument("results", metavar="RESULTS", help="eval run directory or rewardkit score results file")
+    regress.add_argument("--baseline", required=True, metavar="FILE", help="baseline CSV (write one with --update)")
+    regress.add_argument("--tol", action="append", default=[], metavar="METRIC=ABS", help="absolute tolerance for a metric")
+    regress.add_argument("--default-tol", type=float, default=None, help="tolerance of the other metrics (default 1e-3)")
+    regress.add_argument("--alpha", type=float, default=0.05, help="significance level of the paired test (default 0.05)")
+    regress.add_argument("--report", metavar="FILE", help="also write the Markdown report here")
+    regress.add_argument("--update", action="store_true", help="write RESULTS as the new baseline instead of comparing")
+    regress.set_defaults(run=_run_regress)
+
+
+def _key_values(items: list[str], what: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise ValueError(f"cannot read {what} {item!r}; write KEY=VALUE")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from rewardkit.eval.harness import evaluate
+
+    options: dict[str, dict[str, str]] = {}
+    for key, value in _key_values(args.set, "--set").items():
+        dimension, dot, option = key.partition(".")
+        if not dot:
+            raise ValueError(f"cannot read --set {key}={value}; write DIMENSION.OPTION=VALUE, e.g. hpsv2.version=v2.0")
+        options.setdefault(dimension, {})[option] = value
+    run = evaluate(
+        args.suite,
+        args.videos,
+        model_name=args.model_name,
+        out=args.out,
+        prompts=args.prompts,
+        dimensions=[name.strip() for name in args.dimensions.split(",")] if args.dimensions else None,
+        weights=_key_values(args.weights, "--weights"),
+        options=options,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    if run.dimensions.empty:  # a non-main process of a multi-process run
+        return EXIT_OK
+    print(run.dimensions.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
+    for key in ("quality", "semantic", "total"):
+        if run.summary.get(key) is not None:
+            print(f"VBench {key}: {100 * run.summary[key]:.2f}%")
+    short = run.summary["coverage"].get("short", {})
+    if short:
+        print(f"warning: {len(short)} prompt(s) of the suite have fewer videos than the suite expects"
+              f", e.g. {next(iter(short))!r}", file=sys.stderr)
+    print(f"run written to {run.path}")
+    failed = int(run.dimensions["failed"].sum())
+    if failed:
+        print(f"{failed} row(s) failed; see the error column of {run.path / 'videos.csv'}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _run_leaderboard_add(args: argparse.Namespace) -> int:
+    from rewardkit.eval.leaderboard import add_run
+
+    for run in args.runs:
+        print(f"added {run} to {add_run(run, args.dir, model=args.model)}")
+    return EXIT_OK
+
+
+def _run_leaderboard_render(args: argparse.Namespace) -> int:
+    from rewardkit.eval.leaderboard import render
+
+    boards = [Path(board) for board in args.boards] or sorted(Path(args.dir).glob("*.csv"))
+    if not boards:
+        raise ValueError(f"no leaderboard CSV in {args.dir!r}; add one with `rewardkit leaderboard add RUN`")
+    for board in boards:
+        paths = render(board, args.out)
+        print(f"{board}: " + ", ".join(str(path) for path in paths.values()))
+    return EXIT_OK
+
+
+def _run_regress(args: argparse.Namespace) -> int:
+    from rewardkit.eval.regress import (
+        DEFAULT_TOLERANCE,
+        compare,
+        load_scores,
+        markdown_report,
+        write_baseline,
+    )
+
+    if args.update:
+        print(f"baseline written to {write_baseline(args.results, args.baseline)}")
+        return EXIT_OK
+    tolerances = {}
+    for metric, value in _key_values(args.tol, "--tol").items():
+        try:
+            tolerances[metric] = float(value)
+        except ValueError:
+            raise ValueError(f"--tol {metric}={value}: the tolerance must be a number") from None
+    comparisons = compare(
+        load_scores(args.results),
+        load_scores(args.baseline),
+        tolerances=tolerances,
+        default_tolerance=DEFAULT_TOLERANCE if args.default_tol is None else args.default_tol,
+        alpha=args.alpha,
+    )
+    report = markdown_report(comparisons, results=args.results, baseline=args.baseline, alpha=args.alpha)
+    print(report, end="")
+    if args.report:
+        Path(args.report).write_text(report, encoding="utf-8")
+    return EXIT_FAILED if any(item.failed for item in comparisons) else EXIT_OK
+

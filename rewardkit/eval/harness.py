@@ -1,0 +1,239 @@
+"""``rewardkit eval``: score a folder of videos on a suite's dimensions and aggregate them VBench's way.
+
+Each dimension runs through the scoring engine (``rewardkit.scoring.score``) into its own results file in
+the run directory, so an interrupted run resumes per dimension and per video. Under ``accelerate
+launch`` each process takes every N-th video and its own device; the main process merges the shards.
+Random frame sampling is seeded per file, so the per-video scores, and hence every aggregate, do not
+depend on the number of processes or DataLoader workers.
+
+A run directory holds ``videos.csv`` (one row per video and dimension), ``dimensions.csv`` (per-dimension
+aggregates, VBench-normalised where the dimension is VBench's), ``summary.json`` (totals, coverage,
+settings) and ``dimensions/*.csv`` (the engine's resumable results).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import rewardkit
+from rewardkit.eval.suite import Suite, load_suite
+from rewardkit.eval.vbench import QUALITY, SEMANTIC, normalize, vbench_totals
+from rewardkit.scoring import collect_media, find_prompt, load_prompt_table, score
+
+__all__ = ["EvalRun", "evaluate", "aggregate", "load_run"]
+
+
+@dataclass
+class EvalRun:
+    """What ``evaluate`` returns (and ``load_run`` reads back): per-video rows, per-dimension
+    aggregates and the summary (totals, coverage, settings)."""
+
+    videos: pd.DataFrame
+    dimensions: pd.DataFrame
+    summary: dict[str, Any]
+    path: Path | None = None
+
+
+def _shard() -> tuple[int, int, Callable[[], None]]:
+    """(rank, world size, barrier) under ``accelerate launch`` / torchrun, else (0, 1, no-op)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, lambda: None
+    try:
+        from accelerate import PartialState
+    except ModuleNotFoundError:
+        raise ValueError("a multi-process eval needs accelerate: pip install 'rewardkit[train]'") from None
+    state = PartialState()
+    return state.process_index, state.num_processes, state.wait_for_everyone
+
+
+def _device(device: str | None) -> str:
+    if device is not None:
+        return device
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+
+
+def evaluate(
+    suite: str | os.PathLike[str] | Suite,
+    videos: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    model_name: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    prompts: str | os.PathLike[str] | None = None,
+    dimensions: Sequence[str] | None = None,
+    weights: Mapping[str, str] | None = None,
+    options: Mapping[str, Mapping[str, str]] | None = None,
+    device: str | None = None,
+    dtype: str = "fp32",
+    batch_size: int = 8,
+    workers: int | None = None,
+    progress: bool = True,
+) -> EvalRun:
+    """Score ``videos`` on every dimension of ``suite`` and aggregate.
+
+    ``weights`` maps a reward name to a weights path; ``options`` maps a dimension name to extra reward
+    options (``{"hpsv2": {"version": "v2.0"}}``). ``out`` is the run directory (default
+    ``runs/SUITE-MODEL``); rerunning with the same ``out`` resumes.
+    """
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    if dimensions:
+        suite = suite.select(list(dimensions))
+    for name in options or {}:
+        suite.select([name])  # unknown dimension names are an error before anything is scored
+    model_name = model_name or Path(videos if isinstance(videos, (str, os.PathLike)) else videos[0]).resolve().name
+    run_dir = Path(out) if out is not None else Path("runs") / f"{suite.name}-{model_name}"
+    rank, world, barrier = _shard()
+    paths = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
+    media, _ = collect_media(paths)
+    table = load_prompt_table(prompts) if prompts is not None else {}
+    mine = media[rank::world]
+    parts = []
+    for dimension in suite.dimensions:
+        spec = dimension.reward
+        extra = dict((options or {}).get(dimension.name, {}))
+        if extra:
+            separator = "," if ":" in spec else ":"
+            spec += separator + ",".join(f"{key}={value}" for key, value in extra.items())
+        shard_name = f"{dimension.name}.csv" if world == 1 else f"{dimension.name}.rank{rank}.csv"
+        result = score(
+            mine,
+            [spec],
+            prompts=table or None,
+            frames=dimension.frames,
+            weighting=dimension.weighting,
+            batch_size=batch_size,
+            device=_device(device),
+            dtype=dtype,
+            seed=suite.seed,
+            out=run_dir / "dimensions" / shard_name,
+            workers=workers,
+            weights=weights,
+            progress=progress,
+        )
+        parts.append(result.assign(dimension=dimension.name))
+    if world > 1:
+        barrier()
+        if rank != 0:
+            return EvalRun(pd.concat(parts, ignore_index=True), pd.DataFrame(), {}, run_dir)
+        parts = [_merge_shards(run_dir, dimension.name, world) for dimension in suite.dimensions]
+    per_video = pd.concat(parts, ignore_index=True)
+    prompt_of = {path: find_prompt(path, table) for path in media}
+    run = aggregate(suite, per_video, model_name=model_name, prompt_of=prompt_of)
+    run.summary |= {"settings": {"dtype": dtype, "batch_size": batch_size, "processes": world}}
+    _write_run(run, run_dir)
+    return run
+
+
+def _merge_shards(run_dir: Path, name: str, world: int) -> pd.DataFrame:
+    frames = [pd.read_csv(run_dir / "dimensions" / f"{name}.rank{rank}.csv", keep_default_na=False, na_values=[""]) for rank in range(world)]
+    merged = pd.concat(frames, ignore_index=True).sort_values("path", kind="stable").reset_index(drop=True)
+    merged.to_csv(run_dir / "dimensions" / f"{name}.csv", index=False)
+    return merged.assign(dimension=name)
+
+
+def aggregate(
+    suite: Suite, per_video: pd.DataFrame, *, model_name: str, prompt_of: Mapping[str, str | None] | None = None
+) -> EvalRun:
+    """Per-dimension aggregates, VBench normalisation and totals, and prompt coverage."""
+    rows = []
+    for dimension in suite.dimensions:
+        group = per_video[per_video["dimension"] == dimension.name]
+        ok = group[group["status"] == "ok"]
+        scores = ok["score"].astype(float)
+        if dimension.aggregate == "frame_pairs" and len(ok):
+            pairs = (ok["n_frames"].astype(float) - 1).clip(lower=0)
+            value = float((scores * pairs).sum() / pairs.sum()) if pairs.sum() > 0 else math.nan
+        else:
+            value = float(scores.mean()) if len(ok) else math.nan
+        vbench_group = "quality" if dimension.name in QUALITY else "semantic" if dimension.name in SEMANTIC else ""
+        rows.append({
+            "dimension": dimension.name,
+            "reward": dimension.reward,
+            "score": value,
+            "normalized": normalize(dimension.name, value) if dimension.vbench and not math.isnan(value) else math.nan,
+            "vbench_group": vbench_group if dimension.vbench else "",
+            "n": len(ok),
+            "std": float(scores.std(ddof=1)) if len(ok) > 1 else math.nan,
+            "failed": int((group["status"] == "failed").sum()),
+            "skipped": int((group["status"] == "skipped").sum()),
+        })
+    dimensions = pd.DataFrame(rows)
+    vbench_scores = {
+        row.dimension: row.score
+        for row, dimension in zip(dimensions.itertuples(), suite.dimensions, strict=True)
+        if dimension.vbench and not math.isnan(row.score)
+    }
+    totals = vbench_totals(vbench_scores)
+    summary = {
+        "suite": suite.name,
+        "model": model_name,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "rewardkit_version": rewardkit.__version__,
+        "seed": suite.seed,
+        "videos": int(per_video["path"].nunique()) if len(per_video) else 0,
+        "quality": totals.quality,
+        "semantic": totals.semantic,
+        "total": totals.total,
+        "vbench_missing": list(totals.missing) if vbench_scores else [],
+        "coverage": _coverage(suite, prompt_of or {}),
+    }
+    return EvalRun(per_video, dimensions, summary)
+
+
+def _coverage(suite: Suite, prompt_of: Mapping[str, str | None]) -> dict[str, Any]:
+    """How the videos cover the suite's prompt list (``videos_per_prompt`` each)."""
+    counts: dict[str, int] = {}
+    for prompt in prompt_of.values():
+        if prompt is not None:
+            counts[prompt] = counts.get(prompt, 0) + 1
+    coverage: dict[str, Any] = {"without_prompt": sorted(path for path, prompt in prompt_of.items() if prompt is None)}
+    if suite.prompts:
+        listed = set(suite.prompts)
+        coverage["short"] = {
+            prompt: counts.get(prompt, 0) for prompt in suite.prompts if counts.get(prompt, 0) < suite.videos_per_prompt
+        }
+        coverage["not_in_prompt_list"] = sorted(prompt for prompt in counts if prompt not in listed)
+    return coverage
+
+
+def _write_run(run: EvalRun, run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run.videos.to_csv(run_dir / "videos.csv", index=False)
+    run.dimensions.to_csv(run_dir / "dimensions.csv", index=False)
+    temporary = run_dir / "summary.json.tmp"
+    temporary.write_text(json.dumps(run.summary, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    temporary.replace(run_dir / "summary.json")
+    run.path = run_dir
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+def load_run(path: str | os.PathLike[str]) -> EvalRun:
+    """Read a run directory written by ``evaluate``."""
+    run_dir = Path(path)
+    if not (run_dir / "summary.json").is_file():
+        raise ValueError(f"{str(run_dir)!r} is not an eval run directory (no summary.json); run `rewardkit eval` first")
+    return EvalRun(
+        pd.read_csv(run_dir / "videos.csv", keep_default_na=False, na_values=[""]),
+        pd.read_csv(run_dir / "dimensions.csv", keep_default_na=False, na_values=[""]),
+        json.loads((run_dir / "summary.json").read_text(encoding="utf-8")),
+        run_dir,
+    )
+

@@ -1,0 +1,153 @@
+"""Evaluation suites: TOML files naming the dimensions to score, the prompt list and videos per prompt.
+
+```toml
+name = "quick"
+description = "weight-free metrics"
+prompts = "prompts/quick.txt"     # optional, relative to this file: one prompt per line
+videos_per_prompt = 1             # expected videos per prompt (coverage check)
+seed = 0
+
+[[dimensions]]
+name = "temporal_flickering"      # the dimension's name in the results (unique)
+reward = "temporal_flickering"    # a registry spec NAME[:key=value,...]
+frames = "all"                    # how image rewards sample videos (default segmental:4)
+weighting = "mean"                # how frame scores combine (default mean)
+aggregate = "mean"                # over videos: mean, or frame_pairs (weighted by frames - 1, as VBench's
+                                  # consistency dimensions average over all frame pairs)
+vbench = true                     # a VBench dimension: normalised and counted in Quality/Semantic/Total
+```
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rewardkit.eval.vbench import VBENCH_DIMENSIONS
+from rewardkit.registry import get_reward_info, parse_reward_spec
+from rewardkit.video.sampling import parse_sampler
+from rewardkit.video.weighting import parse_weighting
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["Dimension", "Suite", "load_suite", "read_prompt_list"]
+
+_SUITE_KEYS = {"name", "description", "prompts", "videos_per_prompt", "seed", "dimensions"}
+_DIMENSION_KEYS = {"name", "reward", "frames", "weighting", "aggregate", "vbench"}
+AGGREGATES = ("mean", "frame_pairs")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One scored dimension of a suite."""
+
+    name: str
+    reward: str
+    frames: str = "segmental:4"
+    weighting: str = "mean"
+    aggregate: str = "mean"
+    vbench: bool = False
+
+    @property
+    def reward_name(self) -> str:
+        return parse_reward_spec(self.reward)[0]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A parsed suite; ``prompts`` is the prompt list (empty: prompts come from the videos alone)."""
+
+    name: str
+    dimensions: tuple[Dimension, ...]
+    description: str = ""
+    prompts: tuple[str, ...] = ()
+    videos_per_prompt: int = 1
+    seed: int = 0
+    path: Path | None = field(default=None, compare=False)
+
+    def select(self, names: list[str]) -> Suite:
+        """The suite restricted to the named dimensions (unknown names are an error)."""
+        known = {dimension.name for dimension in self.dimensions}
+        for name in names:
+            if name not in known:
+                raise ValueError(f"suite {self.name!r} has no dimension {name!r}{_hint(name, known)}; it has {', '.join(sorted(known))}")
+        chosen = tuple(dimension for dimension in self.dimensions if dimension.name in names)
+        return Suite(self.name, chosen, self.description, self.prompts, self.videos_per_prompt, self.seed, self.path)
+
+
+def _hint(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=3)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def _check_keys(found: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in found:
+        if key not in allowed:
+            raise ValueError(f"unknown key {key!r} in {where}{_hint(key, allowed)}; allowed keys: {', '.join(sorted(allowed))}")
+
+
+def read_prompt_list(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """One prompt per line; blank lines and lines starting with # are skipped."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
+def load_suite(path: str | os.PathLike[str]) -> Suite:
+    """Read and check a suite file: every reward must be registered, every option readable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"suite file {str(path)!r} not found; suites are TOML files such as eval/quick.toml")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML: {error}") from None
+    _check_keys(data, _SUITE_KEYS, str(path))
+    raw_dimensions = data.get("dimensions")
+    if not isinstance(raw_dimensions, list) or not raw_dimensions:
+        raise ValueError(f"{path}: a suite needs at least one [[dimensions]] table with a name and a reward")
+    dimensions = []
+    for index, raw in enumerate(raw_dimensions):
+        where = f"{path} [[dimensions]] #{index + 1}"
+        _check_keys(raw, _DIMENSION_KEYS, where)
+        if "name" not in raw or "reward" not in raw:
+            raise ValueError(f"{where}: every dimension needs 'name' and 'reward'")
+        dimension = Dimension(**raw)
+        get_reward_info(dimension.reward_name)  # unknown reward: an error with the close matches
+        parse_sampler(dimension.frames)
+        parse_weighting(dimension.weighting)
+        if dimension.aggregate not in AGGREGATES:
+            raise ValueError(f"{where}: aggregate must be one of {', '.join(AGGREGATES)}, got {dimension.aggregate!r}")
+        if dimension.vbench and dimension.name not in VBENCH_DIMENSIONS:
+            raise ValueError(
+                f"{where}: vbench = true needs the dimension to be named as VBench's{_hint(dimension.name, VBENCH_DIMENSIONS)}"
+            )
+        dimensions.append(dimension)
+    names = [dimension.name for dimension in dimensions]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ValueError(f"{path}: dimension names must be unique; repeated: {', '.join(duplicated)}")
+    prompts: tuple[str, ...] = ()
+    if "prompts" in data:
+        prompt_file = (path.parent / data["prompts"]).resolve()
+        if not prompt_file.is_file():
+            raise ValueError(f"{path}: prompt list {str(prompt_file)!r} not found")
+        prompts = read_prompt_list(prompt_file)
+    videos_per_prompt = data.get("videos_per_prompt", 1)
+    if not isinstance(videos_per_prompt, int) or videos_per_prompt < 1:
+        raise ValueError(f"{path}: videos_per_prompt must be a positive integer, got {videos_per_prompt!r}")
+    return Suite(
+        name=str(data.get("name", path.stem)),
+        dimensions=tuple(dimensions),
+        description=str(data.get("description", "")),
+        prompts=prompts,
+        videos_per_prompt=videos_per_prompt,
+        seed=int(data.get("seed", 0)),
+        path=path,
+    )
