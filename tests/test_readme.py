@@ -40,3 +40,23 @@ def test_offline_commands_run(command, tmp_path, monkeypatch, capsys):
     arguments = [str(tmp_path / a) if a.startswith("results.") else a for a in arguments]
     assert main([*arguments, "--no-progress"]) == 0
     assert "temporal_flickering" in capsys.readouterr().out
+
+
+def test_evaluation_commands_run_in_order(tmp_path, monkeypatch, capsys):
+    """The README's evaluation block, run top to bottom in a copy of the repository's data folders."""
+    import shutil
+
+    block = README.split("## Evaluation", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    root = Path(__file__).resolve().parent.parent
+    for folder in ("examples", "eval", "leaderboards"):
+        shutil.copytree(root / folder, tmp_path / folder)
+    monkeypatch.chdir(tmp_path)
+    commands = [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("uv run rewardkit")]
+    assert len(commands) == 4
+    for command in commands:
+        arguments = shlex.split(command)[3:]
+        if arguments[0] == "eval":
+            arguments += ["--no-progress", "--workers", "0"]
+        assert main(arguments) == 0, command
+    assert (tmp_path / "leaderboards" / "quick.csv").is_file() and (tmp_path / "leaderboards" / "vbench.html").is_file()
+    assert "rewardkit regress: PASS" in capsys.readouterr().out

@@ -55,6 +55,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     regress.add_argument("--baseline", required=True, metavar="FILE", help="baseline CSV (write one with --update)")
     regress.add_argument("--tol", action="append", default=[], metavar="METRIC=ABS", help="absolute tolerance for a metric")
     regress.add_argument("--default-tol", type=float, default=None, help="tolerance of the other metrics (default 1e-3)")
+    regress.add_argument("--metrics", metavar="A,B", help="compare only these metrics of the baseline")
     regress.add_argument("--alpha", type=float, default=0.05, help="significance level of the paired test (default 0.05)")
     regress.add_argument("--report", metavar="FILE", help="also write the Markdown report here")
     regress.add_argument("--update", action="store_true", help="write RESULTS as the new baseline instead of comparing")
@@ -150,9 +151,16 @@ def _run_regress(args: argparse.Namespace) -> int:
             tolerances[metric] = float(value)
         except ValueError:
             raise ValueError(f"--tol {metric}={value}: the tolerance must be a number") from None
+    baseline = load_scores(args.baseline)
+    if args.metrics:
+        wanted = [name.strip() for name in args.metrics.split(",")]
+        unknown = sorted(set(wanted) - set(baseline["metric"]))
+        if unknown:
+            raise ValueError(f"--metrics names metric(s) not in the baseline: {', '.join(unknown)}; it has {', '.join(sorted(set(baseline['metric'])))}")
+        baseline = baseline[baseline["metric"].isin(wanted)]
     comparisons = compare(
         load_scores(args.results),
-        load_scores(args.baseline),
+        baseline,
         tolerances=tolerances,
         default_tolerance=DEFAULT_TOLERANCE if args.default_tol is None else args.default_tol,
         alpha=args.alpha,

@@ -9,6 +9,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from rewardkit.eval.harness import load_run
@@ -122,22 +123,29 @@ def _plot(board: pd.DataFrame, key: str, columns: list[str], title: str, path: P
 
     dimensions = [column for column in columns[2:] if column not in ("total", "quality", "semantic", "mean")]
     models = board["model"].astype(str).tolist()
-    height = 1.2 + 0.45 * len(models)
+    height = 3.0 + 0.45 * len(models)
     figure, (bars, heat) = plt.subplots(
-        1, 2, figsize=(4 + 0.6 * max(len(dimensions), 4), height), gridspec_kw={"width_ratios": [1, max(len(dimensions), 1) / 3]}
+        1, 2, figsize=(5 + 0.7 * max(len(dimensions), 4), height), gridspec_kw={"width_ratios": [1, max(len(dimensions), 3) / 3]}
     )
     values = board[key].astype(float) * 100
     bars.barh(models[::-1], values[::-1], color="#4c72b0")
+    for position, value in enumerate(values[::-1]):
+        bars.text(value, position, f" {value:.2f}", va="center", fontsize=8)
+    bars.set_xlim(0, 110)
     bars.set_xlabel(f"{key} (%)")
     bars.set_title(f"{title}: ranked by {key}")
     if dimensions:
         grid = board[dimensions].astype(float).to_numpy() * 100
-        image = heat.imshow(grid, aspect="auto", cmap="viridis")
-        heat.set_xticks(range(len(dimensions)), dimensions, rotation=45, ha="right")
+        # Colour by rank within each dimension (dimensions live on different scales); print raw values.
+        low, high = np.nanmin(grid, axis=0), np.nanmax(grid, axis=0)
+        relative = (grid - low) / np.where(high > low, high - low, 1.0)
+        heat.imshow(relative, aspect="auto", cmap="RdYlGn", vmin=-0.4, vmax=1.4)  # pastel ends: text stays legible
+        heat.set_xticks(range(len(dimensions)), dimensions, rotation=40, ha="right", fontsize=8)
         heat.set_yticks(range(len(models)), models)
-        for (row, column), value in pd.DataFrame(grid).stack().items():
-            heat.text(column, row, f"{value:.1f}", ha="center", va="center", color="white", fontsize=7)
-        figure.colorbar(image, ax=heat, label="score (%)")
+        for row in range(grid.shape[0]):
+            for column in range(grid.shape[1]):
+                heat.text(column, row, f"{grid[row, column]:.1f}", ha="center", va="center", fontsize=7)
+        heat.set_title("per dimension (%), green = best of the board")
     else:
         heat.axis("off")
     figure.tight_layout()
