@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import rewardkit
 from rewardkit.registry import create_reward, get_reward_info, parse_reward_spec
+from rewardkit.rewards.errors import NotApplicable
 from rewardkit.video.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, DecodeError, media_kind, probe, read_frames
 from rewardkit.video.sampling import FrameSampler, parse_sampler
 from rewardkit.video.weighting import FrameWeighting, parse_weighting
@@ -564,6 +565,9 @@ class _Engine:
                 started = time.perf_counter()
                 try:
                     outputs = self._score_video(slot, item, tensors, indices, decoded["num_frames"])
+                except NotApplicable as error:  # e.g. VBench's flicker on a moving video: left out, not failed
+                    self._emit(base, status="skipped", error=str(error))
+                    continue
                 except (ValueError, RuntimeError) as error:
                     self._emit(base, status="failed", error=f"{type(error).__name__}: {error}")
                     continue

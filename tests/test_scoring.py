@@ -15,7 +15,7 @@ from PIL import Image
 
 import rewardkit
 from rewardkit.cli import main
-from rewardkit.scoring import COLUMNS
+from rewardkit.scoring import COLUMNS, score
 from rewardkit.video.io import write_video
 
 LONG_PROMPT = " ".join(["an extremely detailed cinematic shot of a mountain lake at sunrise"] * 10)
@@ -264,3 +264,14 @@ def test_killed_process_loses_no_finished_row(tmp_path, tiny_rewards, sig):
     for row in survivors:
         assert by_path.loc[row["path"], "score"] == pytest.approx(row["score"], abs=1e-7)
         assert by_path.loc[row["path"], "seconds"] == pytest.approx(row["seconds"]), "survivor rows are kept, not redone"
+
+
+def test_a_reward_that_does_not_apply_gives_a_skipped_row(tmp_path):
+    """VBench's flicker with the static filter leaves moving videos out: skipped, with the reason, not
+    failed; a static video is scored."""
+    write_video(tmp_path / "moving.mp4", moving_square(frames=16, height=64, width=96))
+    write_video(tmp_path / "static.mp4", np.repeat(moving_square(frames=1, height=64, width=96), 16, axis=0))
+    table = score(tmp_path, ["temporal_flickering:static_filter=flow"], workers=0, progress=False).set_index("path")
+    moving, static = table.loc[str(tmp_path / "moving.mp4")], table.loc[str(tmp_path / "static.mp4")]
+    assert moving["status"] == "skipped" and "static" in moving["error"] and np.isnan(moving["score"])
+    assert static["status"] == "ok" and static["score"] == pytest.approx(1.0)

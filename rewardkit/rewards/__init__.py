@@ -1,7 +1,18 @@
 """Reward models. Importing this package registers every built-in scorer."""
 
-from rewardkit.rewards import aesthetic, clip, flicker, hpsv2, imagereward, pickscore  # noqa: F401  (registration side effects)
+from rewardkit.rewards import (  # noqa: F401  (registration side effects)
+    aesthetic,
+    clip,
+    flicker,
+    hpsv2,
+    imagereward,
+    motion,
+    pickscore,
+    vbench,
+    videoscore,
+)
 from rewardkit.rewards.base import ImageReward, TextFeatureCache
-from rewardkit.rewards.wrappers import VideoReward
+from rewardkit.rewards.errors import NotApplicable
+from rewardkit.rewards.wrappers import PatchReward, VideoReward
 
-__all__ = ["ImageReward", "TextFeatureCache", "VideoReward"]
+__all__ = ["ImageReward", "NotApplicable", "PatchReward", "TextFeatureCache", "VideoReward"]

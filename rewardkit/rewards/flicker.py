@@ -6,37 +6,52 @@ arXiv:2311.17982), https://github.com/Vchitect/VBench (vbench/temporal_flickerin
 Score = ``(255 - mean_i MAE(F_i, F_{i+1})) / 255`` where MAE is the mean absolute difference of two
 consecutive 8-bit frames over all pixels and channels, computed in float32. Higher is steadier.
 
-Not applied here: VBench's static filter, which first keeps only videos that RAFT optical flow finds
-(nearly) static, so that flicker is not confused with motion. Scores from this metric on moving videos
-therefore also measure motion; compare them only across videos of similar motion.
+VBench scores this dimension only on videos its static filter (vbench/cli/static_filter.py, RAFT flow)
+finds static, so that flicker is not confused with motion; moving videos are left out of the dimension,
+not scored. The option ``static_filter`` chooses: ``none`` (default) scores every video, so scores on
+moving videos also measure motion; ``flow`` applies VBench's filter with OpenCV DIS flow instead of RAFT
+(rewardkit.rewards.motion); ``raft`` applies it with RAFT raft-things as VBench does
+(rewardkit.rewards.vbench). With a filter, a batch holding a moving video raises
+``rewardkit.rewards.errors.NotApplicable`` (its ``scores`` carry NaN for the moving videos), which the
+scoring engine records as *skipped*, the way VBench drops the video. An exception rather than a NaN score:
+a NaN next to status ``ok`` would silently enter or distort the dimension's mean and count.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
 import torch
 
 from rewardkit.registry import register_reward
+from rewardkit.rewards.errors import NotApplicable
+from rewardkit.rewards.motion import flow_is_static, videos_to_uint8
 from rewardkit.transforms import as_float_videos
 from rewardkit.video.sampling import All
+
+StaticFilter = Literal["none", "flow", "raft"]
 
 __all__ = ["TemporalFlickering"]
 
 
 class TemporalFlickering(torch.nn.Module):
-    """VBench temporal_flickering on ``[B, T, 3, H, W]`` videos (T >= 2); differentiable in the pixels."""
+    """VBench temporal_flickering on ``[B, T, 3, H, W]`` videos (T >= 2); differentiable in the pixels.
+
+    ``static_filter`` is ``None`` (score every video), ``"flow"`` (OpenCV flow) or a callable taking one
+    uint8 video ``[T, H, W, 3]`` and returning whether it is static (e.g. a RAFT static filter).
+    """
 
     modality = "video"
     needs_prompt = False
     max_prompt_tokens = None
 
-    def __init__(self) -> None:
+    def __init__(self, static_filter: Callable[[np.ndarray], bool] | Literal["flow"] | None = None) -> None:
         super().__init__()
         self.sampler = All()
         self.weights_sha256: str | None = None
+        self.static_filter = flow_is_static if static_filter == "flow" else static_filter
 
     def forward(
         self, videos: torch.Tensor, prompts: Sequence[str] | None = None, rng: np.random.Generator | None = None
@@ -62,7 +77,18 @@ class TemporalFlickering(torch.nn.Module):
                 f"temporal_flickering compares consecutive frames and needs at least 2, got {pixels.shape[1]}"
             )
         pair_mae = (pixels[:, 1:] - pixels[:, :-1]).abs().mean(dim=(2, 3, 4))
-        return (255.0 - pair_mae.mean(dim=1)) / 255.0
+        scores = (255.0 - pair_mae.mean(dim=1)) / 255.0
+        if self.static_filter is not None:
+            static = torch.tensor([bool(self.static_filter(video)) for video in videos_to_uint8(frames)])
+            if not static.all():
+                moving = static.logical_not().nonzero().flatten().tolist()
+                raise NotApplicable(
+                    f"temporal_flickering applies to static videos only (VBench's static filter) and video(s) "
+                    f"{moving} of the batch move; VBench leaves them out of the dimension (score with "
+                    f"static_filter='none' to score them anyway)",
+                    scores=torch.where(static.to(scores.device), scores.detach(), torch.nan),
+                )
+        return scores
 
 
 @register_reward(
@@ -71,18 +97,30 @@ class TemporalFlickering(torch.nn.Module):
     needs_prompt=False,
     differentiable=True,
     score_range=(0.0, 1.0),
-    description="VBench temporal flickering, weight-free (without VBench's RAFT static filter)",
+    description="VBench temporal flickering, optionally only on static videos (static_filter=flow|raft)",
     paper="arXiv:2311.17982",
     repository="https://github.com/Vchitect/VBench",
 )
 def create_temporal_flickering(
     *,
     mode: Literal["reference", "differentiable"] = "reference",
+    static_filter: Literal["none", "flow", "raft"] = "none",
     device: torch.device,
     dtype: torch.dtype,
     weights: str | None,
 ) -> TemporalFlickering:
-    """VBench's temporal flickering score; ``mode`` is accepted for uniformity (both modes are identical)."""
+    """VBench's temporal flickering score; ``mode`` is accepted for uniformity (both modes are identical);
+    ``static_filter`` keeps only static videos (VBench's filter with OpenCV flow or with RAFT, whose
+    raft-things.pth ``weights`` it then takes)."""
+    if static_filter not in ("none", "flow", "raft"):
+        raise ValueError(f"static_filter must be 'none', 'flow' or 'raft', got {static_filter!r}")
+    if static_filter == "raft":
+        from rewardkit.rewards.vbench import RaftStaticFilter, load_raft
+
+        raft, sha256 = load_raft(weights, reward="temporal_flickering", device=device)
+        metric = TemporalFlickering(RaftStaticFilter(raft)).to(device)
+        metric.weights_sha256 = sha256
+        return metric
     if weights is not None:
-        raise ValueError("temporal_flickering has no weights; drop --weights")
-    return TemporalFlickering().to(device)
+        raise ValueError("temporal_flickering has no weights without static_filter='raft'; drop --weights")
+    return TemporalFlickering("flow" if static_filter == "flow" else None).to(device)

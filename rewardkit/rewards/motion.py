@@ -1,0 +1,335 @@
+"""Weight-free motion dimensions after VBench, with OpenCV optical flow in place of RAFT and AMT.
+
+Huang et al., "VBench: Comprehensive Benchmark Suite for Video Generative Models" (CVPR 2024,
+arXiv:2311.17982), https://github.com/Vchitect/VBench: vbench/dynamic_degree.py, vbench/motion_smoothness.py
+and vbench/cli/static_filter.py. The decisions, statistics, thresholds and frame handling are VBench's; only
+the models are replaced, so these are approximations registered under their own names:
+
+- ``dynamic_degree_flow``: VBench's dynamic_degree with OpenCV flow (DIS, medium preset, or Farneback) on
+  grey frames instead of RAFT (raft-things, 20 iterations). Frames: VBench keeps every
+  ``max(1, round(fps / 8))``-th frame (about 8 fps); a sampler only sees the frame count, so the videos'
+  frame rate is the option ``fps`` (default 8: every frame, which is what VBench does for any video below
+  12 fps). Per consecutive pair of kept frames, the statistic is the mean of the top 5 % flow magnitudes
+  (``int(0.05 * H * W)`` pixels); ``thres = 6 * min(H, W) / 256`` and a video is dynamic (score 1.0, else
+  0.0) when at least ``round(4 * N / 16)`` of its pairs exceed it (N kept frames, Python's round). The
+  dimension is the mean over videos. VBench pads frames to multiples of 8 for RAFT and takes the top 5 % of
+  the padded flow field; flow here runs on the frames as they are.
+- ``motion_smoothness_flow``: VBench's motion_smoothness with the middle frames interpolated by
+  bidirectional flow warping instead of AMT-S: frames 0, 2, 4, ... are kept, the frame between each kept
+  pair is synthesised and compared with the real odd frame: ``(255 - mean_j mean|F_{2j+1} - I_j|) / 255``
+  (mean over pixels and channels of 8-bit images, then over pairs). The interpolation follows Super SloMo's
+  linear flow approximation at t = 1/2 (Jiang et al., CVPR 2018, eq. 4): with flows F01 and F10,
+  ``F_t0 = (F10 - F01) / 4``, ``F_t1 = (F01 - F10) / 4``, ``I_t = (warp(I0, F_t0) + warp(I1, F_t1)) / 2`` by
+  bilinear backward warping with replicated borders; the result is truncated to uint8 as AMT's
+  ``tensor2img`` does. Every frame of the video is read, as in VBench.
+- Static filter (used by temporal_flickering): VBench's ``StaticFilter`` on all frames: flow for every
+  consecutive pair plus first->last and last->first, statistic the mean of the top 2 % magnitudes,
+  ``thres = 3 * min(H, W) / 256``, ``count_num = round(2 * N / 16)``; a video is static unless more than
+  ``count_num`` consecutive pairs exceed ``thres`` or a first/last pair exceeds ``2 * count_num * thres``.
+
+None of these is differentiable (OpenCV, thresholds). Agreement with RAFT/AMT is not measured here (their
+weights could not be obtained); see tests/test_motion.py for the synthetic clips they are checked on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+
+from rewardkit.registry import register_reward
+from rewardkit.transforms import as_float_videos
+from rewardkit.video.sampling import All
+
+__all__ = [
+    "DynamicDegreeFlow",
+    "FlowMethod",
+    "FrameRateSubsample",
+    "MotionSmoothnessFlow",
+    "dynamic_params",
+    "flow_is_static",
+    "interpolate_midpoint",
+    "is_dynamic",
+    "is_static",
+    "optical_flow",
+    "static_params",
+    "top_fraction_mean",
+    "videos_to_uint8",
+]
+
+FlowMethod = Literal["dis", "farneback"]
+PairStatistic = Callable[[np.ndarray, np.ndarray], float]
+
+
+def videos_to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """Videos ``[B, K, 3, H, W]`` (uint8, or float in [0, 1], rounded as saving a file would) as uint8
+    ``[B, K, H, W, 3]`` RGB arrays, the way VBench reads frames with OpenCV."""
+    videos = as_float_videos(frames, keep_uint8=True)
+    if videos.dtype != torch.uint8:
+        videos = (videos.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return np.ascontiguousarray(videos.permute(0, 1, 3, 4, 2).cpu().numpy())
+
+
+def optical_flow(frame0: np.ndarray, frame1: np.ndarray, method: FlowMethod = "dis") -> np.ndarray:
+    """Dense flow ``[H, W, 2]`` (float32 pixels, x then y) from RGB uint8 ``frame0`` to ``frame1``."""
+    if min(frame0.shape[:2]) < 16:
+        raise ValueError(f"optical flow needs frames of at least 16x16 pixels, got {frame0.shape[1]}x{frame0.shape[0]}")
+    gray0 = cv2.cvtColor(frame0, cv2.COLOR_RGB2GRAY)
+    gray1 = cv2.cvtColor(frame1, cv2.COLOR_RGB2GRAY)
+    if method == "dis":
+        return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(gray0, gray1, None)
+    if method == "farneback":
+        return cv2.calcOpticalFlowFarneback(gray0, gray1, None, 0.5, 5, 15, 3, 5, 1.2, 0)
+    raise ValueError(f"flow method must be 'dis' or 'farneback', got {method!r}")
+
+
+def top_fraction_mean(flow: np.ndarray, fraction: float) -> float:
+    """Mean of the largest ``int(fraction * H * W)`` flow magnitudes (VBench's ``get_score``)."""
+    magnitude = np.sqrt(np.square(flow[..., 0]) + np.square(flow[..., 1])).ravel()
+    count = int(magnitude.size * fraction)
+    if count < 1:
+        raise ValueError(
+            f"frames of {flow.shape[1]}x{flow.shape[0]} pixels are too small for a top {fraction:.0%} flow "
+            f"statistic; use frames of at least {int(np.ceil(1 / fraction))} pixels"
+        )
+    return float(np.partition(magnitude, magnitude.size - count)[-count:].mean(dtype=np.float64))
+
+
+def dynamic_params(height: int, width: int, num_frames: int) -> tuple[float, int]:
+    """VBench dynamic_degree: ``(thres, count_num) = (6 * min(H, W) / 256, round(4 * N / 16))``."""
+    return 6.0 * min(height, width) / 256.0, round(4 * (num_frames / 16.0))
+
+
+def is_dynamic(pair_stats: Sequence[float], thres: float, count_num: int) -> bool:
+    """VBench ``check_move``: at least ``count_num`` pairs strictly above ``thres`` (false without pairs)."""
+    return len(pair_stats) > 0 and sum(stat > thres for stat in pair_stats) >= count_num
+
+
+def static_params(height: int, width: int, num_frames: int) -> tuple[float, int]:
+    """VBench static filter: ``(thres, count_num) = (3 * min(H, W) / 256, round(2 * N / 16))``."""
+    return 3.0 * min(height, width) / 256.0, round(2 * (num_frames / 16.0))
+
+
+def is_static(pair_stats: Sequence[float], loop_stats: Sequence[float], thres: float, count_num: int) -> bool:
+    """VBench ``check_static``: consecutive pairs above ``thres`` at most ``count_num``, and both
+    first<->last pairs at most ``2 * count_num * thres``."""
+    moving = sum(stat > thres for stat in pair_stats)
+    return moving <= count_num and all(stat <= thres * count_num * 2 for stat in loop_stats)
+
+
+def static_pair_stats(video: np.ndarray, statistic: PairStatistic) -> tuple[list[float], list[float]]:
+    """The static filter's per-pair statistics of one video ``[T, H, W, 3]``: consecutive pairs, then
+    (first, last) and (last, first)."""
+    pairs = [statistic(video[i], video[i + 1]) for i in range(len(video) - 1)]
+    loop = [statistic(video[0], video[-1]), statistic(video[-1], video[0])]
+    return pairs, loop
+
+
+def flow_is_static(video: np.ndarray, method: FlowMethod = "dis") -> bool:
+    """VBench's static filter on one uint8 video ``[T, H, W, 3]`` (every frame) with OpenCV flow."""
+    if len(video) < 2:
+        raise ValueError(f"the static filter compares frames and needs at least 2, got {len(video)}")
+    pairs, loop = static_pair_stats(video, lambda a, b: top_fraction_mean(optical_flow(a, b, method), 0.02))
+    return is_static(pairs, loop, *static_params(video.shape[1], video.shape[2], len(video)))
+
+
+def _backward_warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """``image`` (float32 ``[H, W, 3]``) sampled at ``x + flow(x)``, bilinear, borders replicated."""
+    height, width = flow.shape[:2]
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return cv2.remap(
+        image, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+def interpolate_midpoint(frame0: np.ndarray, frame1: np.ndarray, method: FlowMethod = "dis") -> np.ndarray:
+    """The uint8 frame halfway between two RGB uint8 frames, by bidirectional flow warping (see the module
+    docstring: Super SloMo's linear approximation at t = 1/2, truncated to uint8 like AMT's output)."""
+    flow01 = optical_flow(frame0, frame1, method)
+    flow10 = optical_flow(frame1, frame0, method)
+    flow_t0 = (flow10 - flow01) / 4.0
+    middle = 0.5 * _backward_warp(frame0.astype(np.float32), flow_t0)
+    middle += 0.5 * _backward_warp(frame1.astype(np.float32), -flow_t0)
+    return np.clip(middle, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class FrameRateSubsample:
+    """VBench's ~8 fps subsampling for dynamic_degree: every ``max(1, round(fps / 8))``-th frame from the
+    first, for videos at ``fps`` frames per second (at least 2 kept frames)."""
+
+    fps: float = 8.0
+
+    def __post_init__(self) -> None:
+        if not self.fps > 0:
+            raise ValueError(f"fps must be positive (the videos' frame rate), got {self.fps}")
+
+    @property
+    def interval(self) -> int:
+        return max(1, round(self.fps / 8))
+
+    def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
+        indices = list(range(0, num_frames, self.interval))
+        if len(indices) < 2:
+            raise ValueError(
+                f"dynamic degree compares frames kept every {self.interval} (fps={self.fps:g}) and needs 2 of "
+                f"them, but the video has {num_frames} frame(s); give a longer video or a lower fps"
+            )
+        return indices
+
+
+class _FlowVideoMetric(torch.nn.Module):
+    """Shared video-contract plumbing of the OpenCV-flow metrics: per video, a dict of float outputs."""
+
+    modality = "video"
+    needs_prompt = False
+    max_prompt_tokens = None
+    output_names: tuple[str, ...] = ()
+
+    def __init__(self, sampler: All | FrameRateSubsample, method: FlowMethod) -> None:
+        super().__init__()
+        if method not in ("dis", "farneback"):
+            raise ValueError(f"flow must be 'dis' or 'farneback', got {method!r}")
+        self.sampler = sampler
+        self.method: FlowMethod = method
+        self.weights_sha256: str | None = None
+
+    def score_video(self, video: np.ndarray) -> dict[str, float]:
+        """Outputs (``score`` and ``output_names``) of one uint8 video ``[K, H, W, 3]``."""
+        raise NotImplementedError
+
+    def forward(
+        self, videos: torch.Tensor, prompts: Sequence[str] | None = None, rng: np.random.Generator | None = None
+    ) -> torch.Tensor:
+        """Scores ``[B]`` of videos ``[B, T, 3, H, W]``: frames chosen by ``self.sampler``; no prompt."""
+        videos = as_float_videos(videos, keep_uint8=True)
+        indices = torch.tensor(self.sampler.indices(videos.shape[1], rng), dtype=torch.long)
+        return self.score_sampled(videos[:, indices], indices.expand(videos.shape[0], -1), videos.shape[1])
+
+    def score_sampled(
+        self,
+        frames: torch.Tensor,
+        indices: torch.Tensor | None,
+        num_frames: int,
+        prompts: Sequence[str] | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> torch.Tensor:
+        """Scores ``[B]`` of frames ``[B, K, 3, H, W]`` decoded at ``self.sampler``'s indices, in order."""
+        return self.score_sampled_details(frames, indices, num_frames, prompts, rng)["score"]
+
+    def score_sampled_details(
+        self,
+        frames: torch.Tensor,
+        indices: torch.Tensor | None,
+        num_frames: int,
+        prompts: Sequence[str] | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """``score`` plus every name in ``output_names``, each float32 ``[B]``."""
+        per_video = [self.score_video(video) for video in videos_to_uint8(frames)]
+        return {key: torch.tensor([row[key] for row in per_video], dtype=torch.float32) for key in per_video[0]}
+
+
+class DynamicDegreeFlow(_FlowVideoMetric):
+    """VBench dynamic_degree with OpenCV flow: 1.0 for a dynamic video, 0.0 for a static one.
+
+    Outputs: ``flow_top5`` (the per-pair top-5 % flow magnitude, averaged over pairs, in pixels),
+    ``moving_pairs`` (pairs above the threshold), ``required_pairs`` (``round(4 * N / 16)``) and
+    ``threshold`` (``6 * min(H, W) / 256``).
+    """
+
+    output_names = ("flow_top5", "moving_pairs", "required_pairs", "threshold")
+
+    def __init__(self, fps: float = 8.0, method: FlowMethod = "dis") -> None:
+        super().__init__(FrameRateSubsample(fps), method)
+
+    def score_video(self, video: np.ndarray) -> dict[str, float]:
+        if len(video) < 2:
+            raise ValueError(f"dynamic degree compares consecutive frames and needs at least 2, got {len(video)}")
+        stats = [top_fraction_mean(optical_flow(a, b, self.method), 0.05) for a, b in zip(video[:-1], video[1:], strict=True)]
+        thres, count_num = dynamic_params(video.shape[1], video.shape[2], len(video))
+        return {
+            "score": float(is_dynamic(stats, thres, count_num)),
+            "flow_top5": float(np.mean(stats)),
+            "moving_pairs": float(sum(stat > thres for stat in stats)),
+            "required_pairs": float(count_num),
+            "threshold": thres,
+        }
+
+
+class MotionSmoothnessFlow(_FlowVideoMetric):
+    """VBench motion_smoothness with flow-warped midpoints instead of AMT-S; higher is smoother.
+
+    Output ``interp_mae``: the mean absolute difference (0..255) between real and interpolated odd frames.
+    """
+
+    output_names = ("interp_mae",)
+
+    def __init__(self, method: FlowMethod = "dis") -> None:
+        super().__init__(All(), method)
+
+    def score_video(self, video: np.ndarray) -> dict[str, float]:
+        kept = video[0::2]
+        if len(kept) < 2:
+            raise ValueError(
+                f"motion smoothness interpolates between frames 0, 2, 4, ... and needs at least 3 frames, "
+                f"got {len(video)}"
+            )
+        maes = [
+            np.mean(cv2.absdiff(video[2 * j + 1], interpolate_midpoint(kept[j], kept[j + 1], self.method)))
+            for j in range(len(kept) - 1)
+        ]
+        mae = float(np.mean(maes))
+        return {"score": (255.0 - mae) / 255.0, "interp_mae": mae}
+
+
+@register_reward(
+    "dynamic_degree_flow",
+    modality="video",
+    needs_prompt=False,
+    differentiable=False,
+    score_range=(0.0, 1.0),
+    description="VBench dynamic degree (1 = dynamic video) with OpenCV optical flow instead of RAFT",
+    paper="arXiv:2311.17982",
+    repository="https://github.com/Vchitect/VBench",
+)
+def create_dynamic_degree_flow(
+    *,
+    fps: float = 8.0,
+    flow: Literal["dis", "farneback"] = "dis",
+    device: torch.device,
+    dtype: torch.dtype,
+    weights: str | None,
+) -> DynamicDegreeFlow:
+    """VBench's dynamic-degree decision on OpenCV flow; ``fps`` is the videos' frame rate (VBench keeps
+    every ``round(fps / 8)``-th frame), ``flow`` the OpenCV method."""
+    if weights is not None:
+        raise ValueError("dynamic_degree_flow has no weights; drop --weights")
+    return DynamicDegreeFlow(fps=fps, method=flow)
+
+
+@register_reward(
+    "motion_smoothness_flow",
+    modality="video",
+    needs_prompt=False,
+    differentiable=False,
+    score_range=(0.0, 1.0),
+    description="VBench motion smoothness with flow-warped frame interpolation instead of AMT-S",
+    paper="arXiv:2311.17982",
+    repository="https://github.com/Vchitect/VBench",
+)
+def create_motion_smoothness_flow(
+    *,
+    flow: Literal["dis", "farneback"] = "dis",
+    device: torch.device,
+    dtype: torch.dtype,
+    weights: str | None,
+) -> MotionSmoothnessFlow:
+    """VBench's motion-smoothness formula with bidirectional OpenCV-flow interpolation of the odd frames."""
+    if weights is not None:
+        raise ValueError("motion_smoothness_flow has no weights; drop --weights")
+    return MotionSmoothnessFlow(method=flow)
