@@ -89,10 +89,9 @@ def evaluate(
     ``runs/SUITE-MODEL``); rerunning with the same ``out`` resumes.
     """
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    suite.select([*(dimensions or []), *(options or {})])  # unknown names: an error before anything is scored
     if dimensions:
         suite = suite.select(list(dimensions))
-    for name in options or {}:
-        suite.select([name])  # unknown dimension names are an error before anything is scored
     model_name = model_name or Path(videos if isinstance(videos, (str, os.PathLike)) else videos[0]).resolve().name
     run_dir = Path(out) if out is not None else Path("runs") / f"{suite.name}-{model_name}"
     rank, world, barrier = _shard()

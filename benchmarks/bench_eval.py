@@ -1,0 +1,98 @@
+"""The eval harness's throughput per dimension, side by side with a naive loop doing the same work.
+
+Run:
+    uv run pytest benchmarks/bench_eval.py --benchmark-only -p no:cacheprovider
+
+Eight 32-frame 256x256 clips. Each group holds one dimension: ``harness`` is ``rewardkit.eval.evaluate``
+on the quick suite restricted to that dimension (fresh run directory each round, DataLoader decoding, the
+engine's batching), ``naive`` a plain loop that decodes every frame of each video with PyAV and computes
+the same score (numpy for temporal flickering; one reward call per sampled frame for hpsv2, on the
+seeded tiny-weights checkpoint). ``extra_info`` records videos/s.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from rewardkit import create_reward
+from rewardkit.eval.harness import evaluate
+from rewardkit.testing import write_tiny_hps
+from rewardkit.video.io import write_video
+
+VIDEOS, FRAMES, SIZE = 8, 32, 256
+SUITE = Path(__file__).resolve().parent.parent / "eval" / "quick.toml"
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("videos")
+    rng = np.random.default_rng(0)
+    for index in range(VIDEOS):
+        base = rng.integers(0, 255, (SIZE // 16, SIZE // 16, 3), dtype=np.uint8)
+        frames = np.stack([np.roll(np.kron(base, np.ones((16, 16, 1), np.uint8)), 4 * t, axis=1) for t in range(FRAMES)])
+        write_video(folder / f"a moving pattern number {index}-0.mp4", frames)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_hps(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return write_tiny_hps(tmp_path_factory.mktemp("tiny"))
+
+
+def decode_all(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def naive_flicker(folder: Path) -> list[float]:
+    scores = []
+    for path in sorted(folder.glob("*.mp4")):
+        frames = decode_all(path).astype(np.float32)
+        scores.append((255.0 - np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3)).mean()) / 255.0)
+    return scores
+
+
+def naive_hps(folder: Path, reward: torch.nn.Module) -> list[float]:
+    scores = []
+    for path in sorted(folder.glob("*.mp4")):
+        frames = decode_all(path)
+        prompt = path.stem.rsplit("-", 1)[0]
+        picked = [frames[segment * (len(frames) // 4)] for segment in range(4)]  # segmental:4, first frames
+        per_frame = [float(reward(torch.from_numpy(frame).permute(2, 0, 1)[None], [prompt])[0]) for frame in picked]
+        scores.append(float(np.mean(per_frame)))
+    return scores
+
+
+@pytest.mark.parametrize("dimension", ["temporal_flickering", "hpsv2"])
+@pytest.mark.parametrize("way", ["harness", "naive"])
+def test_eval_throughput(
+    benchmark: BenchmarkFixture, videos: Path, tiny_hps: tuple[Path, Path], tmp_path: Path, dimension: str, way: str
+) -> None:
+    checkpoint, config = tiny_hps
+    benchmark.group = f"eval: {dimension}, {VIDEOS} videos of {FRAMES}x{SIZE}x{SIZE}"
+    if way == "harness":
+        runs = itertools.count()
+        weights = {"hpsv2": str(checkpoint)}
+        options = {"hpsv2": {"architecture": str(config)}}
+
+        def run() -> list[float]:
+            result = evaluate(SUITE, videos, out=tmp_path / f"run{next(runs)}", dimensions=[dimension], weights=weights,
+                              options=options, workers=1, progress=False)
+            return result.videos.sort_values("path")["score"].tolist()
+    else:
+        reward = create_reward("hpsv2", weights=str(checkpoint), architecture=str(config))
+
+        def run() -> list[float]:
+            return naive_flicker(videos) if dimension == "temporal_flickering" else naive_hps(videos, reward)
+
+    scores = benchmark.pedantic(run, rounds=2, iterations=1)
+    assert len(scores) == VIDEOS and np.isfinite(scores).all()
+    if benchmark.stats is not None:
+        benchmark.extra_info["videos_per_s"] = VIDEOS / benchmark.stats["mean"]
