@@ -22,6 +22,8 @@ from rewardkit.eval.vbench import QUALITY, SEMANTIC, normalize, vbench_totals
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "videos"
 REPO = Path(__file__).resolve().parent.parent
+# What .ci/run checks against leaderboards/baselines/examples.csv.
+CI_DIMENSIONS = ["temporal_flickering", "dynamic_degree_flow", "motion_smoothness_flow", "hpsv2"]
 
 
 # ------------------------------------------------------------------------------------------ VBench totals
@@ -93,7 +95,7 @@ def quick_options(tiny_rewards):
 
 def run_quick(videos, out, quick_options, **kwargs):
     return evaluate(
-        REPO / "eval" / "quick.toml", videos, out=out, dimensions=["temporal_flickering", "hpsv2"],
+        REPO / "eval" / "quick.toml", videos, out=out, dimensions=CI_DIMENSIONS,
         workers=0, progress=False, **quick_options, **kwargs,
     )
 
