@@ -1,0 +1,341 @@
+"""Fine-tuning recipes: typed dataclasses read from TOML, with ``--set key=value`` overrides.
+
+A recipe has the sections ``[model]``, ``[lora]``, ``[objective]``, ``[reward]``, ``[data]`` and
+``[train]``; every key has a default, so a recipe names only what it changes. ``load_recipe`` checks
+every key and value against the dataclasses below before anything is built: an unknown key or a bad
+value is a ``ValueError`` naming the key, its close matches and the allowed keys or values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomllib
+
+__all__ = [
+    "ModelConfig",
+    "LoraConfig",
+    "ObjectiveConfig",
+    "RewardConfig",
+    "DataConfig",
+    "TrainConfig",
+    "Recipe",
+    "load_recipe",
+    "parse_overrides",
+    "recipe_to_toml",
+]
+
+
+@dataclass
+class ModelConfig:
+    """The base text-to-video model."""
+
+    family: Literal["unet3d"] = "unet3d"
+    """Adapter: ``unet3d`` = diffusers TextToVideoSDPipeline components (ModelScope T2V, ZeroScope)."""
+    path: str = "ali-vilab/text-to-video-ms-1.7b"
+    """Hugging Face repo id, or a local ``save_pretrained`` folder, or ``testing:tiny-t2v`` (tiny random)."""
+    revision: str = ""
+    """Hub revision (branch, tag or commit); empty for the default branch."""
+    variant: str = ""
+    """Weights variant on the Hub (e.g. ``fp16``); empty for the default files."""
+    dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
+    """dtype of the frozen weights (UNet base, VAE, text encoder); LoRA weights are always fp32."""
+    num_frames: int = 16
+    height: int = 256
+    width: int = 256
+    gradient_checkpointing: bool = True
+    """Recompute the activations of the steps that carry gradients during backward (VGen does)."""
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapters on the denoiser (peft)."""
+
+    rank: int = 4
+    alpha: float = 0.0
+    """LoRA alpha; 0 means alpha = rank (scale 1)."""
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+
+
+@dataclass
+class ObjectiveConfig:
+    """What the loss is (REFERENCE §4)."""
+
+    name: Literal["reward_backprop"] = "reward_backprop"
+    mode: Literal["editing", "full_chain"] = "editing"
+    """``editing``: InstructVideo (partial chain from a noised clip); ``full_chain``: DRaFT-K / VADER."""
+    num_inference_steps: int = 20
+    """D, the DDIM steps of the full chain (step map d(i) = (T/D)(i-1)+1)."""
+    tau: float = 0.6
+    """editing: the chain starts at t = d(tau*D) and runs tau*D steps."""
+    backprop_steps: int = 1
+    """K: gradients flow through the last K denoising steps only."""
+    guidance_scale: float = 3.0
+    """Classifier-free guidance scale; 1 turns guidance off."""
+    offset_noise: float = 0.1
+    """editing: temporal offset noise, noise = randn + offset_noise * randn(b, c, f, 1, 1)."""
+    start: Literal["data", "sample"] = "data"
+    """editing: start from a dataset clip's latent (``data``) or from a sample of the current model."""
+    negative_prompt: str = ""
+
+
+@dataclass
+class RewardConfig:
+    """The reward R: a weighted sum of registry rewards in differentiable mode; loss = 1 - R."""
+
+    rewards: list[str] = field(default_factory=lambda: ["hpsv2:version=v2.0"])
+    """Reward specs ``NAME[:key=value,...]`` as in ``rewardkit score --reward``."""
+    weights: list[float] = field(default_factory=list)
+    """One weight per reward; empty means 1 for each."""
+    weight_files: list[str] = field(default_factory=list)
+    """Local weights ``NAME=PATH`` (else the Hugging Face cache)."""
+    frames: str = "segmental:4:random"
+    """Frames an image reward sees (decoded from the latents, nothing else is): segmental:S[:mode], uniform:N, all."""
+    weighting: str = "tar:1.0"
+    """Combine frame scores: ``mean`` or ``tar:LAMBDA[:normalized]`` (temporal attenuation)."""
+    dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
+
+
+@dataclass
+class DataConfig:
+    """Prompts and (for editing from data) clips."""
+
+    csv: str = ""
+    """Video-text CSV with columns path,prompt (paths relative to the CSV's folder)."""
+    prompts: list[str] = field(default_factory=list)
+    """Inline prompts (used when there is no CSV; editing then needs start = "sample")."""
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop (accelerate)."""
+
+    output_dir: str = "runs/finetune"
+    max_steps: int = 1000
+    batch_size: int = 8
+    """Per-device batch size."""
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-5
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant_with_warmup"
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    """Clip the LoRA gradients' global norm; 0 turns clipping off."""
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    seed: int = 0
+    checkpoint_every: int = 500
+    sample_every: int = 500
+    """Write sample videos (mp4) with their rewards every N steps; 0 turns samples off."""
+    sample_prompts: list[str] = field(default_factory=list)
+    """Prompts of the sample videos; empty means the first prompts of the data."""
+    log_every: int = 1
+    device: str = "auto"
+    """``auto`` (accelerate's choice), or ``cpu``."""
+    progress: bool = True
+
+
+@dataclass
+class Recipe:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def check(self) -> None:
+        """Cross-field checks (single values are checked while reading)."""
+        positive = {
+            "model.num_frames": self.model.num_frames, "model.height": self.model.height,
+            "model.width": self.model.width, "lora.rank": self.lora.rank,
+            "objective.num_inference_steps": self.objective.num_inference_steps,
+            "objective.backprop_steps": self.objective.backprop_steps, "train.max_steps": self.train.max_steps,
+            "train.batch_size": self.train.batch_size,
+            "train.gradient_accumulation_steps": self.train.gradient_accumulation_steps,
+        }
+        for key, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{key} must be at least 1, got {value}")
+        objective = self.objective
+        if not 0.0 < objective.tau <= 1.0:
+            raise ValueError(f"objective.tau must be in (0, 1], got {objective.tau}")
+        chain = objective.num_inference_steps if objective.mode == "full_chain" else start_step_count(objective.tau, objective.num_inference_steps)
+        if objective.backprop_steps > chain:
+            raise ValueError(
+                f"objective.backprop_steps = {objective.backprop_steps} is more than the {chain} denoising steps "
+                f"the chain runs ({objective.mode}, D = {objective.num_inference_steps}, tau = {objective.tau}); lower it"
+            )
+        if not self.reward.rewards:
+            raise ValueError("reward.rewards is empty; name at least one reward, e.g. rewards = [\"hpsv2:version=v2.0\"]")
+        if self.reward.weights and len(self.reward.weights) != len(self.reward.rewards):
+            raise ValueError(
+                f"reward.weights has {len(self.reward.weights)} values for {len(self.reward.rewards)} rewards; "
+                "give one weight per reward or none"
+            )
+        if not self.data.csv and not self.data.prompts:
+            raise ValueError("the recipe has no data: set data.csv (columns path,prompt) or data.prompts")
+        if objective.mode == "editing" and objective.start == "data" and not self.data.csv:
+            raise ValueError(
+                "objective.start = \"data\" edits dataset clips and needs data.csv (path,prompt); "
+                "or set objective.start = \"sample\" to edit samples of the current model"
+            )
+        if self.model.height % 8 or self.model.width % 8:
+            raise ValueError(f"model.height and model.width must be multiples of 8, got {self.model.height}x{self.model.width}")
+
+
+def start_step_count(tau: float, num_inference_steps: int) -> int:
+    """tau * D as VGen counts it: ``int(D * tau)`` (with a little slack for float error, 0.6 * 20 = 12)."""
+    return int(num_inference_steps * tau + 1e-6)
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+
+def _suggest(word: str, candidates: Sequence[str]) -> str:
+    matches = difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.5)
+    return (" Did you mean " + " or ".join(repr(match) for match in matches) + "?") if matches else ""
+
+
+def _convert(key: str, value: Any, annotation: Any) -> Any:
+    """Check (and, for strings from ``--set``, convert) one value against its annotation."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise ValueError(
+                f"{key} = {value!r} is not allowed; use one of {', '.join(map(repr, choices))}.{_suggest(str(value), [str(c) for c in choices])}"
+            )
+        return value
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()] if value.strip() else []
+        if not isinstance(value, list):
+            raise ValueError(f"{key} must be a list of {item_type.__name__}, got {value!r}")
+        return [_convert(f"{key}[{index}]", item, item_type) for index, item in enumerate(value)]
+    if annotation is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, got {value!r}")
+        return value
+    if annotation in (int, float):
+        if isinstance(value, str):
+            try:
+                value = annotation(value)
+            except ValueError:
+                raise ValueError(f"{key} must be a{'n integer' if annotation is int else ' number'}, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (annotation is int and not float(value).is_integer()):
+            raise ValueError(f"{key} must be a{'n integer' if annotation is int else ' number'}, got {value!r}")
+        return annotation(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{key} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported recipe field type {annotation!r} for {key}")
+
+
+def _section_types() -> dict[str, type]:
+    return {field_.name: typing.get_type_hints(Recipe)[field_.name] for field_ in dataclasses.fields(Recipe)}
+
+
+def _build(data: Mapping[str, Any]) -> Recipe:
+    sections = _section_types()
+    built: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in sections:
+            raise ValueError(
+                f"unknown recipe section [{name}].{_suggest(name, list(sections))} Sections: {', '.join(sections)}."
+            )
+        if not isinstance(value, Mapping):
+            raise ValueError(f"[{name}] must be a table of key = value lines, got {value!r}")
+        cls = sections[name]
+        hints = typing.get_type_hints(cls)
+        keys = [field_.name for field_ in dataclasses.fields(cls)]
+        values = {}
+        for key, item in value.items():
+            if key not in hints:
+                raise ValueError(
+                    f"unknown recipe key {name}.{key}.{_suggest(key, keys)} Keys of [{name}]: {', '.join(keys)}."
+                )
+            values[key] = _convert(f"{name}.{key}", item, hints[key])
+        built[name] = cls(**values)
+    recipe = Recipe(**built)
+    recipe.check()
+    return recipe
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["train.max_steps=10", "reward.rewards=[\"aesthetic\"]"]`` -> nested dict of values. A value is
+    read as a TOML value when it is one (numbers, booleans, quoted strings, arrays), else as a string."""
+    nested: dict[str, dict[str, Any]] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or key.count(".") != 1:
+            raise ValueError(f"cannot read --set {item!r}; write SECTION.KEY=VALUE, e.g. train.max_steps=100")
+        section, name = key.split(".")
+        try:
+            value = tomllib.loads(f"value = {raw.strip()}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        nested.setdefault(section, {})[name] = value
+    return nested
+
+
+def _merge(base: dict[str, Any], overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    merged = {section: dict(values) for section, values in base.items()}
+    for section, values in overrides.items():
+        merged.setdefault(section, {}).update(values)
+    return merged
+
+
+def load_recipe(recipe: str | Path | Mapping[str, Any] | Recipe, overrides: Sequence[str] = ()) -> Recipe:
+    """Read a recipe (TOML path, mapping or Recipe) and apply ``--set`` overrides; checks everything."""
+    if isinstance(recipe, Recipe):
+        data: dict[str, Any] = dataclasses.asdict(recipe)
+    elif isinstance(recipe, Mapping):
+        data = {section: dict(values) for section, values in recipe.items()}
+    else:
+        path = Path(recipe)
+        if not path.is_file():
+            raise FileNotFoundError(f"recipe {str(path)!r} not found; the shipped recipes are in finetune/*.toml")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"recipe {str(path)!r} is not valid TOML: {error}") from None
+    return _build(_merge(data, parse_overrides(overrides)))
+
+
+def recipe_to_toml(recipe: Recipe) -> str:
+    """The fully resolved recipe as TOML (every key, defaults included), for the run directory."""
+
+    def value(item: Any) -> str:
+        if isinstance(item, bool):
+            return "true" if item else "false"
+        if isinstance(item, (int, float)):
+            return repr(item)
+        if isinstance(item, str):
+            return '"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(item, list):
+            return "[" + ", ".join(value(part) for part in item) + "]"
+        raise TypeError(f"cannot write {item!r} as TOML")
+
+    lines: list[str] = []
+    for section, values in dataclasses.asdict(recipe).items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {value(item)}" for key, item in values.items())
+        lines.append("")
+    return "\n".join(lines)
+

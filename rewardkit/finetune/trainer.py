@@ -1,0 +1,369 @@
+"""The fine-tuning loop on accelerate: ``finetune(recipe, overrides=..., resume=...)``.
+
+One run is one directory (``train.output_dir``)::
+
+    config.toml                      the fully resolved recipe
+    metrics.csv, tensorboard/        loss, reward mean/std (and per reward), frame-weight stats, grad
+                                     norm, lr, step time, peak memory (CUDA: max allocated; CPU: peak RSS)
+    checkpoints/step-NNNNNN/         accelerate state (optimizer, scheduler, RNG, scaler) + the LoRA
+    lora/pytorch_lora_weights.safetensors   the final LoRA (see rewardkit.finetune.lora)
+    samples/step-NNNNNN/*.mp4, samples.csv  sample videos and their rewards
+    reward.png                       reward vs step
+    nonfinite-step-NNNNNN.pt         only when a loss was NaN/inf: the step's prompts and latents
+
+Randomness of step s (noise, frame sampling) comes from generators seeded with ``(seed, s, rank)``, and
+the data order from accelerate's seedable sampler, so ``resume`` continues exactly where a run stopped.
+Multi-GPU runs use ``accelerate launch`` (DDP); nothing here is distributed by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rewardkit.finetune.config import Recipe, load_recipe, recipe_to_toml
+from rewardkit.finetune.data import build_dataset, collate
+from rewardkit.finetune.lora import LORA_FILE, add_lora, save_lora
+from rewardkit.finetune.objectives.reward_backprop import (
+    RewardBackprop,
+    build_reward_function,
+    check_reward_specs,
+)
+
+__all__ = ["finetune", "NonFiniteLossError", "latest_checkpoint"]
+
+STATE_FILE = "trainer_state.json"
+
+
+class NonFiniteLossError(RuntimeError):
+    """A NaN or inf loss stopped the run; the message names the saved batch."""
+
+
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
+    folders = sorted(Path(run_dir, "checkpoints").glob("step-*"))
+    return folders[-1] if folders else None
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _step_generators(seed: int, step: int, rank: int) -> tuple[torch.Generator, np.random.Generator]:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step * 1009 + rank), np.random.default_rng([seed, step, rank])
+
+
+def finetune(
+    recipe: str | os.PathLike[str] | Recipe | dict | None = None,
+    overrides: Sequence[str] = (),
+    resume: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Run a recipe (a TOML path, mapping or Recipe) with ``--set`` overrides; return the run directory.
+
+    ``resume``: a run directory; its ``config.toml`` is used (``overrides`` may still change, e.g.,
+    ``train.max_steps``) and training continues from its latest checkpoint.
+    """
+    if resume is not None:
+        resume = Path(resume)
+        if not (resume / "config.toml").is_file():
+            raise FileNotFoundError(f"--resume {str(resume)!r}: no config.toml there; give the run directory of an earlier run")
+        config = load_recipe(resume / "config.toml", [*overrides, f'train.output_dir="{resume}"'])
+    elif recipe is None:
+        raise ValueError("give a recipe (finetune/*.toml) or --resume RUN_DIR")
+    else:
+        config = load_recipe(recipe, overrides)
+    check_reward_specs(config.reward.rewards)  # names and options, before any model loads
+    return Trainer(config, resume=resume is not None).train()
+
+
+class Trainer:
+    def __init__(self, config: Recipe, resume: bool = False) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+
+        self.config, self.resume = config, resume
+        train = config.train
+        self.run_dir = Path(train.output_dir)
+        self.accelerator = Accelerator(
+            mixed_precision=train.mixed_precision,
+            gradient_accumulation_steps=train.gradient_accumulation_steps,
+            cpu=train.device == "cpu",
+            project_config=ProjectConfiguration(project_dir=str(self.run_dir)),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        )
+        set_seed(train.seed)
+        self.device = self.accelerator.device
+        self.dataset = build_dataset(config)
+
+    # ---------------------------------------------------------------------------------- setup
+
+    def _build(self) -> None:
+        from diffusers.optimization import get_scheduler
+
+        from rewardkit.finetune.models import load_model
+
+        config, train = self.config, self.config.train
+        self.adapter = load_model(config.model, self.device)
+        self.parameters = add_lora(self.adapter.denoiser, config.lora.rank, config.lora.alpha, config.lora.target_modules, config.lora.dropout)
+        self.reward = build_reward_function(
+            config.reward.rewards, config.reward.weights, frames=config.reward.frames, weighting=config.reward.weighting,
+            weight_files=config.reward.weight_files, device=self.device, dtype=config.reward.dtype,
+        )
+        objective = config.objective
+        self.objective = RewardBackprop(
+            mode=objective.mode, num_inference_steps=objective.num_inference_steps, tau=objective.tau,
+            backprop_steps=objective.backprop_steps, guidance_scale=objective.guidance_scale,
+            offset_noise=objective.offset_noise, negative_prompt=objective.negative_prompt,
+            gradient_checkpointing=config.model.gradient_checkpointing,
+        )
+        optimizer = torch.optim.AdamW(
+            self.parameters, lr=train.learning_rate, betas=(train.adam_beta1, train.adam_beta2),
+            eps=train.adam_epsilon, weight_decay=train.weight_decay,
+        )
+        scheduler = get_scheduler(
+            train.lr_scheduler, optimizer, num_warmup_steps=train.warmup_steps * self.accelerator.num_processes,
+            num_training_steps=train.max_steps * self.accelerator.num_processes,
+        )
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=train.batch_size, shuffle=True, collate_fn=collate,
+            num_workers=config.data.num_workers, drop_last=len(self.dataset) >= train.batch_size,
+            generator=torch.Generator().manual_seed(train.seed),
+        )
+        unet, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(self.adapter.denoiser, optimizer, loader, scheduler)
+        self.adapter.denoiser_forward = unet
+        self.accelerator.register_save_state_pre_hook(self._save_hook)
+        self.accelerator.register_load_state_pre_hook(self._load_hook)
+
+    def _save_hook(self, models: list, weights: list, output_dir: str) -> None:
+        # Only the LoRA is saved, not the frozen base model accelerate would otherwise write whole.
+        if self.accelerator.is_main_process:
+            save_lora(self.adapter.denoiser, output_dir)
+        while weights:
+            weights.pop()
+
+    def _load_hook(self, models: list, input_dir: str) -> None:
+        from peft.utils import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        state = {key.removeprefix("unet."): value for key, value in load_file(Path(input_dir) / LORA_FILE).items()}
+        result = set_peft_model_state_dict(self.adapter.denoiser, state)
+        if getattr(result, "unexpected_keys", None):
+            raise ValueError(f"checkpoint {input_dir} does not fit this model's LoRA: {result.unexpected_keys[:3]}")
+        while models:
+            models.pop()
+
+    # ---------------------------------------------------------------------------------- loop
+
+    def train(self) -> Path:
+        accelerator, train = self.accelerator, self.config.train
+        checkpoint = latest_checkpoint(self.run_dir) if self.resume else None
+        if not self.resume and (self.run_dir / "checkpoints").exists() and any((self.run_dir / "checkpoints").iterdir()):
+            raise FileExistsError(
+                f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} or choose another --set train.output_dir="
+            )
+        if accelerator.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.toml").write_text(recipe_to_toml(self.config))
+        self._build()
+        step, micro = 0, 0
+        if checkpoint is not None:
+            accelerator.load_state(str(checkpoint))
+            state = json.loads((checkpoint / STATE_FILE).read_text())
+            step, micro = state["step"], state["micro_batches"]
+        self._open_logs(step)
+        batches = self._batches(micro)
+        progress = self._progress(step)
+        rank = accelerator.process_index
+        while step < train.max_steps:
+            started = time.perf_counter()
+            for _ in range(train.gradient_accumulation_steps):
+                batch = next(batches)
+                micro += 1
+                generator, rng = _step_generators(train.seed, micro, rank)
+                with accelerator.accumulate(self.adapter.denoiser_forward):
+                    clean = None
+                    if batch["videos"] is not None:
+                        clean = self.adapter.encode_videos(batch["videos"].to(self.device))
+                    loss, details = self.objective.loss(
+                        self.adapter, self.reward, batch["prompts"], generator=generator, rng=rng, device=self.device, clean_latents=clean
+                    )
+                    if not torch.isfinite(loss):
+                        self._save_nonfinite(step + 1, batch, details, loss)
+                    accelerator.backward(loss)
+                    grad_norm = float("nan")
+                    if accelerator.sync_gradients:
+                        if train.max_grad_norm > 0:
+                            grad_norm = float(accelerator.clip_grad_norm_(self.parameters, train.max_grad_norm))
+                        else:
+                            grad_norm = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self.parameters if p.grad is not None])))
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+            step += 1
+            self._log(step, loss, details, grad_norm, time.perf_counter() - started)
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss.item():.4f}", reward=f"{details['rewards'].mean().item():.4f}")
+            if train.checkpoint_every and step % train.checkpoint_every == 0 or step == train.max_steps:
+                self._checkpoint(step, micro)
+            if train.sample_every and (step % train.sample_every == 0 or step == train.max_steps):
+                self._samples(step)
+        progress.close()
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save_lora(self.adapter.denoiser, self.run_dir / "lora")
+            self._plot()
+        self._close_logs()
+        return self.run_dir
+
+    def _batches(self, consumed: int):
+        """Endless batches; on resume the first ``consumed`` micro-batches (of their epochs) are skipped."""
+        per_epoch = len(self.loader)
+        epoch, skip = divmod(consumed, per_epoch)
+        while True:
+            self.loader.set_epoch(epoch)
+            loader = self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
+            yield from loader
+            epoch, skip = epoch + 1, 0
+
+    def _progress(self, step: int):
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=self.config.train.max_steps, initial=step, desc="finetune", unit="step", file=sys.stderr,
+            disable=not (self.config.train.progress and self.accelerator.is_main_process),
+        )
+
+    # ---------------------------------------------------------------------------------- outputs
+
+    def _open_logs(self, step: int) -> None:
+        self.metrics_path = self.run_dir / "metrics.csv"
+        self.writer = None
+        if not self.accelerator.is_main_process:
+            return
+        if self.metrics_path.exists():  # resume: keep the rows up to the checkpoint, drop any later ones
+            with self.metrics_path.open() as handle:
+                rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= step]
+            self._rewrite_metrics(rows)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=step + 1 if step else None)
+        except ImportError:
+            self.writer = None
+
+    def _rewrite_metrics(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            self.metrics_path.unlink(missing_ok=True)
+            return
+        with self.metrics_path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def _log(self, step: int, loss: torch.Tensor, details: dict[str, Any], grad_norm: float, seconds: float) -> None:
+        accelerator = self.accelerator
+        rewards = accelerator.gather(details["rewards"].reshape(-1)).float()
+        row: dict[str, Any] = {
+            "step": step,
+            "loss": accelerator.gather(loss.detach().reshape(1)).mean().item(),
+            "reward_mean": rewards.mean().item(),
+            "reward_std": rewards.std().item() if rewards.numel() > 1 else 0.0,
+        }
+        for key, value in details.items():
+            if key.startswith("reward_"):
+                row[f"{key}_mean"] = accelerator.gather(value.reshape(-1)).float().mean().item()
+        weights = details.get("frame_weights")
+        if weights is not None:
+            row.update(frame_weight_mean=weights.mean().item(), frame_weight_min=weights.min().item(), frame_weight_max=weights.max().item())
+        row.update(
+            grad_norm=grad_norm, lr=self.scheduler.get_last_lr()[0], step_time_s=seconds,
+            decoded_frames=details["decoded_frames"], peak_memory_mb=_peak_memory_mb(self.device),
+        )
+        if not accelerator.is_main_process or step % self.config.train.log_every and step != self.config.train.max_steps:
+            return
+        new = not self.metrics_path.exists()
+        with self.metrics_path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, float) and math.isfinite(value):
+                    self.writer.add_scalar(f"train/{key}", value, step)
+
+    def _close_logs(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def _checkpoint(self, step: int, micro: int) -> None:
+        folder = self.run_dir / "checkpoints" / f"step-{step:06d}"
+        self.accelerator.save_state(str(folder))
+        if self.accelerator.is_main_process:
+            (folder / STATE_FILE).write_text(json.dumps({"step": step, "micro_batches": micro}))
+
+    def _save_nonfinite(self, step: int, batch: dict, details: dict, loss: torch.Tensor) -> None:
+        path = self.run_dir / f"nonfinite-step-{step:06d}-rank{self.accelerator.process_index}.pt"
+        torch.save({"step": step, "loss": loss.detach().cpu(), "prompts": batch["prompts"], "videos": batch["videos"],
+                    "rewards": details["rewards"].cpu(), "latents": details["latents"].cpu()}, path)
+        raise NonFiniteLossError(
+            f"loss is {loss.item()} at step {step}; stopped. The batch is saved in {path}. "
+            f"Lower train.learning_rate, use train.mixed_precision=\"bf16\" or check the reward."
+        )
+
+    def _samples(self, step: int) -> None:
+        from rewardkit.video.io import write_video
+
+        if not self.accelerator.is_main_process:
+            return
+        prompts = self.config.train.sample_prompts or self.dataset.prompts[: min(2, len(self.dataset.prompts))]
+        generator, rng = _step_generators(self.config.train.seed, 0, 0)  # the same noise at every sample step
+        folder = self.run_dir / "samples" / f"step-{step:06d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        with torch.no_grad():
+            latents = self.objective.sample(self.adapter, prompts, generator, self.device)
+            rewards, _ = self.reward(latents, self.adapter, prompts, rng)
+            videos = self.adapter.decode_all(latents)
+        table = self.run_dir / "samples.csv"
+        new = not table.exists()
+        with table.open("a", newline="") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(["step", "index", "prompt", "file", "reward"])
+            for index, (prompt, video, reward) in enumerate(zip(prompts, videos, rewards, strict=True)):
+                path = folder / f"{index:02d}.mp4"
+                frames = (video.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+                write_video(path, frames)
+                writer.writerow([step, index, prompt, str(path.relative_to(self.run_dir)), f"{reward.item():.6f}"])
+
+    def _plot(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        if not self.metrics_path.exists():
+            return
+        with self.metrics_path.open() as handle:
+            rows = list(csv.DictReader(handle))
+        figure, axis = plt.subplots(figsize=(6, 3.5))
+        axis.plot([int(row["step"]) for row in rows], [float(row["reward_mean"]) for row in rows], label="train reward (batch mean)")
+        axis.set_xlabel("step")
+        axis.set_ylabel("reward R")
+        axis.set_title(f"{self.config.objective.mode}: {', '.join(self.config.reward.rewards)}")
+        axis.legend()
+        figure.tight_layout()
+        figure.savefig(self.run_dir / "reward.png", dpi=100)
+        plt.close(figure)
