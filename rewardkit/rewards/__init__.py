@@ -9,6 +9,7 @@ from rewardkit.rewards import (  # noqa: F401  (registration side effects)
     motion,
     pickscore,
     vbench,
+    videoreward,
     videoscore,
 )
 from rewardkit.rewards.base import ImageReward, TextFeatureCache
