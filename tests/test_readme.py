@@ -20,7 +20,14 @@ def test_readme_has_examples():
 
 
 @pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=[f"block{i}" for i in range(len(PYTHON_BLOCKS))])
-def test_python_blocks_run(block, monkeypatch, tiny_rewards):
+def test_python_blocks_run(block, monkeypatch, tiny_rewards, tmp_path):
+    """Each block runs in a copy of the repository's data folders (it may write runs/ there)."""
+    import shutil
+
+    root = Path(__file__).resolve().parent.parent
+    for folder in ("examples", "eval", "finetune", "leaderboards"):
+        shutil.copytree(root / folder, tmp_path / folder)
+    monkeypatch.chdir(tmp_path)
     real_create = rewardkit.create_reward
 
     def create_with_tiny_weights(name, **options):
