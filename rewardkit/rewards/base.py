@@ -16,9 +16,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from rewardkit.transforms import Preprocess, as_float_images, check_prompts, to_uint8_hwc
+from rewardkit.transforms import Preprocess, as_float_images, as_float_videos, check_prompts, to_uint8_hwc
 
-__all__ = ["ImageReward", "PreprocessMode", "TextFeatureCache"]
+__all__ = ["ImageReward", "PreprocessMode", "TextFeatureCache", "VideoScorer"]
 
 PreprocessMode = Literal["reference", "differentiable"]
 
@@ -107,3 +107,58 @@ class ImageReward(torch.nn.Module):
         else:
             pixel_values = self.torch_preprocess.batch(images)
         return self.score_preprocessed(pixel_values, prompts)
+
+
+class VideoScorer(torch.nn.Module):
+    """Base class of rewards that score whole videos (the scoring engine's video contract).
+
+    Subclasses set ``self.sampler`` (picklable: ``indices(num_frames, rng) -> list[int]``, run in
+    DataLoader workers before decoding) and implement ``score_sampled_details``, returning ``score`` and
+    one ``[B]`` tensor per name in ``output_names``, or override ``score_sampled`` when they have a
+    single output. ``forward`` samples, gathers and scores.
+    """
+
+    modality = "video"
+    needs_prompt = False
+    max_prompt_tokens: int | None = None
+    output_names: tuple[str, ...] = ()
+    weights_sha256: str | None = None  # of the main weights file, recorded in every results row
+
+    def score_sampled_details(
+        self,
+        frames: torch.Tensor,
+        indices: torch.Tensor,
+        num_frames: int,
+        prompts: Sequence[str] | str | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """``score`` and the named outputs, each ``[B]``, of frames ``[B, K, 3, H, W]`` decoded at
+        ``indices`` ``[B, K]`` of ``num_frames``-frame videos."""
+        return {"score": self.score_sampled(frames, indices, num_frames, prompts, rng)}
+
+    def score_sampled(
+        self,
+        frames: torch.Tensor,
+        indices: torch.Tensor,
+        num_frames: int,
+        prompts: Sequence[str] | str | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> torch.Tensor:
+        """The score ``[B]`` of frames ``[B, K, 3, H, W]`` decoded at ``indices``."""
+        if type(self).score_sampled_details is VideoScorer.score_sampled_details:
+            raise NotImplementedError(f"{type(self).__name__} implements neither score_sampled nor score_sampled_details")
+        return self.score_sampled_details(frames, indices, num_frames, prompts, rng)["score"]
+
+    def frame_indices(self, num_frames: int, batch: int = 1, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """Indices ``[batch, K]`` to decode, drawn per video (random samplers use ``rng``)."""
+        return torch.tensor([self.sampler.indices(num_frames, rng) for _ in range(batch)], dtype=torch.long)
+
+    def forward(
+        self, videos: torch.Tensor, prompts: Sequence[str] | str | None = None, rng: np.random.Generator | None = None
+    ) -> torch.Tensor:
+        """Scores ``[B]`` of videos ``[B, T, 3, H, W]`` (float in [0, 1] or uint8)."""
+        videos = as_float_videos(videos, keep_uint8=True)
+        batch, num_frames = videos.shape[:2]
+        indices = self.frame_indices(num_frames, batch, rng)
+        frames = torch.stack([video[index] for video, index in zip(videos, indices.to(videos.device), strict=True)])
+        return self.score_sampled(frames, indices, num_frames, prompts, rng)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from rewardkit.registry import register_reward
+from rewardkit.rewards.base import VideoScorer
 from rewardkit.rewards.errors import NotApplicable
 from rewardkit.rewards.motion import flow_is_static, videos_to_uint8
 from rewardkit.transforms import as_float_videos
@@ -36,29 +37,18 @@ StaticFilter = Literal["none", "flow", "raft"]
 __all__ = ["TemporalFlickering"]
 
 
-class TemporalFlickering(torch.nn.Module):
+class TemporalFlickering(VideoScorer):
     """VBench temporal_flickering on ``[B, T, 3, H, W]`` videos (T >= 2); differentiable in the pixels.
 
     ``static_filter`` is ``None`` (score every video), ``"flow"`` (OpenCV flow) or a callable taking one
     uint8 video ``[T, H, W, 3]`` and returning whether it is static (e.g. a RAFT static filter).
     """
 
-    modality = "video"
-    needs_prompt = False
-    max_prompt_tokens = None
-
     def __init__(self, static_filter: Callable[[np.ndarray], bool] | Literal["flow"] | None = None) -> None:
         super().__init__()
         self.sampler = All()
         self.weights_sha256: str | None = None
         self.static_filter = flow_is_static if static_filter == "flow" else static_filter
-
-    def forward(
-        self, videos: torch.Tensor, prompts: Sequence[str] | None = None, rng: np.random.Generator | None = None
-    ) -> torch.Tensor:
-        """Scores ``[B]`` of videos ``[B, T, 3, H, W]``; ``prompts`` and ``rng`` are unused (no prompt, no
-        randomness)."""
-        return self.score_sampled(videos, None, videos.shape[1])
 
     def score_sampled(
         self,

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from rewardkit.registry import register_reward
+from rewardkit.rewards.base import VideoScorer
 from rewardkit.transforms import as_float_videos
 from rewardkit.video.sampling import All
 
@@ -182,13 +183,8 @@ class FrameRateSubsample:
         return indices
 
 
-class _FlowVideoMetric(torch.nn.Module):
+class _FlowVideoMetric(VideoScorer):
     """Shared video-contract plumbing of the OpenCV-flow metrics: per video, a dict of float outputs."""
-
-    modality = "video"
-    needs_prompt = False
-    max_prompt_tokens = None
-    output_names: tuple[str, ...] = ()
 
     def __init__(self, sampler: All | FrameRateSubsample, method: FlowMethod) -> None:
         super().__init__()
@@ -201,25 +197,6 @@ class _FlowVideoMetric(torch.nn.Module):
     def score_video(self, video: np.ndarray) -> dict[str, float]:
         """Outputs (``score`` and ``output_names``) of one uint8 video ``[K, H, W, 3]``."""
         raise NotImplementedError
-
-    def forward(
-        self, videos: torch.Tensor, prompts: Sequence[str] | None = None, rng: np.random.Generator | None = None
-    ) -> torch.Tensor:
-        """Scores ``[B]`` of videos ``[B, T, 3, H, W]``: frames chosen by ``self.sampler``; no prompt."""
-        videos = as_float_videos(videos, keep_uint8=True)
-        indices = torch.tensor(self.sampler.indices(videos.shape[1], rng), dtype=torch.long)
-        return self.score_sampled(videos[:, indices], indices.expand(videos.shape[0], -1), videos.shape[1])
-
-    def score_sampled(
-        self,
-        frames: torch.Tensor,
-        indices: torch.Tensor | None,
-        num_frames: int,
-        prompts: Sequence[str] | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> torch.Tensor:
-        """Scores ``[B]`` of frames ``[B, K, 3, H, W]`` decoded at ``self.sampler``'s indices, in order."""
-        return self.score_sampled_details(frames, indices, num_frames, prompts, rng)["score"]
 
     def score_sampled_details(
         self,

@@ -78,6 +78,7 @@ import torch
 from torch import nn
 
 from rewardkit.registry import WeightFile, register_reward
+from rewardkit.rewards.base import VideoScorer
 from rewardkit.transforms import as_float_videos, check_prompts
 from rewardkit.weights import (
     MissingWeightsError,
@@ -581,13 +582,11 @@ def load_tokenizer(folder: Path) -> Any:
 # ----------------------------------------------------------------------------------------------- scorer
 
 
-class VideoRewardScorer(nn.Module):
+class VideoRewardScorer(VideoScorer):
     """VideoReward scores of videos ``[B, T, 3, H, W]`` and their captions: VQ, MQ, TA and Overall."""
 
-    modality = "video"
     needs_prompt = True
     output_names = OUTPUT_NAMES
-    max_prompt_tokens: int | None = None
 
     def __init__(
         self,
@@ -690,31 +689,6 @@ class VideoRewardScorer(nn.Module):
         details["overall"] = details["vq"] + details["mq"] + details["ta"]
         return {"score": details[self.output], **details}
 
-    def score_sampled(
-        self,
-        frames: torch.Tensor,
-        indices: torch.Tensor,
-        num_frames: int,
-        prompts: Sequence[str] | str | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> torch.Tensor:
-        """The main score (``output``) of frames ``[B, K, 3, H, W]`` sampled at ``indices``."""
-        return self.score_sampled_details(frames, indices, num_frames, prompts, rng)["score"]
-
-    def frame_indices(self, num_frames: int, batch: int = 1) -> torch.Tensor:
-        return torch.tensor([self.sampler.indices(num_frames) for _ in range(batch)], dtype=torch.long)
-
-    def forward(
-        self,
-        videos: torch.Tensor,
-        prompts: Sequence[str] | str | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> torch.Tensor:
-        videos = as_float_videos(videos, keep_uint8=True)
-        batch, num_frames = videos.shape[:2]
-        indices = self.frame_indices(num_frames, batch)
-        frames = torch.stack([video[index] for video, index in zip(videos, indices.to(videos.device), strict=True)])
-        return self.score_sampled(frames, indices, num_frames, prompts, rng)
 
 
 def _weight_files(options: Mapping[str, Any]) -> list[WeightFile]:

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from rewardkit.registry import WeightFile, register_reward
+from rewardkit.rewards.base import VideoScorer
 from rewardkit.transforms import as_float_videos, check_prompts, to_pil
 from rewardkit.weights import (
     MissingWeightsError,
@@ -237,12 +238,10 @@ def videoscore_model_class() -> type:
     return VideoScoreModel
 
 
-class VideoScore(nn.Module):
+class VideoScore(VideoScorer):
     """VideoScore of videos ``[B, T, 3, H, W]`` against their prompts; ``output`` picks the main score."""
 
-    modality = "video"
     needs_prompt = True
-    max_prompt_tokens = None
     output_names = OUTPUT_NAMES
 
     def __init__(self, model: nn.Module, processor: Any, *, num_frames: int, output: str, shards: list[Path]) -> None:
@@ -331,28 +330,6 @@ class VideoScore(nn.Module):
         main = logits.mean(dim=1) if self.output == "mean" else details[self.output]
         return {"score": main, **details}
 
-    def score_sampled(
-        self,
-        frames: torch.Tensor,
-        indices: torch.Tensor,
-        num_frames: int,
-        prompts: Sequence[str] | str | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> torch.Tensor:
-        """The main score ``[B]`` of frames ``[B, K, 3, H, W]`` decoded at ``indices`` of ``num_frames``-frame videos."""
-        return self.score_sampled_details(frames, indices, num_frames, prompts, rng)["score"]
-
-    def forward(
-        self,
-        videos: torch.Tensor,
-        prompts: Sequence[str] | str | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> torch.Tensor:
-        videos = as_float_videos(videos, keep_uint8=True)
-        num_frames = videos.shape[1]
-        chosen = self.sampler.indices(num_frames, rng)
-        indices = torch.tensor([chosen] * videos.shape[0], dtype=torch.long)
-        return self.score_sampled(videos[:, chosen], indices, num_frames, prompts, rng)
 
 
 def _model_folder(version: str, weights: str | None) -> Path:
