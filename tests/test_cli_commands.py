@@ -1,10 +1,15 @@
 """`rewardkit list`, `download` and `env`."""
 
 import hashlib
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from rewardkit.cli import main
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "videos"
 
 
 def test_list_shows_every_reward_with_its_declarations(capsys):
@@ -64,3 +69,30 @@ def test_no_command_prints_help(capsys):
 def test_weights_flag_needs_a_name_when_several_rewards_need_weights(capsys, value):
     code = main(["score", "examples/videos", "--reward", "hpsv2", "--reward", "pickscore", "--weights", value, "--no-progress"])
     assert code == 2 and "--weights NAME=PATH" in capsys.readouterr().err
+
+
+def test_score_examples_with_dover_and_imagereward(tmp_path, capsys):
+    """Issue 3's acceptance command, `rewardkit score examples/videos --reward dover --reward imagereward`,
+    with tiny random checkpoints in the official layouts passed as --weights."""
+    from rewardkit.testing_dover import write_dover_checkpoint
+    from rewardkit.testing_imagereward import write_bert_vocab, write_imagereward_checkpoint
+
+    dover = write_dover_checkpoint(tmp_path / "DOVER.pth")
+    imagereward = write_imagereward_checkpoint(tmp_path / "imagereward")
+    tokenizer = write_bert_vocab(tmp_path / "bert")
+    out = tmp_path / "results.csv"
+    code = main([
+        "score", str(EXAMPLES), "--reward", "dover", "--reward", f"imagereward:tokenizer={tokenizer}",
+        "--weights", f"dover={dover}", "--weights", f"imagereward={imagereward}", "--out", str(out),
+        "--workers", "0", "--no-progress",
+    ])
+    capsys.readouterr()
+    assert code == 0
+    table = pd.read_csv(out)
+    dover_rows, imagereward_rows = table[table["reward"] == "dover"], table[table["reward"] == "imagereward"]
+    assert (imagereward_rows["status"] == "ok").sum() == 5
+    assert (dover_rows["status"] == "ok").sum() == 4 and (dover_rows["status"] == "skipped").sum() == 1  # the still image
+    scored = dover_rows[dover_rows["status"] == "ok"]
+    assert scored["score"].between(0, 1).all()
+    np.testing.assert_allclose(scored["score"], scored["dover_fused"])
+    assert scored[["dover_technical", "dover_aesthetic"]].notna().all().all()

@@ -3,6 +3,7 @@
 from rewardkit.rewards import (  # noqa: F401  (registration side effects)
     aesthetic,
     clip,
+    dover,
     flicker,
     hpsv2,
     imagereward,
