@@ -23,6 +23,7 @@ __all__ = [
     "to_video_tensor",
     "write_dino_checkpoint",
     "write_raft_checkpoint",
+    "write_viclip_checkpoint",
 ]
 
 
@@ -164,4 +165,99 @@ def write_dino_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
+    return path
+
+
+def _official_resblock_shapes(prefix: str, width: int) -> dict[str, tuple[int, ...]]:
+    """One CLIP residual block as ViCLIP names it (``nn.MultiheadAttention`` + ``c_fc``/``c_proj`` MLP)."""
+    return {
+        f"{prefix}.attn.in_proj_weight": (3 * width, width),
+        f"{prefix}.attn.in_proj_bias": (3 * width,),
+        f"{prefix}.attn.out_proj.weight": (width, width),
+        f"{prefix}.attn.out_proj.bias": (width,),
+        f"{prefix}.ln_1.weight": (width,),
+        f"{prefix}.ln_1.bias": (width,),
+        f"{prefix}.mlp.c_fc.weight": (4 * width, width),
+        f"{prefix}.mlp.c_fc.bias": (4 * width,),
+        f"{prefix}.mlp.c_proj.weight": (width, 4 * width),
+        f"{prefix}.mlp.c_proj.bias": (width,),
+        f"{prefix}.ln_2.weight": (width,),
+        f"{prefix}.ln_2.bias": (width,),
+    }
+
+
+def viclip_state_shapes(
+    *,
+    vision_width: int = 1024,
+    vision_layers: int = 24,
+    patch: int = 14,
+    resolution: int = 224,
+    frames: int = 8,
+    text_width: int = 768,
+    text_layers: int = 12,
+    context_length: int = 32,
+    vocab_size: int = 49408,
+    embed_dim: int = 768,
+) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of ViCLIP's ``state_dict()`` (vbench/third_party/ViCLIP: viclip.py, viclip_vision.py
+    ``VisionTransformer``, viclip_text.py ``CLIP_TEXT``), written from the official modules; the defaults are
+    ViClip-InternVid-10M-FLT.pth's ViT-L/14 (8 frames, 32-token text context)."""
+    grid = resolution // patch
+    shapes: dict[str, tuple[int, ...]] = {
+        "temp": (),
+        "vision_encoder.conv1.weight": (vision_width, 3, 1, patch, patch),
+        "vision_encoder.class_embedding": (vision_width,),
+        "vision_encoder.positional_embedding": (grid * grid + 1, vision_width),
+        "vision_encoder.temporal_positional_embedding": (1, frames, vision_width),
+        "vision_encoder.ln_pre.weight": (vision_width,),
+        "vision_encoder.ln_pre.bias": (vision_width,),
+        "vision_encoder.ln_post.weight": (vision_width,),
+        "vision_encoder.ln_post.bias": (vision_width,),
+        "vision_encoder.proj": (vision_width, embed_dim),
+        "text_encoder.token_embedding.weight": (vocab_size, text_width),
+        "text_encoder.positional_embedding": (context_length, text_width),
+        "text_encoder.ln_final.weight": (text_width,),
+        "text_encoder.ln_final.bias": (text_width,),
+        "text_encoder.text_projection": (text_width, embed_dim),
+    }
+    for layer in range(vision_layers):
+        shapes.update(_official_resblock_shapes(f"vision_encoder.transformer.resblocks.{layer}", vision_width))
+    for layer in range(text_layers):
+        shapes.update(_official_resblock_shapes(f"text_encoder.transformer.resblocks.{layer}", text_width))
+    return shapes
+
+
+def write_viclip_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    vision_width: int = 64,
+    vision_layers: int = 2,
+    patch: int = 32,
+    text_width: int = 64,
+    text_layers: int = 2,
+    embed_dim: int = 32,
+    seed: int = 0,
+) -> Path:
+    """A random ViCLIP saved as ``ViClip-InternVid-10M-FLT.pth`` is: ``torch.save({"model": state_dict})``
+    with the official keys (``viclip_state_shapes``); 224-px input, 8 frames, 32-token context, the full CLIP
+    vocabulary. LayerNorm weights are near 1, everything else small Gaussian noise."""
+    generator = torch.Generator().manual_seed(seed)
+    shapes = viclip_state_shapes(
+        vision_width=vision_width, vision_layers=vision_layers, patch=patch, text_width=text_width,
+        text_layers=text_layers, embed_dim=embed_dim,
+    )
+    state_dict: dict[str, torch.Tensor] = {}
+    for key, shape in shapes.items():
+        noise = torch.randn(shape, generator=generator)
+        if key == "temp":
+            state_dict[key] = torch.tensor(0.01)
+        elif ".ln_" in key and key.endswith(".weight"):
+            state_dict[key] = 1 + 0.1 * noise
+        elif key.endswith(("_embedding", "proj", "projection")):
+            state_dict[key] = noise * shape[-1] ** -0.5
+        else:
+            state_dict[key] = noise * 0.05
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": state_dict}, path)
     return path

@@ -10,6 +10,7 @@ from rewardkit.rewards import (  # noqa: F401  (registration side effects)
     motion,
     pickscore,
     vbench,
+    vbench_semantic,
     videoreward,
     videoscore,
 )

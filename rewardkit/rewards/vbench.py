@@ -45,6 +45,7 @@ from torchvision.models.optical_flow import raft_large
 from torchvision.transforms.functional import InterpolationMode, center_crop, resize
 
 from rewardkit.registry import WeightFile, register_reward
+from rewardkit.rewards.base import VideoScorer
 from rewardkit.rewards.motion import (
     FrameRateSubsample,
     dynamic_params,
@@ -75,6 +76,7 @@ __all__ = [
     "consistency_scores",
     "load_raft",
     "map_raft_keys",
+    "vbench_clip_transform",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -231,11 +233,10 @@ class RaftStaticFilter(torch.nn.Module):
         return is_static(stats[:-2], stats[-2:], *static_params(video.shape[1], video.shape[2], len(video)))
 
 
-class DynamicDegree(torch.nn.Module):
+class DynamicDegree(VideoScorer):
     """VBench dynamic_degree with RAFT: 1.0 for a dynamic video, 0.0 for a static one. Outputs as
     ``dynamic_degree_flow``: ``flow_top5``, ``moving_pairs``, ``required_pairs``, ``threshold``."""
 
-    modality = "video"
     needs_prompt = False
     max_prompt_tokens = None
     output_names = ("flow_top5", "moving_pairs", "required_pairs", "threshold")
@@ -245,13 +246,6 @@ class DynamicDegree(torch.nn.Module):
         self.raft = raft
         self.sampler = FrameRateSubsample(fps)
         self.weights_sha256: str | None = None
-
-    def forward(
-        self, videos: torch.Tensor, prompts: Sequence[str] | None = None, rng: np.random.Generator | None = None
-    ) -> torch.Tensor:
-        videos = as_float_videos(videos, keep_uint8=True)
-        indices = torch.tensor(self.sampler.indices(videos.shape[1], rng), dtype=torch.long)
-        return self.score_sampled(videos[:, indices], indices.expand(videos.shape[0], -1), videos.shape[1])
 
     def score_sampled(self, frames: torch.Tensor, indices: torch.Tensor | None, num_frames: int, prompts: Any = None, rng: Any = None) -> torch.Tensor:
         """Scores ``[B]`` of frames ``[B, K, 3, H, W]`` decoded at ``self.sampler``'s indices, in order."""
@@ -368,6 +362,21 @@ class DinoVisionTransformer(torch.nn.Module):
 # ----------------------------------------------------------------------------------------- consistency
 
 
+def _normalize(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    mean_t = torch.tensor(mean, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
+    return (pixels - mean_t) / std_t
+
+
+def vbench_clip_transform(frames: torch.Tensor, size: int = 224) -> torch.Tensor:
+    """VBench's ``clip_transform(size)`` (vbench/utils.py) on frames ``[N, 3, H, W]`` in 0..255: short side to
+    ``size`` (bicubic, ``antialias=False``), centre crop, /255, CLIP mean/std. A uint8 input is resized as
+    torchvision resizes uint8 tensors (result rounded and clamped to uint8), as VBench's decord frames are
+    in overall_consistency; a float input stays float (background_consistency, and gradients)."""
+    pixels = center_crop(resize(frames, size, interpolation=InterpolationMode.BICUBIC, antialias=False), [size, size])
+    return _normalize(pixels.float() / 255.0, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+
+
 def consistency_scores(features: torch.Tensor) -> torch.Tensor:
     """VBench's subject/background consistency of per-frame features ``[B, T, D]`` (T >= 2):
     ``mean_{i>=1} (max(0, cos(f_{i-1}, f_i)) + max(0, cos(f_0, f_i))) / 2`` per video."""
@@ -379,10 +388,9 @@ def consistency_scores(features: torch.Tensor) -> torch.Tensor:
     return ((previous + first) / 2).mean(dim=1)
 
 
-class FeatureConsistency(torch.nn.Module):
+class FeatureConsistency(VideoScorer):
     """Subject or background consistency: a frame encoder, VBench's transform, ``consistency_scores``."""
 
-    modality = "video"
     needs_prompt = False
     max_prompt_tokens = None
 
@@ -396,22 +404,10 @@ class FeatureConsistency(torch.nn.Module):
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames ``[N, 3, H, W]`` in 0..255 -> model input, VBench's ``dino_transform``/``clip_transform``."""
-        if self.transform == "dino":
-            pixels = resize(frames, 224, interpolation=InterpolationMode.BILINEAR, antialias=False) / 255.0
-            mean, std = IMAGENET_MEAN, IMAGENET_STD
-        else:
-            pixels = resize(frames, 224, interpolation=InterpolationMode.BICUBIC, antialias=False)
-            pixels = center_crop(pixels, [224, 224]) / 255.0
-            mean, std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-        mean_t = torch.tensor(mean, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
-        std_t = torch.tensor(std, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
-        return (pixels - mean_t) / std_t
-
-    def forward(
-        self, videos: torch.Tensor, prompts: Sequence[str] | None = None, rng: np.random.Generator | None = None
-    ) -> torch.Tensor:
-        """Scores ``[B]`` of videos ``[B, T, 3, H, W]`` (every frame, T >= 2); differentiable in the pixels."""
-        return self.score_sampled(videos, None, videos.shape[1])
+        if self.transform == "clip":
+            return vbench_clip_transform(frames)
+        pixels = resize(frames, 224, interpolation=InterpolationMode.BILINEAR, antialias=False) / 255.0
+        return _normalize(pixels, IMAGENET_MEAN, IMAGENET_STD)
 
     def score_sampled(self, frames: torch.Tensor, indices: torch.Tensor | None, num_frames: int, prompts: Any = None, rng: Any = None) -> torch.Tensor:
         """Scores ``[B]`` of every frame ``[B, T, 3, H, W]`` in order (``indices`` not needed)."""
@@ -477,10 +473,9 @@ def _clip_files(architecture: str) -> list[WeightFile]:
 # ------------------------------------------------------------------------------------------- aesthetic
 
 
-class AestheticQuality(torch.nn.Module):
+class AestheticQuality(VideoScorer):
     """VBench aesthetic_quality: the ``aesthetic`` reward (``head=vbench``) on every frame, averaged."""
 
-    modality = "video"
     needs_prompt = False
     max_prompt_tokens = None
 
@@ -489,11 +484,6 @@ class AestheticQuality(torch.nn.Module):
         self.aesthetic = aesthetic
         self.sampler = All()
         self.weights_sha256: str | None = aesthetic.weights_sha256
-
-    def forward(
-        self, videos: torch.Tensor, prompts: Sequence[str] | None = None, rng: np.random.Generator | None = None
-    ) -> torch.Tensor:
-        return self.score_sampled(videos, None, videos.shape[1])
 
     def score_sampled(self, frames: torch.Tensor, indices: torch.Tensor | None, num_frames: int, prompts: Any = None, rng: Any = None) -> torch.Tensor:
         """Mean over every frame ``[B, T, 3, H, W]`` of the per-frame VBench aesthetic score (/10)."""

@@ -1,0 +1,329 @@
+"""VBench's prompt-conditioned dimensions as registry scorers: ``appearance_style`` and ``overall_consistency``.
+
+Huang et al., "VBench: Comprehensive Benchmark Suite for Video Generative Models" (CVPR 2024,
+arXiv:2311.17982), https://github.com/Vchitect/VBench. Per dimension, the official file and what is kept:
+
+- ``appearance_style`` (vbench/appearance_style.py): CLIP ViT-B/32 (OpenAI weights; VBench ``clip.load``,
+  here open_clip's copy of the same weights, loaded as ``background_consistency`` loads them) on *every*
+  frame, each frame through ``clip_transform_Image(224)`` (PIL bicubic resize of the short side to 224,
+  centre crop, ToTensor, CLIP mean/std: open_clip's OpenAI eval transform, the ``clip`` reward's
+  ``reference`` mode). Per frame VBench keeps ``logits_per_text / 100`` = ``exp(logit_scale) * cos / 100``
+  (``exp(logit_scale)`` is 100.03 for the OpenAI ViT-B/32 checkpoint, whose fp16 ``logit_scale`` is
+  4.6055); the video score is the mean over its frames. The prompt is the style text (VBench's
+  ``auxiliary_info.appearance_style``, e.g. "Van Gogh style"), not the whole generation prompt. VBench
+  tokenizes with ``clip.tokenize`` (77 tokens, an error beyond); open_clip truncates instead.
+- ``overall_consistency`` (vbench/overall_consistency.py): ViCLIP ViT-L/14 (Wang et al., "InternVid",
+  arXiv:2307.06942; VBench's copy in vbench/third_party/ViCLIP) video-text cosine on 8 frames picked
+  ``read_frames_decord_by_fps(num_frames=8, sample="middle")``: the video split at
+  ``linspace(0, T, 9).astype(int)``, the middle ``(start + end - 1) // 2`` of each part, the last index
+  repeated when T < 8 (``VBenchMiddleFrames``); frames through ``clip_transform(224)`` on uint8 tensors
+  (``vbench_clip_transform``). ViCLIP here: a CLIP ViT whose frame tokens get a learned temporal embedding
+  per frame and are attended jointly (one class token for the video) and a CLIP text transformer with a
+  32-token context, both with ViCLIP's parameter names so ``ViClip-InternVid-10M-FLT.pth`` (``{"model":
+  state_dict}``) loads strictly. The transformer blocks and the text tower are open_clip's modules, whose
+  parameter names and computation are those of ViCLIP's blocks (QuickGELU, pre-norm, argmax pooling).
+
+VBench's appearance_style dimension value is frame-weighted (sum of frame scores / number of frames, over all
+videos); it equals the mean of these per-video scores when every video has the same number of frames.
+overall_consistency's dimension value is the plain mean over videos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import open_clip
+import torch
+from open_clip.transformer import QuickGELU, TextTransformer, Transformer
+
+from rewardkit.registry import WeightFile, register_reward
+from rewardkit.rewards.base import TextFeatureCache, VideoScorer
+from rewardkit.rewards.vbench import vbench_clip_transform
+from rewardkit.transforms import as_float_videos, check_prompts
+from rewardkit.video.sampling import All
+from rewardkit.weights import (
+    WeightsMismatchError,
+    explicit_weights_file,
+    load_state_dict,
+    load_strict,
+    resolve_weight_file,
+    sha256_of,
+)
+
+__all__ = [
+    "VICLIP_WEIGHTS",
+    "AppearanceStyle",
+    "OverallConsistency",
+    "ViClip",
+    "ViClipVision",
+    "VBenchMiddleFrames",
+]
+
+VICLIP_WEIGHTS = WeightFile("OpenGVLab/VBench_Used_Models", "ViClip-InternVid-10M-FLT.pth", 0, "see the model card")
+VICLIP_CONTEXT_LENGTH = 32  # ViCLIP: self.max_txt_l = 32
+
+
+@dataclass(frozen=True)
+class VBenchMiddleFrames:
+    """VBench's ``get_frame_indices(n, T, sample="middle")``: the middle frame of each of ``n`` parts split at
+    ``linspace(0, T, n + 1).astype(int)``; for T < n every frame, then the last one repeated up to ``n``."""
+
+    frames: int = 8
+
+    def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise ValueError(f"VBenchMiddleFrames needs at least 1 frame, got {self.frames}")
+
+    def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
+        if num_frames < 1:
+            raise ValueError(f"the video has no frames (num_frames={num_frames})")
+        edges = np.linspace(0, num_frames, min(self.frames, num_frames) + 1).astype(int)
+        chosen = [int((start + end - 1) // 2) for start, end in zip(edges[:-1], edges[1:], strict=True)]
+        return chosen + [chosen[-1]] * (self.frames - len(chosen))
+
+
+# ------------------------------------------------------------------------------------- appearance_style
+
+
+class AppearanceStyle(VideoScorer):
+    """VBench appearance_style: per frame ``exp(logit_scale) * cos(CLIP image, CLIP text) / 100``, averaged
+    over every frame of the video. ``clip`` is a ``clip`` reward (``form="cosine"``)."""
+
+    needs_prompt = True
+
+    def __init__(self, clip: torch.nn.Module) -> None:
+        super().__init__()
+        self.clip = clip
+        self.sampler = All()
+        self.weights_sha256: str | None = clip.weights_sha256
+        self.max_prompt_tokens: int | None = clip.max_prompt_tokens
+
+    def prompt_truncated(self, prompt: str) -> bool:
+        """Whether ``prompt`` exceeds CLIP's 77 tokens (VBench's ``clip.tokenize`` would raise; it is truncated)."""
+        return bool(self.clip.prompt_truncated(prompt))
+
+    def score_sampled(
+        self,
+        frames: torch.Tensor,
+        indices: torch.Tensor | None,
+        num_frames: int,
+        prompts: Sequence[str] | str | None = None,
+        rng: Any = None,
+    ) -> torch.Tensor:
+        """Mean over the frames ``[B, K, 3, H, W]`` of VBench's per-frame style similarity."""
+        videos = as_float_videos(frames, keep_uint8=True)
+        batch, count = videos.shape[:2]
+        texts = check_prompts(prompts, batch, "appearance_style", needs_prompt=True)
+        per_frame = [text for text in texts for _ in range(count)]
+        images = videos.flatten(0, 1)
+        cosine = torch.cat([
+            self.clip(images[start : start + 32], per_frame[start : start + 32]) for start in range(0, len(images), 32)
+        ])
+        scale = self.clip.model.logit_scale.detach().float().exp() / 100
+        return (cosine.float().view(batch, count) * scale.to(cosine.device)).mean(dim=1)
+
+
+@register_reward(
+    "appearance_style",
+    modality="video",
+    needs_prompt=True,
+    differentiable=True,
+    score_range=(-1.0, 1.0),
+    weights=lambda options: _clip_files(options["architecture"]),
+    description="VBench appearance style: CLIP ViT-B/32 frame-text similarity (logits / 100), mean over frames",
+    paper="arXiv:2311.17982",
+    repository="https://github.com/Vchitect/VBench",
+)
+def create_appearance_style(
+    *,
+    architecture: str = "ViT-B-32",
+    mode: Literal["reference", "differentiable"] = "reference",
+    device: torch.device,
+    dtype: torch.dtype,
+    weights: str | None,
+) -> AppearanceStyle:
+    """VBench's appearance style; ``weights`` an open_clip checkpoint of ``architecture`` (default open_clip's
+    Hub file of ViT-B-32/openai, the weights VBench loads with ``clip.load("ViT-B/32")``); ``mode=reference``
+    preprocesses with PIL as VBench does, ``differentiable`` in torch."""
+    from rewardkit.registry import create_reward
+
+    clip = create_reward(
+        "clip", architecture=architecture, pretrained="openai", form="cosine", mode=mode,
+        device=device, dtype=dtype, weights=weights,
+    )
+    return AppearanceStyle(clip)
+
+
+def _clip_files(architecture: str) -> list[WeightFile]:
+    from rewardkit.rewards.clip import _clip_weight_files
+
+    return _clip_weight_files({"architecture": architecture, "pretrained": "openai"})
+
+
+# ------------------------------------------------------------------------------------------------ ViCLIP
+
+
+class ViClipVision(torch.nn.Module):
+    """ViCLIP's video encoder (viclip_vision.py ``VisionTransformer``, parameter names kept): per-frame patch
+    embedding (``Conv3d`` with a temporal kernel), spatial then temporal position embeddings, one class token
+    attending over every frame's patches, ``ln_post`` of the class token times ``proj``."""
+
+    def __init__(
+        self, *, width: int, layers: int, heads: int, patch: int, grid: int, frames: int, output_dim: int, kernel: int = 1
+    ) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv3d(3, width, (kernel, patch, patch), (kernel, patch, patch), bias=False)
+        self.class_embedding = torch.nn.Parameter(torch.zeros(width))
+        self.positional_embedding = torch.nn.Parameter(torch.zeros(grid * grid + 1, width))
+        self.temporal_positional_embedding = torch.nn.Parameter(torch.zeros(1, frames, width))
+        self.ln_pre = torch.nn.LayerNorm(width)
+        self.transformer = Transformer(width, layers, heads, act_layer=QuickGELU, norm_layer=torch.nn.LayerNorm)
+        self.ln_post = torch.nn.LayerNorm(width)
+        self.proj = torch.nn.Parameter(torch.zeros(width, output_dim))
+
+    def forward(self, videos: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``[B, output_dim]`` of normalised videos ``[B, T, 3, H, W]`` (T = the trained frame
+        count, or 1, which gets the mean temporal embedding as in ViCLIP)."""
+        batch = videos.shape[0]
+        x = self.conv1(videos.transpose(1, 2))  # [B, C, T', h, w]
+        x = x.permute(0, 2, 3, 4, 1).flatten(2, 3)  # [B, T', h*w, C]
+        if x.shape[2] + 1 != self.positional_embedding.shape[0]:
+            side = self.conv1.kernel_size[-1] * round((self.positional_embedding.shape[0] - 1) ** 0.5)
+            raise ValueError(f"ViCLIP takes {side}x{side} frames, got {tuple(videos.shape[-2:])}")
+        temporal = self.temporal_positional_embedding
+        if x.shape[1] == 1:
+            temporal = temporal.mean(dim=1, keepdim=True)
+        elif x.shape[1] != temporal.shape[1]:
+            raise ValueError(f"ViCLIP was trained on {temporal.shape[1]} frames and cannot take {x.shape[1]}")
+        x = x + self.positional_embedding[1:].to(x.dtype) + temporal[:, :, None].to(x.dtype)
+        x = x.transpose(1, 2).flatten(1, 2)  # patch-major, frame-minor tokens, as ViCLIP orders them
+        cls = (self.class_embedding + self.positional_embedding[0]).to(x.dtype).expand(batch, 1, -1)
+        x = self.transformer(self.ln_pre(torch.cat([cls, x], dim=1)))
+        return self.ln_post(x[:, 0]) @ self.proj
+
+
+class ViClip(torch.nn.Module):
+    """ViCLIP (viclip.py): ``vision_encoder``, ``text_encoder`` and the contrastive ``temp`` of
+    ``ViClip-InternVid-10M-FLT.pth``; shapes are read from the checkpoint (heads = width / 64)."""
+
+    def __init__(self, vision: ViClipVision, text: TextTransformer) -> None:
+        super().__init__()
+        self.vision_encoder = vision
+        self.text_encoder = text
+        self.temp = torch.nn.Parameter(torch.tensor(0.01))
+
+    @classmethod
+    def from_state_dict(cls, state_dict: Mapping[str, Any], source: str) -> ViClip:
+        """A ViCLIP built to the checkpoint's shapes (the ``model`` entry of the official file) and loaded strictly."""
+        if isinstance(state_dict.get("model"), Mapping):
+            state_dict = state_dict["model"]
+        needed = ("vision_encoder.conv1.weight", "vision_encoder.proj", "text_encoder.token_embedding.weight")
+        if not all(key in state_dict for key in needed):
+            raise WeightsMismatchError(
+                f"{source} is not a ViCLIP checkpoint (expected {{'model': state dict}} with vision_encoder.* and "
+                f"text_encoder.* keys, as ViClip-InternVid-10M-FLT.pth)"
+            )
+
+        def depth(prefix: str) -> int:
+            return len({key.split(".")[3] for key in state_dict if key.startswith(f"{prefix}.transformer.resblocks.")})
+
+        conv = state_dict["vision_encoder.conv1.weight"]
+        width = conv.shape[0]
+        vision = ViClipVision(
+            width=width,
+            layers=depth("vision_encoder"),
+            heads=max(1, width // 64),
+            patch=conv.shape[-1],
+            grid=round((state_dict["vision_encoder.positional_embedding"].shape[0] - 1) ** 0.5),
+            frames=state_dict["vision_encoder.temporal_positional_embedding"].shape[1],
+            output_dim=state_dict["vision_encoder.proj"].shape[1],
+            kernel=conv.shape[2],
+        )
+        vocab, text_width = state_dict["text_encoder.token_embedding.weight"].shape
+        text = TextTransformer(
+            context_length=state_dict["text_encoder.positional_embedding"].shape[0],
+            vocab_size=vocab,
+            width=text_width,
+            heads=max(1, text_width // 64),
+            layers=depth("text_encoder"),
+            output_dim=state_dict["text_encoder.text_projection"].shape[1],
+            act_layer=QuickGELU,
+        )
+        model = cls(vision, text)
+        load_strict(model, state_dict, source)
+        return model
+
+
+class OverallConsistency(VideoScorer):
+    """VBench overall_consistency: cosine of ViCLIP's video embedding (8 middle frames) and text embedding."""
+
+    needs_prompt = True
+
+    def __init__(self, viclip: ViClip, *, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.viclip = viclip.eval().requires_grad_(False)
+        self.dtype = dtype
+        frames = viclip.vision_encoder.temporal_positional_embedding.shape[1]
+        self.sampler = VBenchMiddleFrames(frames)
+        self.max_prompt_tokens: int | None = viclip.text_encoder.context_length
+        self.tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=self.max_prompt_tokens)
+        self.text_features = TextFeatureCache(self._encode_text)
+        self.weights_sha256: str | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.viclip.temp.device
+
+    def prompt_truncated(self, prompt: str) -> bool:
+        """Whether ``prompt`` exceeds ViCLIP's 32-token context (ViCLIP truncates, keeping the end token)."""
+        return len(self.tokenizer.encode(prompt)) + 2 > self.max_prompt_tokens
+
+    def _encode_text(self, prompts: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(prompts).to(self.device)
+        return torch.nn.functional.normalize(self.viclip.text_encoder(tokens).float(), dim=-1)
+
+    def score_sampled(
+        self,
+        frames: torch.Tensor,
+        indices: torch.Tensor | None,
+        num_frames: int,
+        prompts: Sequence[str] | str | None = None,
+        rng: Any = None,
+    ) -> torch.Tensor:
+        """Scores ``[B]`` of frames ``[B, K, 3, H, W]`` decoded at ``self.sampler``'s indices, in order."""
+        videos = as_float_videos(frames, keep_uint8=True)
+        batch, count = videos.shape[:2]
+        texts = check_prompts(prompts, batch, "overall_consistency", needs_prompt=True)
+        if videos.dtype != torch.uint8:
+            videos = videos * 255.0  # VBench's frames are uint8 0..255; float [0, 1] input is rescaled
+        pixels = vbench_clip_transform(videos.flatten(0, 1).to(self.device)).view(batch, count, 3, 224, 224)
+        video = torch.nn.functional.normalize(self.viclip.vision_encoder(pixels.to(self.dtype)).float(), dim=-1)
+        return (video * self.text_features(texts)).sum(dim=-1)
+
+
+@register_reward(
+    "overall_consistency",
+    modality="video",
+    needs_prompt=True,
+    differentiable=True,
+    score_range=(-1.0, 1.0),
+    weights={"weights": VICLIP_WEIGHTS},
+    description="VBench overall consistency: ViCLIP ViT-L/14 video-text cosine on 8 frames",
+    paper="arXiv:2311.17982; ViCLIP arXiv:2307.06942",
+    repository="https://github.com/Vchitect/VBench",
+)
+def create_overall_consistency(*, device: torch.device, dtype: torch.dtype, weights: str | None) -> OverallConsistency:
+    """VBench's overall consistency; ``weights`` is ``ViClip-InternVid-10M-FLT.pth`` (downloaded from the
+    Hugging Face repo OpenGVLab/VBench_Used_Models when absent)."""
+    if weights:
+        path = explicit_weights_file(weights, reward="overall_consistency")
+    else:
+        path = resolve_weight_file(VICLIP_WEIGHTS, reward="overall_consistency")
+    viclip = ViClip.from_state_dict(load_state_dict(path), str(path)).to(device=device, dtype=dtype)
+    metric = OverallConsistency(viclip, dtype=dtype)
+    metric.weights_sha256 = sha256_of(Path(path))
+    return metric
