@@ -1,10 +1,13 @@
-"""Fixture writer for the fine-tuning tests: a tiny random-weight text-to-video pipeline.
+"""Fixture writers for the fine-tuning tests: tiny random-weight text-to-video pipelines.
 
 ``write_tiny_t2v_pipeline(folder)`` saves a diffusers ``TextToVideoSDPipeline`` (the ModelScope T2V /
 ZeroScope layout: ``unet`` UNet3DConditionModel, ``vae`` AutoencoderKL, ``text_encoder`` CLIPTextModel,
-``tokenizer`` CLIPTokenizer, ``scheduler`` DDIMScheduler with ModelScope's scheduler settings) with
-``save_pretrained``, so tests load it through ``from_pretrained`` exactly as a user loads the real
-model. Weights are random; every component is a few layers wide, so it builds and runs in milliseconds.
+``tokenizer`` CLIPTokenizer, ``scheduler`` DDIMScheduler with ModelScope's scheduler settings), and
+``write_tiny_animatediff_pipeline(folder)`` an ``AnimateDiffPipeline`` (``unet`` UNetMotionModel built from
+a Stable Diffusion UNet2DConditionModel and a ``motion_adapter`` MotionAdapter, saved too; the same VAE,
+text encoder and tokenizer; DDIMScheduler with AnimateDiff's settings), both with ``save_pretrained``, so
+tests load them through ``from_pretrained`` exactly as a user loads the real models. Weights are random;
+every component is a few layers wide, so it builds and runs in milliseconds.
 """
 
 from __future__ import annotations
@@ -15,7 +18,16 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["TINY_T2V", "MODELSCOPE_SCHEDULER", "write_tiny_t2v_pipeline", "tiny_t2v_pipeline"]
+__all__ = [
+    "TINY_T2V",
+    "MODELSCOPE_SCHEDULER",
+    "ANIMATEDIFF_SCHEDULER",
+    "write_tiny_t2v_pipeline",
+    "tiny_t2v_pipeline",
+    "write_tiny_animatediff_pipeline",
+    "tiny_animatediff_pipeline",
+    "tiny_sd_unet_and_motion_adapter",
+]
 
 # ModelScope T2V's scheduler_config.json (ali-vilab/text-to-video-ms-1.7b): VGen's "linear_sd" betas.
 MODELSCOPE_SCHEDULER = {
@@ -29,31 +41,33 @@ MODELSCOPE_SCHEDULER = {
     "prediction_type": "epsilon",
 }
 
+# AnimateDiff's DDIM settings (guoyww/AnimateDiff configs/inference: linear betas 0.00085..0.012,
+# steps_offset 1, clip_sample off; diffusers' default set_alpha_to_one = True, as the official code uses).
+ANIMATEDIFF_SCHEDULER = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "linear",
+    "clip_sample": False,
+    "set_alpha_to_one": True,
+    "steps_offset": 1,
+    "prediction_type": "epsilon",
+}
+
 # Sizes of the tiny model: 16x16 pixels -> 8x8 latents (the VAE halves once), 8 frames.
 TINY_T2V = {"height": 16, "width": 16, "num_frames": 8, "text_width": 16}
 
 
-def tiny_t2v_pipeline(seed: int = 0):
-    """A tiny random ``TextToVideoSDPipeline`` in memory (see the module docstring)."""
-    from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+def _tiny_vae_and_text():
+    """The tiny per-frame VAE (16 px -> 8 latent px), CLIP text encoder and tokenizer both pipelines share."""
+    import tempfile
+
+    from diffusers import AutoencoderKL
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from rewardkit.testing import _clip_bpe_vocabulary
 
-    torch.manual_seed(seed)
     width = TINY_T2V["text_width"]
-    unet = UNet3DConditionModel(
-        sample_size=TINY_T2V["height"] // 2,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        cross_attention_dim=width,
-        attention_head_dim=4,
-        norm_num_groups=8,
-    )
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
@@ -71,15 +85,33 @@ def tiny_t2v_pipeline(seed: int = 0):
             vocab_size=49408, max_position_embeddings=77, projection_dim=width,
         )
     )
-    import tempfile
-
     with tempfile.TemporaryDirectory() as folder:
         vocabulary, merges = _clip_bpe_vocabulary()
         (Path(folder) / "vocab.json").write_text(json.dumps(vocabulary))
         (Path(folder) / "merges.txt").write_text("\n".join(["#version: 0.2", *merges]) + "\n")
-        tokenizer = CLIPTokenizer(
-            str(Path(folder) / "vocab.json"), str(Path(folder) / "merges.txt"), model_max_length=77
-        )
+        tokenizer = CLIPTokenizer(str(Path(folder) / "vocab.json"), str(Path(folder) / "merges.txt"), model_max_length=77)
+    return vae, text_encoder, tokenizer
+
+
+def tiny_t2v_pipeline(seed: int = 0):
+    """A tiny random ``TextToVideoSDPipeline`` in memory (see the module docstring)."""
+    from diffusers import DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+
+    torch.manual_seed(seed)
+    width = TINY_T2V["text_width"]
+    unet = UNet3DConditionModel(
+        sample_size=TINY_T2V["height"] // 2,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        cross_attention_dim=width,
+        attention_head_dim=4,
+        norm_num_groups=8,
+    )
+    vae, text_encoder, tokenizer = _tiny_vae_and_text()
     scheduler = DDIMScheduler(**MODELSCOPE_SCHEDULER)
     return TextToVideoSDPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
 
@@ -89,6 +121,55 @@ def write_tiny_t2v_pipeline(folder: str | os.PathLike[str], seed: int = 0) -> Pa
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tiny_t2v_pipeline(seed).save_pretrained(folder)
+    return folder
+
+
+def tiny_sd_unet_and_motion_adapter(seed: int = 0):
+    """The tiny Stable Diffusion ``UNet2DConditionModel`` and ``MotionAdapter`` AnimateDiff combines."""
+    from diffusers import MotionAdapter, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=TINY_T2V["height"] // 2,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        cross_attention_dim=TINY_T2V["text_width"],
+        attention_head_dim=4,
+        norm_num_groups=8,
+    )
+    motion_adapter = MotionAdapter(
+        block_out_channels=(16, 32),
+        motion_layers_per_block=1,
+        motion_num_attention_heads=2,
+        motion_norm_num_groups=8,
+        motion_max_seq_length=32,
+        use_motion_mid_block=True,
+    )
+    return unet, motion_adapter
+
+
+def tiny_animatediff_pipeline(seed: int = 0):
+    """A tiny random ``AnimateDiffPipeline`` in memory (see the module docstring)."""
+    from diffusers import AnimateDiffPipeline, DDIMScheduler
+
+    unet, motion_adapter = tiny_sd_unet_and_motion_adapter(seed)
+    vae, text_encoder, tokenizer = _tiny_vae_and_text()
+    scheduler = DDIMScheduler(**ANIMATEDIFF_SCHEDULER)
+    # The pipeline turns the 2D UNet + motion adapter into a UNetMotionModel (``unet``) and keeps the adapter.
+    return AnimateDiffPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, motion_adapter=motion_adapter, scheduler=scheduler
+    )
+
+
+def write_tiny_animatediff_pipeline(folder: str | os.PathLike[str], seed: int = 0) -> Path:
+    """Save the tiny AnimateDiff pipeline with ``save_pretrained`` into ``folder`` (created) and return it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tiny_animatediff_pipeline(seed).save_pretrained(folder)
     return folder
 
 

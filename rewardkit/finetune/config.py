@@ -36,10 +36,16 @@ __all__ = [
 class ModelConfig:
     """The base text-to-video model."""
 
-    family: Literal["unet3d"] = "unet3d"
-    """Adapter: ``unet3d`` = diffusers TextToVideoSDPipeline components (ModelScope T2V, ZeroScope)."""
+    family: Literal["unet3d", "animatediff"] = "unet3d"
+    """Adapter: ``unet3d`` = diffusers TextToVideoSDPipeline components (ModelScope T2V, ZeroScope);
+    ``animatediff`` = AnimateDiffPipeline components (UNetMotionModel: SD 1.5 UNet + MotionAdapter)."""
     path: str = "ali-vilab/text-to-video-ms-1.7b"
-    """Hugging Face repo id, or a local ``save_pretrained`` folder, or ``testing:tiny-t2v`` (tiny random)."""
+    """Hugging Face repo id, or a local ``save_pretrained`` folder, or ``testing:tiny-t2v`` /
+    ``testing:tiny-animatediff`` (tiny random). animatediff: an AnimateDiff pipeline, or a Stable Diffusion
+    1.5 model together with ``motion_adapter``."""
+    motion_adapter: str = ""
+    """animatediff only: a MotionAdapter repo id or folder (e.g. ``guoyww/animatediff-motion-adapter-v1-5-2``)
+    to combine with the Stable Diffusion model at ``path``; empty when ``path`` is an AnimateDiff pipeline."""
     revision: str = ""
     """Hub revision (branch, tag or commit); empty for the default branch."""
     variant: str = ""
@@ -189,6 +195,11 @@ class Recipe:
             raise ValueError(
                 "objective.start = \"data\" edits dataset clips and needs data.csv (path,prompt); "
                 "or set objective.start = \"sample\" to edit samples of the current model"
+            )
+        if self.model.motion_adapter and self.model.family != "animatediff":
+            raise ValueError(
+                f"model.motion_adapter is only read by model.family = \"animatediff\", not {self.model.family!r}; "
+                "remove it or set model.family = \"animatediff\""
             )
         if self.model.height % 8 or self.model.width % 8:
             raise ValueError(f"model.height and model.width must be multiples of 8, got {self.model.height}x{self.model.width}")
