@@ -58,7 +58,14 @@ def save_lora(model: torch.nn.Module, folder: str | os.PathLike[str], prefix: st
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {f"{prefix}.{key}": value for key, value in lora_state_dict(model).items()}
-    metadata = {_METADATA_KEY: json.dumps(getattr(model, "_rewardkit_lora_config", {})), "format": "pt"}
+    config = getattr(model, "_rewardkit_lora_config", {})
+    metadata = {
+        _METADATA_KEY: json.dumps(config),
+        "format": "pt",
+        # diffusers' own field (rank, alpha, targets per component), read by load_lora_weights: without
+        # it diffusers would assume alpha = rank.
+        "lora_adapter_metadata": json.dumps({f"{prefix}.{key}": value for key, value in config.items()}, indent=2, sort_keys=True),
+    }
     save_file(state, folder / LORA_FILE, metadata=metadata)
     return folder / LORA_FILE
 
