@@ -269,3 +269,28 @@ def test_committed_ci_baseline_matches_a_fresh_run(tmp_path, quick_options):
     assert not any(item.failed for item in compare(current, baseline))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["videos"] == 5
+
+
+def test_two_real_processes_give_the_single_process_results(tmp_path):
+    """`torchrun --nproc_per_node 2` (gloo on CPU, as accelerate sets it up): each process scores half of
+    the videos, rank 0 merges, and the per-video scores equal a one-process run's."""
+    import os
+    import socket
+    import sys
+
+    with socket.socket() as probe:  # a free local port for the rendezvous (loopback only)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    arguments = ["eval", str(REPO / "eval" / "quick.toml"), "--videos", str(EXAMPLES), "--dimensions",
+                 "temporal_flickering,dynamic_degree_flow", "--no-progress", "--workers", "0"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(port), "-m", "rewardkit.cli", *arguments, "--out", str(tmp_path / "two")]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert main([*arguments, "--out", str(tmp_path / "one")]) == 0
+    two, one = load_run(tmp_path / "two"), load_run(tmp_path / "one")
+    assert two.summary["settings"]["processes"] == 2 and (tmp_path / "two" / "dimensions" / "temporal_flickering.rank1.csv").is_file()
+    key = ["dimension", "path"]
+    left, right = one.videos.sort_values(key).reset_index(drop=True), two.videos.sort_values(key).reset_index(drop=True)
+    assert left["path"].tolist() == right["path"].tolist()
+    np.testing.assert_allclose(left["score"].astype(float), right["score"].astype(float), equal_nan=True, atol=1e-7)

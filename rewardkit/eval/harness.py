@@ -52,7 +52,14 @@ def _shard() -> tuple[int, int, Callable[[], None]]:
         from accelerate import PartialState
     except ModuleNotFoundError:
         raise ValueError("a multi-process eval needs accelerate: pip install 'rewardkit[train]'") from None
-    state = PartialState()
+    import torch
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU-only machines: gloo processes
+    if state.num_processes != world:
+        raise ValueError(
+            f"WORLD_SIZE is {world} but accelerate set up {state.num_processes} process(es); launch with "
+            f"`accelerate launch` or `torchrun --nproc_per_node N` so every process scores its own share"
+        )
     return state.process_index, state.num_processes, state.wait_for_everyone
 
 
