@@ -8,6 +8,7 @@ from rewardkit.rewards import (  # noqa: F401  (registration side effects)
     hpsv2,
     imagereward,
     motion,
+    musiq,
     pickscore,
     vbench,
     vbench_semantic,
