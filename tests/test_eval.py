@@ -191,14 +191,14 @@ def test_published_board_renders_ranked_by_total(tmp_path):
 def test_html_page_renders_in_headless_chromium(tmp_path):
     """The page is loaded by a real browser: its DOM has the table rows and the chart image decodes."""
     page = render(REPO / "leaderboards" / "vbench.csv", tmp_path)["html"]
-    command = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=2000"]
+    command = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
     dom = subprocess.run([*command, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert "CogVideoX-5B" in dom and dom.count("<tr>") == 3
     probe = tmp_path / "probe.html"  # the same page, plus a script that reports whether the chart decodes
-    script = (
-        "<script>const chart = document.querySelector('img'); chart.decode()"
-        ".then(() => { document.title = 'decoded ' + chart.naturalWidth; })"
-        ".catch(() => { document.title = 'broken'; });</script>"
+    script = (  # the load event fires once the image has loaded (or failed): set before the DOM is dumped
+        "<script>window.addEventListener('load', () => { const chart = document.querySelector('img');"
+        " document.title = chart.complete && chart.naturalWidth > 0 ? 'decoded ' + chart.naturalWidth : 'broken'; });"
+        "</script>"
     )
     probe.write_text(page.read_text().replace("</body>", script + "</body>"))
     dom = subprocess.run([*command, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
