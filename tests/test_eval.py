@@ -134,7 +134,9 @@ def test_sharded_run_equals_single_process_run(tmp_path, quick_options, monkeypa
     key = ["dimension", "path"]
     left = single.videos.sort_values(key).reset_index(drop=True)
     right = sharded.videos.sort_values(key).reset_index(drop=True)
-    np.testing.assert_allclose(left["score"].astype(float), right["score"].astype(float), equal_nan=True, atol=1e-7)
+    # Shards batch different files together; BLAS results depend on batch composition by up to ~1e-7
+    # (measured on hpsv2), so the promise is 1e-6, not bit-identity.
+    np.testing.assert_allclose(left["score"].astype(float), right["score"].astype(float), equal_nan=True, atol=1e-6)
 
 
 def test_frame_pairs_aggregate_weights_by_pairs():
@@ -293,4 +295,6 @@ def test_two_real_processes_give_the_single_process_results(tmp_path):
     key = ["dimension", "path"]
     left, right = one.videos.sort_values(key).reset_index(drop=True), two.videos.sort_values(key).reset_index(drop=True)
     assert left["path"].tolist() == right["path"].tolist()
-    np.testing.assert_allclose(left["score"].astype(float), right["score"].astype(float), equal_nan=True, atol=1e-7)
+    # Shards batch different files together; BLAS results depend on batch composition by up to ~1e-7
+    # (measured on hpsv2), so the promise is 1e-6, not bit-identity.
+    np.testing.assert_allclose(left["score"].astype(float), right["score"].astype(float), equal_nan=True, atol=1e-6)
