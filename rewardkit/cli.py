@@ -26,8 +26,8 @@ from rewardkit.weights import (
     MissingWeightsError,
     WeightsMismatchError,
     cached_weight_path,
+    fetch_weight_file,
     is_offline,
-    resolve_weight_file,
     sha256_of,
 )
 
@@ -48,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (UsageError, ValueError, MissingWeightsError, WeightsMismatchError, FileNotFoundError) as error:
-        print(f"rewardkit {args.command}: error: {error}", file=sys.stderr)
+        message = error.advice(args.command) if isinstance(error, MissingWeightsError) else error
+        print(f"rewardkit {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("\ninterrupted: finished rows are saved; run the same command again to resume", file=sys.stderr)
@@ -94,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     scoring.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: cores - 1, at most 4)")
     scoring.add_argument(
         "--weights", action="append", default=[], metavar="[NAME=]PATH",
-        help="local weights instead of the Hugging Face cache; NAME= picks the reward when several are scored",
+        help="local weights instead of the Hugging Face cache; NAME= picks the reward when several are scored, "
+        "NAME.ROLE= one file of a reward made of several (e.g. aesthetic.backbone=PATH)",
     )
     scoring.add_argument("--no-progress", action="store_true", help="no progress bar")
     scoring.set_defaults(run=_run_score)
@@ -138,7 +140,7 @@ def _run_list(args: argparse.Namespace) -> int:
             "differentiable": "yes" if info.differentiable else "no",
             "weights": ", ".join(w.label for w in files) or "none (weight-free)",
             "size": ", ".join(w.size_text for w in files if w.size) or "-",
-            "cached": ("yes" if all(_is_cached(w) for w in files) else "no") if files else "-",
+            "cached": _cached_text(files),
             "licence": ", ".join(sorted({w.license for w in files})) or "-",
         })
     table = pd.DataFrame(rows)
@@ -151,8 +153,12 @@ def _run_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _is_cached(weight: WeightFile) -> bool:
-    return cached_weight_path(weight) is not None
+def _cached_text(files: Sequence[WeightFile]) -> str:
+    if not files:
+        return "-"
+    if not all(weight.downloadable for weight in files):
+        return "by path"  # rewardkit cannot fetch it; `rewardkit download NAME` says where to get it
+    return "yes" if all(cached_weight_path(weight) is not None for weight in files) else "no"
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -167,9 +173,9 @@ def _weights_by_reward(values: Sequence[str], specs: Sequence[str]) -> dict[str,
     with_weights = [name for name in names if get_reward_info(name).weight_files()]
     mapping: dict[str, str] = {}
     for value in values:
-        name, separator, path = value.partition("=")
-        if separator and name in names:
-            mapping[name] = path
+        key, separator, path = value.partition("=")
+        if separator and key.partition(".")[0] in names:  # NAME=PATH, or NAME.ROLE=PATH for one file of several
+            mapping[key] = path
         elif len(with_weights) == 1:
             mapping[with_weights[0]] = value
         else:
@@ -231,7 +237,7 @@ def _print_report(results: pd.DataFrame, skipped: Sequence[str], out: str | None
 
 def _short_options(options: str) -> str:
     values = json.loads(options)
-    return ",".join(f"{key}={value}" for key, value in values.items() if key not in ("architecture", "processor", "clip_weights", "tokenizer")) or "-"
+    return ",".join(f"{key}={value}" for key, value in values.items() if key != "architecture") or "-"
 
 
 def _run_download(args: argparse.Namespace) -> int:
@@ -241,11 +247,16 @@ def _run_download(args: argparse.Namespace) -> int:
         name, options = parse_reward_spec(spec)
         info = get_reward_info(name)
         validate_options(info, options)
-        files = info.weight_files(options)
+        files = info.weight_roles(options)
         if not files:
             print(f"{name}: weight-free, nothing to download")
-        for weight in files:
-            path = resolve_weight_file(weight, reward=name)
+        for role, weight in files.items():
+            if not weight.downloadable:
+                flag = name if role == next(iter(files)) else f"{name}.{role}"
+                print(f"{name}: {weight.filename} ({weight.size_text}) cannot be downloaded by rewardkit: it is "
+                      f"{weight.manual}. Pass it with `--weights {flag}=PATH` (or weights=PATH in Python)")
+                continue
+            path = fetch_weight_file(weight, reward=name)
             print(f"{name}: {weight.source} -> {path} ({os.path.getsize(path):,} bytes, sha256 {sha256_of(path)})")
     return EXIT_OK
 

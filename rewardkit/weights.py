@@ -41,6 +41,7 @@ __all__ = [
     "resolve_weights",
     "require_weights",
     "split_weights_argument",
+    "weights_for",
     "fetch_weight_file",
     "cached_weight_path",
     "cache_root",
@@ -100,26 +101,25 @@ class MissingWeightsError(FileNotFoundError):
         unknown = sum(1 for file in unique.values() if not file.size)
         total = format_size(known) + (f" + {unknown} of unknown size" if unknown else "")
         rewards = list(dict.fromkeys(item.reward for item in self.missing))
-        lines = [
-            f"reward {rewards[0]!r} needs" if len(rewards) == 1 else f"rewards {', '.join(map(repr, rewards))} need",
-        ]
-        lines[0] += f" {len(unique)} file(s) that are not here ({total} in all):"
+        who = f"reward {rewards[0]!r} needs" if len(rewards) == 1 else f"rewards {', '.join(map(repr, rewards))} need"
+        count = "a file that is not here" if len(unique) == 1 else f"{len(unique)} files that are not here"
+        lines = [f"{who} {count} ({total}{' in all' if len(unique) > 1 else ''}):"]
         for item in self.missing:
-            role = "" if item.main and len(rewards) == 1 and len(self.missing) == 1 else f" [{item.role}]"
-            who = f"{item.reward}{role}" if len(rewards) > 1 else (role.strip() or "")
+            label = item.reward if len(rewards) > 1 else ""
+            if len(self.missing) > 1:
+                label = f"{label} {item.role}".strip()
             lines.append(
-                f"  - {(who + ': ') if who else ''}{item.file.filename} ({item.file.size_text}) from {item.where}; "
+                f"  - {label + ': ' if label else ''}{item.file.filename} ({item.file.size_text}) from {item.where}; "
                 f"{item.reason}"
             )
         downloads = list(dict.fromkeys(item.download_spec for item in self.missing if item.file.downloadable))
-        caches = {"the Hugging Face cache" if item.file.url is None else "the rewardkit cache"
-                  for item in self.missing if item.file.downloadable}
+        caches = sorted({"the Hugging Face cache" if item.file.url is None else "the rewardkit cache"
+                         for item in self.missing if item.file.downloadable})
         lines.append("Supply them:" if len(self.missing) > 1 else "Supply it:")
         if downloads:
-            commands = " and ".join(f"`rewardkit download {spec}`" for spec in downloads)
             lines.append(
-                f"  - on a machine with internet access run {commands} (it fills {' and '.join(sorted(caches))}; "
-                f"copy that here or point HF_HOME / REWARDKIT_CACHE at a copy), or"
+                f"  - on a machine with internet access run `rewardkit download {' '.join(downloads)}` (it fills {' and '.join(caches)}; copy "
+                f"{'them' if len(caches) > 1 else 'it'} here, or point {'HF_HOME' if len(caches) == 1 and 'Hugging' in caches[0] else 'REWARDKIT_CACHE' if len(caches) == 1 else 'HF_HOME and REWARDKIT_CACHE'} at a copy), or"
             )
         lines.append(f"  - pass the files you have: {self._paths(command)}.")
         return "\n".join(lines)
@@ -202,6 +202,22 @@ def split_weights_argument(reward: str, weights: WeightsArgument, roles: Sequenc
     if not roles:
         raise ValueError(f"reward {reward!r} has no weights; drop --weights / weights=")
     return {roles[0]: Path(weights).expanduser()}
+
+
+def weights_for(reward: str, options: Mapping[str, Any], given: Mapping[str, Any]) -> WeightsArgument:
+    """The ``weights`` argument for ``reward`` from the command line's ``--weights`` pairs, keyed ``NAME``
+    (the main file, or a ``{role: path}`` mapping) and ``NAME.ROLE`` (one file of a multi-file reward)."""
+    value = given.get(reward)
+    roles = {key.partition(".")[2]: path for key, path in given.items() if key.partition(".")[0] == reward and "." in key}
+    if not roles:
+        return value
+    if isinstance(value, Mapping):
+        return {**value, **roles}
+    if value not in (None, ""):
+        main = next(iter(get_reward_info(reward).weight_roles(options)), None)
+        if main is not None:
+            roles = {main: value, **roles}
+    return roles
 
 
 def resolve_weights(
