@@ -353,8 +353,8 @@ def _download(file: WeightFile) -> None:
             if "invalid hash value" not in str(error):
                 raise
             raise WeightsMismatchError(
-                f"the file downloaded from {file.url} does not match: {error}; {file.filename} should have sha256 "
-                f"{file.sha256}: the server sent a different or truncated file; nothing was kept"
+                f"the file downloaded from {file.url} does not match ({error}): {file.filename} should have "
+                f"{file.sha256} (sha256); the server sent a different or truncated file; nothing was kept"
             ) from error
         return
     from huggingface_hub import hf_hub_download, snapshot_download

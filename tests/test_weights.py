@@ -14,8 +14,9 @@ from rewardkit.weights import (
     WeightsMismatchError,
     check_keys,
     load_state_dict,
+    fetch_weight_file,
     load_strict,
-    resolve_weight_file,
+    resolve_weights,
     sha256_of,
 )
 
@@ -38,17 +39,17 @@ def test_missing_weights_when_download_fails(monkeypatch):
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(MissingWeightsError, match=r"(?s)download failed.*rewardkit download hpsv2"):
-        resolve_weight_file(HPS, reward="hpsv2")
+        create_reward("hpsv2")
 
 
 def test_explicit_path_that_does_not_exist():
-    with pytest.raises(MissingWeightsError, match="not an existing file"):
+    with pytest.raises(MissingWeightsError, match="does not exist"):
         create_reward("hpsv2", weights="/nonexistent/HPS.pt")
 
 
 def test_hf_cache_is_used_and_verified_against_hub_hash(tmp_path, hf_cache, hps_checkpoint, tiny_clip_config):
     put_in_hf_cache(hf_cache, "xswu/HPSv2", {"HPS_v2.1_compressed.pt": hps_checkpoint})
-    path = resolve_weight_file(HPS, reward="hpsv2")
+    path = fetch_weight_file(HPS, reward="hpsv2")
     assert path.name == "HPS_v2.1_compressed.pt"
     # The same user path as with a real download: no weights argument at all.
     reward = create_reward("hpsv2", architecture=str(tiny_clip_config))
@@ -59,17 +60,16 @@ def test_hf_cache_is_used_and_verified_against_hub_hash(tmp_path, hf_cache, hps_
     data[len(data) // 2] ^= 0xFF
     blob.write_bytes(bytes(data))
     with pytest.raises(WeightsMismatchError, match="sha256"):
-        resolve_weight_file(HPS, reward="hpsv2")
+        create_reward("hpsv2")
 
 
-def test_pinned_sha256_is_checked_for_explicit_files(tmp_path):
-    file = tmp_path / "w.pt"
-    torch.save({"a": torch.zeros(1)}, file)
-    good = WeightFile("r/x", "w.pt", 1, "MIT", sha256=sha256_of(file))
-    assert resolve_weight_file(good, reward="x", explicit=file) == file
-    bad = WeightFile("r/x", "w.pt", 1, "MIT", sha256="0" * 64)
-    with pytest.raises(WeightsMismatchError, match="expects 0000"):
-        resolve_weight_file(bad, reward="x", explicit=file)
+def test_an_explicit_path_is_used_as_given_and_its_sha256_recorded(hps_checkpoint, tiny_clip_config):
+    """A path is the user's choice (here a tiny checkpoint that is not the published file, whose Hub hash it
+    cannot match): it loads, strictly, and the results record the sha256 of exactly that file (hashlib)."""
+    reward = create_reward("hpsv2", weights=str(hps_checkpoint), architecture=str(tiny_clip_config))
+    assert reward.weights_sha256 == hashlib.sha256(hps_checkpoint.read_bytes()).hexdigest()
+    folder = create_reward("hpsv2", weights=str(hps_checkpoint.parent), architecture=str(tiny_clip_config))
+    assert folder.weights_sha256 == reward.weights_sha256  # a folder holding HPS_v2.1_compressed.pt
 
 
 class _Payload:
@@ -124,27 +124,41 @@ def _url_weight(tmp_path, sha256=None):
     return weight, source
 
 
-def test_url_file_is_downloaded_into_the_rewardkit_cache_and_verified(tmp_path, monkeypatch, capsys):
+def _missing_head(monkeypatch, weight, clip_checkpoint, tiny_clip_config):
+    """``aesthetic``'s laion head replaced by ``weight`` (its backbone given): the user path of a URL file."""
+    from rewardkit.rewards.aesthetic import AESTHETIC_HEADS
+
+    monkeypatch.setitem(AESTHETIC_HEADS, "laion", weight)
+    return lambda: resolve_weights(
+        "aesthetic", {"backbone": str(clip_checkpoint)}, {"head": "laion", "architecture": str(tiny_clip_config)}
+    )
+
+
+def test_url_file_is_downloaded_into_the_rewardkit_cache_and_verified(
+    tmp_path, monkeypatch, clip_checkpoint, tiny_clip_config
+):
     from rewardkit.weights import cache_root, cached_weight_path
 
     weight, source = _url_weight(tmp_path)
+    resolve = _missing_head(monkeypatch, weight, clip_checkpoint, tiny_clip_config)
     with pytest.raises(MissingWeightsError) as raised:  # offline (the test default): nothing is fetched
-        resolve_weight_file(weight, reward="aesthetic")
+        resolve()
     message = str(raised.value)
     for expected in (weight.url, "sac+logos+head.pth", weight.size_text, "rewardkit cache", "REWARDKIT_CACHE",
                      "rewardkit download aesthetic", "--weights PATH"):
         assert expected in message
+    assert "open_clip_model.safetensors" not in message  # the backbone was given: only the head is missing
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    path = resolve_weight_file(weight, reward="aesthetic")
+    path = resolve()["head"]
     assert path.name == "sac+logos+head.pth" and cache_root() in path.parents
     assert path.read_bytes() == source.read_bytes() and cached_weight_path(weight) == path
-    assert not list(path.parent.glob("*.part"))
+    assert not list(path.parent.glob("*.partial"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     source.unlink()  # offline and the server gone: the cached copy is used
-    assert resolve_weight_file(weight, reward="aesthetic") == path
+    assert resolve()["head"] == path
     path.write_bytes(b"corrupted")  # and re-verified against the pinned hash
     with pytest.raises(WeightsMismatchError, match="sha256"):
-        resolve_weight_file(weight, reward="aesthetic")
+        resolve()
     path.unlink()
 
 
@@ -154,12 +168,20 @@ def test_url_download_with_a_wrong_hash_keeps_nothing(tmp_path, monkeypatch):
     weight, _ = _url_weight(tmp_path, sha256="0" * 64)
     monkeypatch.delenv("HF_HUB_OFFLINE")
     with pytest.raises(WeightsMismatchError, match="should have 0000"):
-        resolve_weight_file(weight, reward="x")
+        fetch_weight_file(weight, reward="x")
     assert cached_weight_path(weight) is None
+    assert not list(cache_root_files(weight))
 
 
-def test_url_download_failure_says_what_to_do(monkeypatch):
+def cache_root_files(weight):
+    from rewardkit.weights import cache_root
+
+    return [path for path in cache_root().rglob("*") if path.is_file() and weight.filename in path.name]
+
+
+def test_url_download_failure_says_what_to_do(monkeypatch, clip_checkpoint, tiny_clip_config):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     weight = WeightFile("a/b", "head.pth", 3076, "MIT", url="https://example.invalid/head.pth")
-    with pytest.raises(MissingWeightsError, match=r"(?s)download failed.*rewardkit download x.*--weights PATH"):
-        resolve_weight_file(weight, reward="x")
+    resolve = _missing_head(monkeypatch, weight, clip_checkpoint, tiny_clip_config)
+    with pytest.raises(MissingWeightsError, match=r"(?s)download failed.*rewardkit download aesthetic.*--weights PATH"):
+        resolve()

@@ -211,10 +211,14 @@ def clip_weight_file(architecture: str, pretrained: str) -> WeightFile:
         ("ViT-B-32", "openai"): (605_109_252, "MIT"),
     }
     config = open_clip.get_pretrained_cfg(architecture, pretrained) if not architecture.endswith(".json") else {}
-    if not config.get("hf_hub"):
-        raise ValueError(
-            f"open_clip has no Hugging Face weights for architecture={architecture!r} pretrained={pretrained!r}; "
-            f"see open_clip.list_pretrained() or pass --weights PATH"
+    if not config.get("hf_hub"):  # a JSON config or a pretrained tag without Hub weights: the user's file
+        return WeightFile(
+            "open_clip",
+            "open_clip_model.safetensors",
+            0,
+            "see the model card",
+            manual=f"an open_clip checkpoint of architecture={architecture!r} (open_clip has no Hugging Face weights "
+            f"for pretrained={pretrained!r}; see open_clip.list_pretrained())",
         )
     size, license_name = known.get((architecture, pretrained), (0, "see the model card"))
     return WeightFile(config["hf_hub"].rstrip("/"), "open_clip_model.safetensors", size, license_name)
