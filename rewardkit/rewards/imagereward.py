@@ -234,7 +234,7 @@ def build_tokenizer(folder: str | Path) -> Any:
             f"the tokenizer in {folder} has {len(tokenizer)} tokens, but ImageReward needs the 30522-token "
             f"bert-base-uncased vocabulary (a smaller one maps words to [UNK] and gives meaningless scores). "
             f"Supply the vocab.txt of {TOKENIZER_REPO}: `rewardkit download imagereward` on a connected "
-            f"machine, or weights={'tokenizer': FOLDER} (--weights imagereward.tokenizer=FOLDER)"
+            f"machine, or weights={{'tokenizer': FOLDER}} (--weights imagereward.tokenizer=FOLDER)"
         )
     tokenizer.add_special_tokens({"bos_token": "[DEC]"})
     tokenizer.add_special_tokens({"additional_special_tokens": ["[ENC]"]})
