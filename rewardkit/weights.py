@@ -175,7 +175,7 @@ def build_with_weights(
     the files that hold weights, joined by ``+`` in role order.
 
     ``locate(role, folder)`` turns a folder the user gave into the file to load (for rewards whose folders
-    have a layout of their own); by default a folder must hold the declared file name."""
+    have layouts of their own); without it a folder must hold the declared file name."""
     paths = resolve_weights(reward, weights, options, locate=locate)
     module = build(paths)
     if not isinstance(getattr(type(module), "weights_sha256", None), property):  # a lazy digest of its own
@@ -283,10 +283,10 @@ def _explicit(reward: str, role: str, file: WeightFile, path: Path, locate: Call
         )
     if path.is_dir():
         inside = path / file.filename
-        if inside.is_file():
-            path = inside
-        elif locate is not None:
+        if locate is not None:  # the reward knows its folder layouts (e.g. the latest checkpoint-N)
             path = locate(role, path)
+        elif inside.is_file():
+            path = inside
         else:
             raise MissingWeightsError(
                 f"the folder {str(path)!r} given for reward {reward!r} ({role}) holds no {file.filename}; "
@@ -307,20 +307,19 @@ def fetch_weight_file(file: WeightFile, *, reward: str) -> Path:
     MissingWeightsError whose message is the reason (``resolve_weights`` words the advice)."""
     if not file.downloadable:
         raise MissingWeightsError("rewardkit cannot download it; pass its path")
-    cached = cached_weight_path(file)
+    cached = _fetch(file, local=True)
     if cached is None:
         if is_offline():
             where = "the rewardkit cache" if file.url is not None else "the local Hugging Face cache"
             raise MissingWeightsError(f"it is not in {where} and HF_HUB_OFFLINE is set")
         try:
-            _download(file)
+            cached = _fetch(file, local=False)
         except WeightsMismatchError:
             raise
         except Exception as error:  # network errors come in many types; all mean "could not download"
             raise MissingWeightsError(f"the download failed ({type(error).__name__}: {error})") from error
-        cached = cached_weight_path(file)
         if cached is None:
-            raise MissingWeightsError("the download did not produce it")
+            raise MissingWeightsError(f"the download did not produce {file.filename} and its companions")
     if file.url is None:
         for name in (file.filename, *file.extra_files):
             companion = _snapshot_root(cached, file) / name
@@ -340,11 +339,14 @@ def _snapshot_root(path: Path, file: WeightFile) -> Path:
     return root
 
 
-def _download(file: WeightFile) -> None:
+def _fetch(file: WeightFile, *, local: bool) -> Path | None:
+    """The cached copy of ``file`` with its companions (``local``: no network, None when absent), or a download."""
     if file.url is not None:
         from torch.hub import download_url_to_file
 
         target = _url_cache_path(file)
+        if local:
+            return target if target.is_file() else None
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             # Written to a temporary file and moved into place only when complete and matching the hash.
@@ -356,13 +358,22 @@ def _download(file: WeightFile) -> None:
                 f"the file downloaded from {file.url} does not match ({error}): {file.filename} should have "
                 f"{file.sha256} (sha256); the server sent a different or truncated file; nothing was kept"
             ) from error
-        return
-    from huggingface_hub import hf_hub_download, snapshot_download
+        return target
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    if file.extra_files:
-        snapshot_download(file.repo, revision=file.revision, allow_patterns=[file.filename, *file.extra_files])
-    else:
-        hf_hub_download(file.repo, file.filename, revision=file.revision)
+    try:
+        if not file.extra_files:
+            return Path(huggingface_hub.hf_hub_download(file.repo, file.filename, revision=file.revision, local_files_only=local))
+        folder = Path(huggingface_hub.snapshot_download(
+            file.repo, revision=file.revision, allow_patterns=[file.filename, *file.extra_files], local_files_only=local
+        ))
+    except LocalEntryNotFoundError:
+        if local:
+            return None
+        raise
+    # A cached snapshot may lack some of the files (another reward fetched others of the repo).
+    return folder / file.filename if all((folder / name).is_file() for name in (file.filename, *file.extra_files)) else None
 
 
 def cache_root() -> Path:

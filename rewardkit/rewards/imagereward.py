@@ -288,7 +288,10 @@ class ImageRewardScorer(ImageReward):
 
 
 def _locate(role: str, folder: Path) -> Path:
-    """A folder the user gave that lacks the declared file: say which file it needs."""
+    """The declared file in a folder the user gave, or an error that says which file it needs."""
+    declared = folder / IMAGEREWARD_WEIGHTS[role].filename
+    if declared.is_file():
+        return declared
     if role == "tokenizer":
         raise MissingWeightsError(
             f"no vocab.txt in {folder}: reward 'imagereward' needs the bert-base-uncased tokenizer files "

@@ -86,6 +86,8 @@ class PickScore(ImageReward):
 def _weights_file(role: str, folder: Path) -> Path:
     """The weights file in a transformers model folder the user gave (``save_pretrained`` writes safetensors)."""
     if role != "model":
+        if (folder / PROCESSOR_FILES[0]).is_file():
+            return folder / PROCESSOR_FILES[0]
         raise MissingWeightsError(
             f"the processor folder {str(folder)!r} given for reward 'pickscore' lacks {PROCESSOR_FILES[0]}; it needs "
             f"{', '.join(PROCESSOR_FILES)} of {PROCESSOR_REPO}"

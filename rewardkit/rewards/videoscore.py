@@ -334,7 +334,9 @@ class VideoScore(VideoScorer):
 
 
 def _single_file(role: str, folder: Path) -> Path:
-    """A model folder the user gave without a shard index: its single ``model.safetensors``."""
+    """The shard index in a model folder the user gave, or its single ``model.safetensors``."""
+    if (folder / "model.safetensors.index.json").is_file():
+        return folder / "model.safetensors.index.json"
     if not (folder / "model.safetensors").is_file():
         raise MissingWeightsError(
             f"the folder {str(folder)!r} given for reward 'videoscore' lacks model.safetensors.index.json and "
