@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import rewardkit
+from rewardkit.errors import UserInputError
 from rewardkit.registry import create_reward, get_reward_info, parse_reward_spec
 from rewardkit.rewards.errors import NotApplicable
 from rewardkit.video.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, DecodeError, media_kind, probe, read_frames
@@ -122,13 +123,13 @@ def load_prompt_table(path: str | os.PathLike[str]) -> dict[str, str]:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{number} is not valid JSON ({error.msg})") from None
+                    raise UserInputError(f"{path}:{number} is not valid JSON ({error.msg})") from None
     else:
-        raise ValueError(f"prompt file {str(path)!r} must be .csv (columns path,prompt) or .jsonl")
+        raise UserInputError(f"prompt file {str(path)!r} must be .csv (columns path,prompt) or .jsonl")
     table: dict[str, str] = {}
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, Mapping) or "path" not in row or "prompt" not in row:
-            raise ValueError(f"{path} row {number} needs the fields 'path' and 'prompt', got {row!r}")
+            raise UserInputError(f"{path} row {number} needs the fields 'path' and 'prompt', got {row!r}")
         key = Path(str(row["path"]))
         absolute = key if key.is_absolute() else path.parent / key
         table[str(absolute.resolve())] = str(row["prompt"])
@@ -326,7 +327,7 @@ class ResultsWriter:
         else:
             suffix = self.out.suffix.lower()
             if suffix not in (".csv", ".jsonl", ".parquet"):
-                raise ValueError(f"--out must end in .csv, .jsonl or .parquet, got {str(self.out)!r}")
+                raise UserInputError(f"--out must end in .csv, .jsonl or .parquet, got {str(self.out)!r}")
             self.journal = self.out if suffix in (".csv", ".jsonl") else self.out.with_name(self.out.name + ".partial.jsonl")
         self._handle = None
         self._writer = None
@@ -454,7 +455,7 @@ def score(
     an earlier run with the same ``out`` are skipped.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise UserInputError(f"batch_size must be at least 1, got {batch_size}")
     path_list = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     media, _ = collect_media(path_list)
     table = _prompt_table(prompts)

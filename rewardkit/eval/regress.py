@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rewardkit.errors import UserInputError
 from rewardkit.registry import get_reward_info
 
 __all__ = ["Comparison", "compare", "load_scores", "markdown_report", "write_baseline", "DEFAULT_TOLERANCE"]
@@ -40,10 +41,10 @@ def load_scores(source: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(source)
     if path.is_dir():
         if not (path / "videos.csv").is_file():
-            raise ValueError(f"{str(path)!r} has no videos.csv; pass an eval run directory or a results file")
+            raise UserInputError(f"{str(path)!r} has no videos.csv; pass an eval run directory or a results file")
         path = path / "videos.csv"
     if not path.is_file():
-        raise ValueError(f"{str(path)!r} not found; pass an eval run directory, a results file or a baseline CSV")
+        raise UserInputError(f"{str(path)!r} not found; pass an eval run directory, a results file or a baseline CSV")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         table = pd.read_parquet(path)
@@ -55,7 +56,7 @@ def load_scores(source: str | os.PathLike[str]) -> pd.DataFrame:
         table = table.assign(status=table.get("status", "ok"))
         return table[["metric", "file", "score", "status"]].assign(reward=table.get("reward", table["metric"]))
     if not {"path", "reward", "score", "status"} <= set(table.columns):
-        raise ValueError(f"{path} is not a results table: it needs the columns path, reward, score and status")
+        raise UserInputError(f"{path} is not a results table: it needs the columns path, reward, score and status")
     if "dimension" in table.columns:
         metric = table["dimension"].astype(str)
     else:
@@ -124,7 +125,7 @@ def compare(
     tolerances = dict(tolerances or {})
     unknown = sorted(set(tolerances) - set(baseline["metric"]))
     if unknown:
-        raise ValueError(f"--tol names metric(s) not in the baseline: {', '.join(unknown)}; baseline metrics: {', '.join(sorted(set(baseline['metric'])))}")
+        raise UserInputError(f"--tol names metric(s) not in the baseline: {', '.join(unknown)}; baseline metrics: {', '.join(sorted(set(baseline['metric'])))}")
     results = []
     for metric, base in baseline.groupby("metric", sort=True):
         base_ok = base[base["status"] == "ok"].set_index("file")["score"].astype(float)

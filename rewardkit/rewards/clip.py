@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import open_clip
 import torch
 from PIL import Image
 
+from rewardkit.lazy import lazy_import
 from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards.base import ImageReward, PreprocessMode, TextFeatureCache
 from rewardkit.transforms import ShortestSideCropPreprocess
@@ -35,6 +35,8 @@ from rewardkit.weights import (
     resolve_weight_file,
     sha256_of,
 )
+
+open_clip = lazy_import("open_clip")
 
 __all__ = [
     "OpenClipReward",
