@@ -64,7 +64,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "  rewardkit leaderboard add runs/quick-mymodel --model my-model --dir boards",
         formatter_class=HelpFormatter,
     )
-    adding.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    adding.add_argument("runs", nargs="+", metavar="RUN_DIR", help="eval run directories (from `rewardkit eval --out`)")
     adding.add_argument("--dir", default="leaderboards", help="leaderboard folder (default leaderboards)")
     adding.add_argument("--model", help="name on the board (default: the run's model name)")
     adding.set_defaults(run=_run_leaderboard_add)
