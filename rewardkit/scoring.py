@@ -41,7 +41,7 @@ COLUMNS = [
     "seconds", "rewardkit_version", "weights_sha256",
 ]
 # Scored when no reward is named: they need no weights, so the quick start works offline.
-WEIGHT_FREE_REWARDS = ("temporal_flickering",)
+WEIGHT_FREE_REWARDS = ("temporal_flickering", "dynamic_degree_flow", "motion_smoothness_flow")
 _VBENCH_NAME = re.compile(r"^(?P<prompt>.+)-(?P<index>\d+)$")
 
 
