@@ -1,8 +1,8 @@
 """Every example in the README runs, top to bottom, in a fresh folder, as a new user would copy them.
 
 The folder holds what a clone has (examples/, eval/, finetune/, leaderboards/) plus stand-ins for the
-user's own files that the commands name (videos/, images/, clip.mp4, prompts.csv: copies of the example
-clips). `uv run rewardkit ...` lines run through ``rewardkit.cli.main``; Python blocks run with ``exec``
+user's own files that the commands name (videos/, images/, clip.mp4, prompts.csv, clips.csv: copies of
+the example clips). `uv run rewardkit ...` lines run through ``rewardkit.cli.main``; Python blocks run with ``exec``
 in one namespace each. An example that needs real weights cannot run here: it must fail with exit 2 (or
 MissingWeightsError) and the advice in ``NEEDS_WEIGHTS``; Python blocks of that kind then run again with
 the tiny random-weight checkpoints in the official formats swapped in, so their code is exercised too.
@@ -40,7 +40,7 @@ NEEDS_WEIGHTS = {
     "--reward hpsv2 --reward pickscore": "rewardkit download hpsv2",
     "--reward hpsv2:version=v2.0": "HPS_v2_compressed.pt",
     "--weights clip=/models/open_clip_model.safetensors": "/models/open_clip_model.safetensors",
-    "aesthetic:head=vbench,clip_weights=/models/open_clip_model.safetensors": "sa_0_4_vit_l_14_linear.pth",
+    "aesthetic:head=vbench,clip_weights=/models/open_clip_model.safetensors": "/models/open_clip_model.safetensors",
     "patch:base=hpsv2": "rewardkit download",
     "instructvideo-modelscope.toml": "ali-vilab/text-to-video-ms-1.7b",
     'create_reward("hpsv2"': "rewardkit download hpsv2",
@@ -77,6 +77,7 @@ def fresh_folder(path: Path) -> None:
         writer.writerow(["path", "prompt"])
         for video in sorted((path / "videos").glob("*.mp4")):
             writer.writerow([f"videos/{video.name}", video.stem.rsplit("-", 1)[0]])
+    shutil.copy(path / "prompts.csv", path / "clips.csv")  # fine-tuning data: the same path,prompt table
 
 
 def run_command(command: str, capsys) -> str:
@@ -85,6 +86,10 @@ def run_command(command: str, capsys) -> str:
         arguments += ["--no-progress", "--workers", "0"]
     code = main(arguments)
     out, err = capsys.readouterr()
+    if arguments[0] == "finetune":  # for a user each command is a process: accelerate keeps one state per process
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
     message = expected_error(command)
     if message is None:
         assert code == 0, f"{command}\n{err}"
@@ -108,11 +113,20 @@ def run_python(block: str, tiny_rewards) -> None:
         exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
 
 
+QUICK_START = "uv run rewardkit score examples/videos"
+QUICK_START_OUTPUT = README.split("summary line per reward:\n\n```\n", 1)[1].split("```", 1)[0]
+
+
+def test_quick_start_prints_what_the_readme_shows(monkeypatch, capsys):
+    """The README's first command, in the checkout: its output is the block the README shows."""
+    monkeypatch.chdir(ROOT)
+    assert run_command(QUICK_START, capsys) == QUICK_START_OUTPUT
+
+
 @pytest.mark.slow
 def test_readme_runs_top_to_bottom(tmp_path, monkeypatch, capsys, tiny_rewards):
     fresh_folder(tmp_path)
     monkeypatch.chdir(tmp_path)
-    quick_start_output = README.split("summary line per reward:\n\n```\n", 1)[1].split("```", 1)[0]
     outputs = {}
     for language, block in BLOCKS:
         if language == "python":
@@ -121,7 +135,7 @@ def test_readme_runs_top_to_bottom(tmp_path, monkeypatch, capsys, tiny_rewards):
         for command in commands(block):
             if command.startswith("uv run rewardkit "):
                 outputs[command] = run_command(command, capsys)
-    assert outputs["uv run rewardkit score examples/videos"] == quick_start_output  # the output shown is the output
+    assert outputs[QUICK_START] == QUICK_START_OUTPUT  # the output shown is the output
     assert "rewardkit regress: PASS" in outputs[next(c for c in outputs if " regress " in c)]
     assert (tmp_path / "leaderboards" / "quick.csv").is_file() and (tmp_path / "leaderboards" / "vbench.html").is_file()
     assert (tmp_path / "results.csv").is_file() and (tmp_path / "runs" / "smoke-python" / "lora").is_dir()
