@@ -112,7 +112,10 @@ def _key_values(items: list[str], what: str) -> dict[str, str]:
 
 def _run_eval(args: argparse.Namespace) -> int:
     from rewardkit.eval.harness import evaluate
+    from rewardkit.registry import parse_device
 
+    if args.device is not None:
+        parse_device(args.device)  # a device this machine does not have is one line, before any work
     options: dict[str, dict[str, str]] = {}
     for key, value in _key_values(args.set, "--set").items():
         dimension, dot, option = key.partition(".")
