@@ -127,6 +127,8 @@ def test_device_cuda_without_a_gpu_is_one_line_exit_2(reward, capsys, hps_checkp
     assert code == 2 and err.count("\n") == 1 and "no CUDA GPU" in err, err
     with pytest.raises(UserInputError, match="no CUDA GPU"):
         create_reward("temporal_flickering", device="cuda")
+    assert main(["eval", str(ROOT / "eval" / "quick.toml"), "--videos", str(EXAMPLES), "--device", "cuda"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_missing_weights_fail_at_once_without_network(monkeypatch):
