@@ -175,7 +175,7 @@ def plot_board(board: pd.DataFrame, key: str, columns: list[str], title: str):
         bars.text(value, position, f" {value:.2f}", va="center", fontsize=8)
     bars.set_xlim(0, 110)
     bars.set_xlabel(f"{key} (%)")
-    bars.set_title(f"{title}: ranked by {key}")
+    figure.suptitle(f"{title}: ranked by {key}")
     if dimensions:
         grid = board[dimensions].astype(float).to_numpy() * 100
         positions, scales = colour_positions(board, dimensions)
