@@ -87,7 +87,7 @@ UNUSED_KEYS = (
 
 # Size: the official ImageReward model's state dict (BLIP ViT-L/16 + BERT-base with cross-attention + MLP
 # + BLIP's two unused 256-d projections) has 446,665,953 parameters, stored in fp32 = 1.79 GB
-# (counted by rewardkit.testing_imagereward.official_state_dict_shapes, whose key set and shapes the
+# (counted by rewardkit.testing.imagereward.official_state_dict_shapes, whose key set and shapes the
 # real-size parity test checks against the official model).
 IMAGEREWARD_WEIGHTS = {
     "model": WeightFile(
