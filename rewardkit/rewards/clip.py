@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from rewardkit.registry import WeightFile, register_reward
-from rewardkit.rewards.base import ImageReward, PreprocessMode, TextFeatureCache
+from rewardkit.rewards.base import ImageScorer, PreprocessMode, TextFeatureCache
 from rewardkit.transforms import ShortestSideCropPreprocess
 from rewardkit.weights import (
     explicit_weights_file,
@@ -132,7 +132,7 @@ def build_pretrained_open_clip(
     return model, tokenizer, path
 
 
-class OpenClipReward(ImageReward):
+class OpenClipReward(ImageScorer):
     """Shared machinery of open_clip image-text rewards: loading, cached text features, cosine."""
 
     def __init__(
