@@ -37,7 +37,7 @@ def convert(what: str, value: Any, annotation: Any, default: Any = None) -> Any:
         choices = typing.get_args(annotation)
         if value not in choices:
             raise ValueError(
-                f"{what} = {value!r} is not one of {', '.join(map(repr, choices))}."
+                f"{what}={value!r} is not one of {', '.join(map(repr, choices))}."
                 f"{did_you_mean(value, choices)}"
             )
         return value

@@ -80,7 +80,6 @@ class RewardInfo:
     needs_prompt: bool
     differentiable: bool
     higher_is_better: bool
-    score_range: tuple[float, float]
     description: str
     weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], list[WeightFile]] = field(
         default_factory=dict
@@ -123,7 +122,6 @@ def register_reward(
     needs_prompt: bool,
     differentiable: bool,
     higher_is_better: bool = True,
-    score_range: tuple[float, float] = (float("-inf"), float("inf")),
     description: str = "",
     weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], list[WeightFile]] | None = None,
     paper: str = "",
@@ -146,7 +144,6 @@ def register_reward(
             needs_prompt=needs_prompt,
             differentiable=differentiable,
             higher_is_better=higher_is_better,
-            score_range=score_range,
             description=description or (inspect.getdoc(factory) or "").split("\n")[0],
             weights=weights if callable(weights) else dict(weights or {}),
             paper=paper,
@@ -223,7 +220,7 @@ def validate_options(info: RewardInfo, options: Mapping[str, Any]) -> dict[str, 
             )
         annotation = typing.get_type_hints(info.factory).get(key, known[key].annotation)
         # Values from Python pass as they are; strings (from the command line) are converted.
-        converted[key] = convert(f"option {key} of reward {info.name!r}", value, annotation, known[key].default) if isinstance(value, str) else value
+        converted[key] = convert(f"reward {info.name!r} option {key}", value, annotation, known[key].default) if isinstance(value, str) else value
     return converted
 
 

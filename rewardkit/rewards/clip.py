@@ -219,7 +219,6 @@ def _clip_weight_files(options: Mapping[str, Any]) -> list[WeightFile]:
     modality="image",
     needs_prompt=True,
     differentiable=True,
-    score_range=(-1.0, 1.0),
     description="CLIP image-text similarity (open_clip; cosine, Hessel's CLIPScore or x100)",
     weights=_clip_weight_files,
     paper="arXiv:2103.00020; CLIPScore arXiv:2104.08718",

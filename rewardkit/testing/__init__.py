@@ -25,10 +25,12 @@ if TYPE_CHECKING:
 __all__ = [
     "NetworkAccessError",
     "TINY_MODELS",
+    "TINY_REWARDS",
     "block_network",
     "gradient_images",
     "pattern_image",
     "put_in_hf_cache",
+    "tiny_reward_options",
     "write_tiny_model",
 ]
 
@@ -49,6 +51,49 @@ def write_tiny_model(name: str, folder: str | os.PathLike[str]) -> Path:
                          + ", ".join(f"testing:{known}" for known in TINY_MODELS))
     module, function = TINY_MODELS[name].split(":")
     return getattr(importlib.import_module(module), function)(folder)
+
+
+# The tiny fixture of every registered reward: name -> "module:function", the function writing the tiny files
+# into the folder it is given and returning the create_reward options that load them ({} for weight-free
+# metrics). A new reward adds its line here; the contract tests fail for a registered reward without one.
+TINY_REWARDS = {
+    "aesthetic": "rewardkit.testing.clip:tiny_aesthetic",
+    "aesthetic_quality": "rewardkit.testing.clip:tiny_aesthetic_quality",
+    "appearance_style": "rewardkit.testing.clip:tiny_appearance_style",
+    "background_consistency": "rewardkit.testing.clip:tiny_background_consistency",
+    "clip": "rewardkit.testing.clip:tiny_clip",
+    "dover": "rewardkit.testing.dover:tiny_dover",
+    "dynamic_degree": "rewardkit.testing.vbench:tiny_dynamic_degree",
+    "dynamic_degree_flow": "rewardkit.testing:weight_free",
+    "hpsv2": "rewardkit.testing.clip:tiny_hpsv2",
+    "imagereward": "rewardkit.testing.imagereward:tiny_imagereward",
+    "imaging_quality": "rewardkit.testing.musiq:tiny_imaging_quality",
+    "motion_smoothness_flow": "rewardkit.testing:weight_free",
+    "overall_consistency": "rewardkit.testing.vbench:tiny_overall_consistency",
+    "patch": "rewardkit.testing.clip:tiny_patch",
+    "pickscore": "rewardkit.testing.clip:tiny_pickscore",
+    "subject_consistency": "rewardkit.testing.vbench:tiny_subject_consistency",
+    "temporal_flickering": "rewardkit.testing:weight_free",
+    "videoreward": "rewardkit.testing.videoreward:tiny_videoreward",
+    "videoscore": "rewardkit.testing.videoscore:tiny_videoscore",
+}
+
+
+def tiny_reward_options(name: str, folder: str | os.PathLike[str]) -> dict[str, str]:
+    """Write reward ``name``'s tiny files into ``folder``; returns the ``create_reward`` options that load
+    them (``create_reward(name, **options)``)."""
+    from rewardkit.parsing import did_you_mean
+
+    if name not in TINY_REWARDS:
+        raise ValueError(f"no tiny fixture for reward {name!r}.{did_you_mean(name, TINY_REWARDS)} Add one to rewardkit.testing.TINY_REWARDS.")
+    module, function = TINY_REWARDS[name].split(":")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return getattr(importlib.import_module(module), function)(folder)
+
+
+def weight_free(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """The fixture of a weight-free metric: no files, no options."""
+    return {}
 
 
 class NetworkAccessError(RuntimeError):

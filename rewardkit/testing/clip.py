@@ -203,3 +203,59 @@ def write_tiny_hps(folder: str | os.PathLike[str]) -> tuple[Path, Path]:
     regression check scores the examples with. Returns ``(checkpoint, config)``."""
     config = write_open_clip_config(folder)
     return write_hps_checkpoint(Path(folder) / "HPS_v2.1_compressed.pt", str(config)), config
+
+
+# ------------------------------------------------------------------ the tiny fixtures of TINY_REWARDS
+
+
+def _tiny_backbone(folder: Path, *, quick_gelu: bool = False) -> tuple[Path, Path]:
+    """The tiny open_clip config and checkpoint in ``folder`` (written once)."""
+    config = write_open_clip_config(folder)
+    checkpoint = folder / ("open_clip_model_quickgelu.safetensors" if quick_gelu else "open_clip_model.safetensors")
+    if not checkpoint.exists():
+        write_open_clip_safetensors(checkpoint, str(config), quick_gelu=quick_gelu)
+    return config, checkpoint
+
+
+def tiny_hpsv2(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """``create_reward("hpsv2", **options)`` on the tiny HPS checkpoint."""
+    checkpoint, config = write_tiny_hps(folder)
+    return {"weights": str(checkpoint), "architecture": str(config)}
+
+
+def tiny_patch(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """``patch`` over the tiny hpsv2 (its default base)."""
+    return {"base": "hpsv2", **tiny_hpsv2(folder)}
+
+
+def tiny_clip(folder: str | os.PathLike[str]) -> dict[str, str]:
+    config, checkpoint = _tiny_backbone(Path(folder))
+    return {"weights": str(checkpoint), "architecture": str(config)}
+
+
+def tiny_pickscore(folder: str | os.PathLike[str]) -> dict[str, str]:
+    model_dir, processor_dir = write_pickscore_folders(folder)
+    return {"weights": str(model_dir), "processor": str(processor_dir)}
+
+
+def tiny_aesthetic(folder: str | os.PathLike[str]) -> dict[str, str]:
+    config, checkpoint = _tiny_backbone(Path(folder))
+    head = write_aesthetic_head(Path(folder) / "sac+logos+ava1-l14-linearMSE.pth", "laion", embed_dim=TINY_OPEN_CLIP["embed_dim"])
+    return {"weights": str(head), "clip_weights": str(checkpoint), "architecture": str(config)}
+
+
+def tiny_aesthetic_quality(folder: str | os.PathLike[str]) -> dict[str, str]:
+    config, checkpoint = _tiny_backbone(Path(folder))
+    head = write_aesthetic_head(Path(folder) / "sa_0_4_vit_l_14_linear.pth", "vbench", embed_dim=TINY_OPEN_CLIP["embed_dim"])
+    return {"weights": str(head), "clip_weights": str(checkpoint), "architecture": str(config)}
+
+
+def tiny_background_consistency(folder: str | os.PathLike[str]) -> dict[str, str]:
+    config, checkpoint = _tiny_backbone(Path(folder))
+    return {"weights": str(checkpoint), "architecture": str(config)}
+
+
+def tiny_appearance_style(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """ViT-B/32 OpenAI uses QuickGELU, so the tiny backbone does too."""
+    config, checkpoint = _tiny_backbone(Path(folder), quick_gelu=True)
+    return {"weights": str(checkpoint), "architecture": str(config)}

@@ -10,6 +10,7 @@ writer when first used.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,20 @@ def tiny_rewards(hps_checkpoint, clip_checkpoint, pickscore_folders, tiny_clip_c
             "architecture": str(tiny_clip_config),
         },
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_options(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict[str, Any]]:
+    """``options(name)``: the ``create_reward`` options of reward ``name`` on its tiny files (written once
+    per session; see ``rewardkit.testing.TINY_REWARDS``)."""
+    from rewardkit import testing
+
+    root = tmp_path_factory.mktemp("tiny-rewards")
+    written: dict[str, dict[str, Any]] = {}
+
+    def options(name: str) -> dict[str, Any]:
+        if name not in written:
+            written[name] = testing.tiny_reward_options(name, root / name)
+        return dict(written[name])
+
+    return options
