@@ -9,6 +9,7 @@ it does not know.
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ class RewardInfo:
     differentiable: bool
     higher_is_better: bool
     description: str
+    score_range: tuple[float, float] | Callable[[Mapping[str, Any]], tuple[float, float]] = (-math.inf, math.inf)
+    """The range scores can take (infinite ends: unbounded), or a function of the options giving it."""
     weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], list[WeightFile]] = field(
         default_factory=dict
     )
@@ -107,6 +110,12 @@ class RewardInfo:
             return [self.weights[version]]
         return list(self.weights.values())
 
+    def score_range_for(self, options: Mapping[str, Any] | None = None) -> tuple[float, float]:
+        """The range of scores with the given options (e.g. ``clip:form=x100`` scores 0-100)."""
+        if callable(self.score_range):
+            return self.score_range({**self.defaults, **(options or {})})
+        return self.score_range
+
     @property
     def defaults(self) -> dict[str, Any]:
         return {name: parameter.default for name, parameter in self.options.items()}
@@ -122,6 +131,7 @@ def register_reward(
     needs_prompt: bool,
     differentiable: bool,
     higher_is_better: bool = True,
+    score_range: tuple[float, float] | Callable[[Mapping[str, Any]], tuple[float, float]] = (-math.inf, math.inf),
     description: str = "",
     weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], list[WeightFile]] | None = None,
     paper: str = "",
@@ -144,6 +154,7 @@ def register_reward(
             needs_prompt=needs_prompt,
             differentiable=differentiable,
             higher_is_better=higher_is_better,
+            score_range=score_range,
             description=description or (inspect.getdoc(factory) or "").split("\n")[0],
             weights=weights if callable(weights) else dict(weights or {}),
             paper=paper,

@@ -206,6 +206,7 @@ def _aesthetic_weight_files(options: Mapping[str, Any]) -> list[WeightFile]:
     modality="image",
     needs_prompt=False,
     differentiable=True,
+    score_range=(0.0, 10.0),
     description="LAION aesthetic predictor v2 on CLIP ViT-L/14 (~1-10), or VBench's aesthetic head (/10, ~0-1)",
     weights=_aesthetic_weight_files,
     paper="no paper (LAION); VBench arXiv:2311.17982",

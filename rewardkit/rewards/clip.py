@@ -214,11 +214,16 @@ def _clip_weight_files(options: Mapping[str, Any]) -> list[WeightFile]:
     return [WeightFile(config["hf_hub"].rstrip("/"), "open_clip_model.safetensors", size, license_name)]
 
 
+# The range of each score form (see the module docstring).
+CLIP_SCORE_RANGES = {"cosine": (-1.0, 1.0), "hessel": (0.0, 2.5), "x100": (0.0, 100.0)}
+
+
 @register_reward(
     "clip",
     modality="image",
     needs_prompt=True,
     differentiable=True,
+    score_range=lambda options: CLIP_SCORE_RANGES[options["form"]],
     description="CLIP image-text similarity (open_clip; cosine, Hessel's CLIPScore or x100)",
     weights=_clip_weight_files,
     paper="arXiv:2103.00020; CLIPScore arXiv:2104.08718",

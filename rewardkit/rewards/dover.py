@@ -975,6 +975,7 @@ def _dover_weight_files(options: Mapping[str, Any]) -> list[WeightFile]:
     modality="video",
     needs_prompt=False,
     differentiable=True,
+    score_range=(0.0, 1.0),
     description="DOVER video quality: fused technical+aesthetic score in (0, 1), or either raw branch score",
     weights=_dover_weight_files,
     paper="arXiv:2211.04894 (ICCV 2023)",

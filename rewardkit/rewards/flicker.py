@@ -86,6 +86,7 @@ class TemporalFlickering(VideoScorer):
     modality="video",
     needs_prompt=False,
     differentiable=True,
+    score_range=(0.0, 1.0),
     description="VBench temporal flickering, optionally only on static videos (static_filter=flow|raft)",
     paper="arXiv:2311.17982",
     repository="https://github.com/Vchitect/VBench",

@@ -59,6 +59,7 @@ class HPSv2(OpenClipReward):
     modality="image",
     needs_prompt=True,
     differentiable=True,
+    score_range=(-1.0, 1.0),
     description="Human Preference Score v2 / v2.1 (open_clip ViT-H-14)",
     weights=HPS_WEIGHTS,
     paper="arXiv:2306.09341",

@@ -416,6 +416,7 @@ class ImagingQuality(VideoScorer):
     modality="video",
     needs_prompt=False,
     differentiable=True,
+    score_range=(0.0, 1.0),
     weights={"weights": MUSIQ_SPAQ_WEIGHTS},
     description="VBench imaging quality: MUSIQ (SPAQ) on every frame, longer side <= 512, mean / 100",
     paper="arXiv:2311.17982",

@@ -114,6 +114,7 @@ def _weights_file(folder: Path) -> Path:
     modality="image",
     needs_prompt=True,
     differentiable=True,
+    score_range=(0.0, 100.0),
     description="PickScore (CLIP ViT-H-14 fine-tuned on Pick-a-Pic)",
     weights=PICKSCORE_WEIGHTS,
     paper="arXiv:2305.01569",

@@ -406,6 +406,7 @@ def load_videoscore_model(folder: Path, shards: Sequence[Path], *, device: torch
     needs_prompt=True,
     differentiable=False,
     higher_is_better=True,
+    score_range=(1.0, 4.0),
     description="VideoScore (Idefics2 regression): visual quality, temporal consistency, dynamic degree, "
     "text alignment, factual consistency on the 1-4 human scale",
     weights=VIDEOSCORE_WEIGHTS,
