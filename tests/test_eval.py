@@ -235,40 +235,13 @@ def test_regress_passes_on_the_baseline_and_fails_on_the_degraded_set(tmp_path, 
     assert clean.summary["videos"] == 5
 
 
-def test_regress_rules(tmp_path):
-    """Hand-built tables: a drop within the tolerance passes, a consistent drop beyond it fails, a noisy
-    drop that the paired test does not find significant passes as 'within noise', a missing metric and
-    new failures fail."""
-    files = [f"v{index}.mp4" for index in range(8)]
-    rng = np.random.default_rng(0)
-    base_scores = rng.uniform(0.5, 0.6, size=8)
-
-    def table(metric, scores, status=None):
-        return pd.DataFrame({"metric": metric, "file": files, "score": scores, "status": status or ["ok"] * 8, "reward": metric})
-
-    baseline = pd.concat([table("a", base_scores), table("b", base_scores), table("c", base_scores), table("d", base_scores)])
-    noisy = base_scores + np.array([0.3, -0.3, 0.3, -0.3, 0.3, -0.3, 0.25, -0.3])
-    current = pd.concat([
-        table("a", base_scores - 0.0005),
-        table("b", base_scores - 0.05),
-        table("c", noisy),
-        table("d", base_scores, status=["ok"] * 7 + ["failed"]),
-    ])
-    verdicts = {item.metric: item.verdict for item in compare(current, baseline)}
-    assert verdicts == {"a": "ok", "b": "regressed", "c": "within noise", "d": "regressed"}
-    verdicts = {item.metric: item.verdict for item in compare(current[current["metric"] != "b"], baseline, tolerances={"a": 0.1})}
-    assert verdicts["b"] == "missing"
-    with pytest.raises(ValueError, match="not in the baseline"):
-        compare(current, baseline, tolerances={"zz": 0.1})
-
-
 def test_committed_ci_baseline_matches_a_fresh_run(tmp_path, quick_options):
     """The baseline .ci/run compares against (leaderboards/baselines/examples.csv) is what the quick suite
     gives on examples/ with the tiny-weights hpsv2 of rewardkit.testing (within regress's tolerance)."""
     run_quick(EXAMPLES, tmp_path / "run", quick_options)
     current = load_scores(tmp_path / "run")
     baseline = load_scores(REPO / "leaderboards" / "baselines" / "examples.csv")
-    assert not any(item.failed for item in compare(current, baseline))
+    assert not any(item.failed() for item in compare(current, baseline))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["videos"] == 5
 

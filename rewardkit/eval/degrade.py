@@ -2,8 +2,8 @@
 damage: added flicker (alternating brightness), frozen frames (every frame held for several) and blur.
 
 ``python -m rewardkit.eval.degrade SRC DST [--kind flicker|freeze|blur|all]`` copies every video and frame
-folder of SRC into DST degraded (as mp4; still images and prompt files are copied as they are, so files
-still pair up by name).
+folder of SRC into DST degraded, each under its own name and container (a ``.webm`` stays VP9 in
+``.webm``); still images and prompt files are copied as they are, so files still pair up by name.
 """
 
 from __future__ import annotations
@@ -76,8 +76,7 @@ def degrade_folder(source: str | os.PathLike[str], target: str | os.PathLike[str
             names = sorted((item.name for item in Path(path).iterdir() if media_kind(item) == "image"), key=natural_key)
             for name, frame in zip(names, frames, strict=True):
                 Image.fromarray(frame).save(destination / name)
-        else:
-            destination = destination.with_suffix(".mp4")
+        else:  # same name and container, so the degraded file pairs with its original
             write_video(destination, frames)
         written.append(destination)
     return written

@@ -15,6 +15,7 @@ weighting = "mean"                # how frame scores combine (default mean)
 aggregate = "mean"                # over videos: mean, or frame_pairs (weighted by frames - 1, as VBench's
                                   # consistency dimensions average over all frame pairs)
 vbench = true                     # a VBench dimension: normalised and counted in Quality/Semantic/Total
+tolerance = 0.002                 # optional: the drop `rewardkit regress` tolerates (absolute, score units)
 ```
 """
 
@@ -40,7 +41,7 @@ else:  # pragma: no cover
 __all__ = ["Dimension", "Suite", "load_suite", "read_prompt_list"]
 
 _SUITE_KEYS = {"name", "description", "prompts", "videos_per_prompt", "seed", "dimensions"}
-_DIMENSION_KEYS = {"name", "reward", "frames", "weighting", "aggregate", "vbench"}
+_DIMENSION_KEYS = {"name", "reward", "frames", "weighting", "aggregate", "vbench", "tolerance"}
 AGGREGATES = ("mean", "frame_pairs")
 
 
@@ -54,6 +55,7 @@ class Dimension:
     weighting: FrameWeighting = Mean()
     aggregate: str = "mean"
     vbench: bool = False
+    tolerance: float | None = None
 
     @property
     def reward_name(self) -> str:
@@ -120,6 +122,10 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
         get_reward_info(dimension.reward_name)  # unknown reward: an error with the close matches
         if dimension.aggregate not in AGGREGATES:
             raise ValueError(f"{where}: aggregate must be one of {', '.join(AGGREGATES)}, got {dimension.aggregate!r}")
+        if dimension.tolerance is not None and (
+            isinstance(dimension.tolerance, bool) or not isinstance(dimension.tolerance, (int, float)) or not dimension.tolerance >= 0
+        ):
+            raise ValueError(f"{where}: tolerance must be a non-negative number (score units), got {dimension.tolerance!r}")
         if dimension.vbench and dimension.name not in VBENCH_DIMENSIONS:
             raise ValueError(
                 f"{where}: vbench = true needs the dimension to be named as VBench's.{did_you_mean(dimension.name, VBENCH_DIMENSIONS)}"
