@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from rewardkit.registry import create_reward, list_rewards, register_reward  # noqa: E402
-from rewardkit.rewards import VideoReward  # noqa: E402
+from rewardkit.rewards import PerFrameReward  # noqa: E402
 from rewardkit.scoring import score  # noqa: E402
 from rewardkit.video.sampling import All, Segmental, Uniform  # noqa: E402
 from rewardkit.video.weighting import Mean, TemporalAttenuation  # noqa: E402
@@ -14,7 +14,7 @@ __all__ = [
     "list_rewards",
     "register_reward",
     "score",
-    "VideoReward",
+    "PerFrameReward",
     "Segmental",
     "Uniform",
     "All",

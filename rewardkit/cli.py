@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     listing = commands.add_parser("list", help="show every registered reward")
-    listing.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
+    listing.add_argument("--format", choices=("table", "markdown", "csv"), default="table",
+                         help="table (default), csv, or markdown (the README's reward table, without the cache column)")
     listing.set_defaults(run=_run_list)
 
     scoring = commands.add_parser(
@@ -144,8 +145,8 @@ def _run_list(args: argparse.Namespace) -> int:
     table = pd.DataFrame(rows)
     if args.format == "csv":
         print(table.to_csv(index=False), end="")
-    elif args.format == "markdown":
-        print(_markdown(table))
+    elif args.format == "markdown":  # the README's reward table: the same on every machine, so no cache column
+        print(_markdown(table.drop(columns="cached")))
     else:
         print(table.to_string(index=False))
     return EXIT_OK

@@ -63,7 +63,7 @@ def test_totals_refuse_to_guess_missing_dimensions():
 def test_suite_errors_are_clear(tmp_path):
     bad_key = tmp_path / "bad.toml"
     bad_key.write_text('name = "x"\n[[dimensions]]\nname = "f"\nreward = "temporal_flickering"\nframe = "all"\n')
-    with pytest.raises(ValueError, match="unknown key 'frame'.*did you mean frames"):
+    with pytest.raises(ValueError, match="unknown key 'frame'.*Did you mean 'frames'"):
         load_suite(bad_key)
     bad_reward = tmp_path / "reward.toml"
     bad_reward.write_text('[[dimensions]]\nname = "f"\nreward = "temporal_flicker"\n')
@@ -113,9 +113,9 @@ def test_eval_run_writes_tables_and_resumes(tmp_path, quick_options, monkeypatch
     assert dims.loc["temporal_flickering", "skipped"] == 1  # the still image has no time axis
     assert len(run.summary["coverage"]["short"]) == 24  # the examples are not the quick suite's prompts
     # A second run with the same out scores nothing again.
-    from rewardkit import scoring
+    from rewardkit.scoring import engine
 
-    monkeypatch.setattr(scoring._Engine, "_accept", lambda self, decoded: pytest.fail("rescored a finished row"))
+    monkeypatch.setattr(engine.Engine, "_accept", lambda self, decoded: pytest.fail("rescored a finished row"))
     again = run_quick(EXAMPLES, tmp_path / "run", quick_options, model_name="examples")
     pd.testing.assert_frame_equal(again.dimensions, run.dimensions)
 
@@ -161,7 +161,7 @@ def test_eval_cli_and_bad_dimension(tmp_path, capsys, quick_options):
     assert main([*arguments, "--dimensions", "temporal_flickering"]) == 0
     assert "temporal_flickering" in capsys.readouterr().out
     assert main([*arguments, "--dimensions", "temporal_flicker"]) == 2
-    assert "did you mean temporal_flickering" in capsys.readouterr().err
+    assert "Did you mean 'temporal_flickering'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------- boards

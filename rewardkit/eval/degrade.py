@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rewardkit.scoring import _natural_key, collect_media
+from rewardkit.parsing import natural_key
+from rewardkit.scoring import collect_media
 from rewardkit.video.io import media_kind, probe, read_frames, write_video
 
 __all__ = ["add_flicker", "freeze_frames", "blur", "degrade_folder", "DEGRADATIONS"]
@@ -72,7 +73,7 @@ def degrade_folder(source: str | os.PathLike[str], target: str | os.PathLike[str
                 frames = DEGRADATIONS[kind](frames)
         if Path(path).is_dir():  # a frame folder stays a frame folder, frames under their own names
             destination.mkdir(parents=True, exist_ok=True)
-            names = sorted((item.name for item in Path(path).iterdir() if media_kind(item) == "image"), key=_natural_key)
+            names = sorted((item.name for item in Path(path).iterdir() if media_kind(item) == "image"), key=natural_key)
             for name, frame in zip(names, frames, strict=True):
                 Image.fromarray(frame).save(destination / name)
         else:  # same name and container, so the degraded file pairs with its original

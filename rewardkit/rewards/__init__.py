@@ -15,8 +15,8 @@ from rewardkit.rewards import (  # noqa: F401  (registration side effects)
     videoreward,
     videoscore,
 )
-from rewardkit.rewards.base import ImageReward, TextFeatureCache
+from rewardkit.rewards.base import ImageScorer, TextFeatureCache, VideoScorer
 from rewardkit.rewards.errors import NotApplicable
-from rewardkit.rewards.wrappers import PatchReward, VideoReward
+from rewardkit.rewards.wrappers import PatchReward, PerFrameReward
 
-__all__ = ["ImageReward", "NotApplicable", "PatchReward", "TextFeatureCache", "VideoReward"]
+__all__ = ["ImageScorer", "NotApplicable", "PatchReward", "PerFrameReward", "TextFeatureCache", "VideoScorer"]
