@@ -16,7 +16,7 @@ _EXPORTS = {
     "list_rewards": "rewardkit.registry",
     "register_reward": "rewardkit.registry",
     "score": "rewardkit.scoring",
-    "VideoReward": "rewardkit.rewards",
+    "PerFrameReward": "rewardkit.rewards",
     "Segmental": "rewardkit.video.sampling",
     "Uniform": "rewardkit.video.sampling",
     "All": "rewardkit.video.sampling",
@@ -31,7 +31,7 @@ __all__ = [
     "list_rewards",
     "register_reward",
     "score",
-    "VideoReward",
+    "PerFrameReward",
     "Segmental",
     "Uniform",
     "All",
@@ -43,7 +43,7 @@ __all__ = [
 if TYPE_CHECKING:
     from rewardkit.errors import UserInputError
     from rewardkit.registry import create_reward, list_rewards, register_reward
-    from rewardkit.rewards import VideoReward
+    from rewardkit.rewards import PerFrameReward
     from rewardkit.scoring import score
     from rewardkit.video.sampling import All, Segmental, Uniform
     from rewardkit.video.weighting import Mean, TemporalAttenuation

@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  rewardkit list\n  rewardkit list --format markdown > rewards.md",
         formatter_class=HelpFormatter,
     )
-    listing.add_argument("--format", choices=("table", "markdown", "csv"), default="table", help="output format (default table)")
+    listing.add_argument("--format", choices=("table", "markdown", "csv"), default="table",
+                         help="table (default), csv, or markdown (the README's reward table, without the cache column)")
     listing.set_defaults(run=_run_list)
 
     scoring = commands.add_parser(
@@ -211,8 +212,9 @@ def _run_list(args: argparse.Namespace) -> int:
         writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    elif args.format == "markdown":
-        print(_markdown(columns, [list(row.values()) for row in rows]))
+    elif args.format == "markdown":  # the README's reward table: the same on every machine, so no cache column
+        shown = [column for column in columns if column != "cached"]
+        print(_markdown(shown, [[row[column] for column in shown] for row in rows]))
     else:
         widths = {column: max(len(column), *(len(row[column]) for row in rows)) for column in columns}
         for values in ([*columns], *([row[column] for column in columns] for row in rows)):

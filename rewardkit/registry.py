@@ -17,11 +17,11 @@ and its value the module that registers it, e.g. in their pyproject.toml::
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib
 import importlib.metadata
 import inspect
+import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +31,7 @@ import torch
 
 from rewardkit.errors import UserInputError
 from rewardkit.lazy import check_dependencies
+from rewardkit.parsing import convert, did_you_mean
 
 __all__ = [
     "WeightFile",
@@ -97,8 +98,9 @@ class RewardInfo:
     needs_prompt: bool
     differentiable: bool
     higher_is_better: bool
-    score_range: tuple[float, float]
     description: str
+    score_range: tuple[float, float] | Callable[[Mapping[str, Any]], tuple[float, float]] = (-math.inf, math.inf)
+    """The range scores can take (infinite ends: unbounded), or a function of the options giving it."""
     weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], list[WeightFile]] = field(
         default_factory=dict
     )
@@ -124,6 +126,12 @@ class RewardInfo:
         if version is not None and version in self.weights:
             return [self.weights[version]]
         return list(self.weights.values())
+
+    def score_range_for(self, options: Mapping[str, Any] | None = None) -> tuple[float, float]:
+        """The range of scores with the given options (e.g. ``clip:form=x100`` scores 0-100)."""
+        if callable(self.score_range):
+            return self.score_range({**self.defaults, **(options or {})})
+        return self.score_range
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -165,7 +173,7 @@ def register_reward(
     needs_prompt: bool,
     differentiable: bool,
     higher_is_better: bool = True,
-    score_range: tuple[float, float] = (float("-inf"), float("inf")),
+    score_range: tuple[float, float] | Callable[[Mapping[str, Any]], tuple[float, float]] = (-math.inf, math.inf),
     description: str = "",
     weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], list[WeightFile]] | None = None,
     paper: str = "",
@@ -232,7 +240,7 @@ def get_reward_info(name: str) -> RewardInfo:
     _load(name)
     if name not in _REGISTRY:
         raise UserInputError(
-            f"unknown reward {name!r}.{_suggest(name, _known_names())} Run `rewardkit list` to see all."
+            f"unknown reward {name!r}.{did_you_mean(name, _known_names())} Run `rewardkit list` to see all."
         )
     return _REGISTRY[name]
 
@@ -279,11 +287,12 @@ def validate_options(info: RewardInfo, options: Mapping[str, Any]) -> dict[str, 
         if key not in known:
             choices = ", ".join(sorted(known)) or "none"
             raise UserInputError(
-                f"unknown option {key!r} for reward {info.name!r}.{_suggest(key, known)} "
+                f"unknown option {key!r} for reward {info.name!r}.{did_you_mean(key, known)} "
                 f"Its options are: {choices}."
             )
         annotation = typing.get_type_hints(info.factory).get(key, known[key].annotation)
-        converted[key] = _convert(info.name, key, value, annotation, known[key].default)
+        # Values from Python pass as they are; strings (from the command line) are converted.
+        converted[key] = convert(f"reward {info.name!r} option {key}", value, annotation, known[key].default) if isinstance(value, str) else value
     return converted
 
 
@@ -354,33 +363,3 @@ def format_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _suggest(word: str, candidates: Mapping[str, Any] | list[str]) -> str:
-    matches = difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.5)
-    if not matches:
-        return ""
-    return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"
-
-
-def _convert(reward: str, key: str, value: Any, annotation: Any, default: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    choices = typing.get_args(annotation) if typing.get_origin(annotation) is typing.Literal else ()
-    if choices:
-        if value not in choices:
-            raise UserInputError(
-                f"option {key}={value!r} for reward {reward!r} is not one of {', '.join(map(repr, choices))}."
-                f"{_suggest(value, list(choices))}"
-            )
-        return value
-    target = annotation if annotation in (bool, int, float) else type(default) if default is not None else str
-    try:
-        if target is bool:
-            lowered = value.lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return lowered in ("true", "1", "yes")
-        if target in (int, float):
-            return target(value)
-    except ValueError:
-        raise UserInputError(f"option {key}={value!r} for reward {reward!r} must be a {target.__name__}") from None
-    return value

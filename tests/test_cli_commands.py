@@ -76,8 +76,8 @@ def test_weights_flag_needs_a_name_when_several_rewards_need_weights(capsys, val
 def test_score_examples_with_dover_and_imagereward(tmp_path, capsys):
     """Issue 3's acceptance command, `rewardkit score examples/videos --reward dover --reward imagereward`,
     with tiny random checkpoints in the official layouts passed as --weights."""
-    from rewardkit.testing_dover import write_dover_checkpoint
-    from rewardkit.testing_imagereward import write_bert_vocab, write_imagereward_checkpoint
+    from rewardkit.testing.dover import write_dover_checkpoint
+    from rewardkit.testing.imagereward import write_bert_vocab, write_imagereward_checkpoint
 
     dover = write_dover_checkpoint(tmp_path / "DOVER.pth")
     imagereward = write_imagereward_checkpoint(tmp_path / "imagereward")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rewardkit import Segmental, TemporalAttenuation, VideoReward, create_reward
+from rewardkit import PerFrameReward, Segmental, TemporalAttenuation, create_reward
 
 PROMPTS = ["a red circle on a blue background", "a cat", "a red circle on a blue background"]
 LONG_PROMPT = " ".join(["a very long and detailed description of a beautiful landscape"] * 12)
@@ -39,7 +39,7 @@ def test_gradients_reach_pixels_in_differentiable_mode(build, name):
 
 
 def test_gradients_reach_pixels_through_video_reward(build):
-    video_reward = VideoReward(build("hpsv2", mode="differentiable"), Segmental(4, "random"), TemporalAttenuation(1.0))
+    video_reward = PerFrameReward(build("hpsv2", mode="differentiable"), Segmental(4, "random"), TemporalAttenuation(1.0))
     videos = torch.rand(2, 16, 3, 64, 64, requires_grad=True)
     video_reward(videos, ["a cat", "a dog"], rng=np.random.default_rng(0)).sum().backward()
     touched = (videos.grad.abs().sum(dim=(2, 3, 4)) > 0).sum(dim=1)
@@ -49,7 +49,7 @@ def test_gradients_reach_pixels_through_video_reward(build):
 def test_video_reward_equals_hand_composition(build):
     reward = build("hpsv2")
     videos = (torch.rand(2, 16, 3, 48, 64) * 255).to(torch.uint8)
-    video_reward = VideoReward(reward, Segmental(4, "first"), TemporalAttenuation(1.0))
+    video_reward = PerFrameReward(reward, Segmental(4, "first"), TemporalAttenuation(1.0))
     got = video_reward(videos, ["a cat", "a dog"])
     for video, prompt, value in zip(videos, ["a cat", "a dog"], got, strict=True):
         frame_scores = reward(video[[0, 4, 8, 12]], [prompt] * 4)
@@ -179,7 +179,7 @@ def test_uint8_input_equals_float_input(build):
         (torch.rand(3, 32, 32), ["a"], r"batched \[B, 3, H, W\].*pixels\[None\]"),
         (torch.rand(1, 1, 32, 32), ["a"], "3 colour channels.*repeat the grey channel"),
         (torch.rand(1, 4, 32, 32), ["a"], "3 colour channels.*alpha"),
-        (torch.rand(1, 2, 3, 32, 32), ["a"], "VideoReward"),
+        (torch.rand(1, 2, 3, 32, 32), ["a"], "PerFrameReward"),
         (torch.zeros(1, 3, 32, 32, dtype=torch.int32), ["a"], "float in \\[0, 1\\] or uint8"),
         (torch.rand(2, 3, 32, 32), ["a"], "got 1 prompts for a batch of 2"),
         (torch.rand(1, 3, 32, 32), None, "needs one prompt per item"),

@@ -91,10 +91,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     regress.add_argument("results", metavar="RESULTS", help="eval run directory or rewardkit score results file")
     regress.add_argument("--baseline", required=True, metavar="FILE", help="baseline CSV (write one with --update)")
-    regress.add_argument("--tol", action="append", default=[], metavar="METRIC=ABS", help="absolute tolerance for a metric")
-    regress.add_argument("--default-tol", type=float, default=None, help="tolerance of the other metrics (default 1e-3)")
+    regress.add_argument("--tol", action="append", default=[], metavar="METRIC=ABS",
+                         help="absolute tolerance for a metric (overrides the baseline's and the suite's)")
+    regress.add_argument("--default-tol", type=float, default=None,
+                         help="tolerance of metrics without one in --tol or the baseline (default: 0.1%% of the metric's "
+                              "score range, e.g. 1e-3 on 0-1 and 0.1 on 0-100; 1e-3 for unbounded metrics)")
+    regress.add_argument("--inconclusive", choices=("fail", "pass"), default="fail",
+                         help="what a metric whose drop the data can neither rule in nor out does (default fail)")
     regress.add_argument("--metrics", metavar="A,B", help="compare only these metrics of the baseline")
-    regress.add_argument("--alpha", type=float, default=0.05, help="significance level of the paired test (default 0.05)")
+    regress.add_argument("--alpha", type=float, default=0.05, help="1 - confidence of the bounds (default 0.05: 95%% one-sided bounds)")
     regress.add_argument("--report", metavar="FILE", help="also write the Markdown report here")
     regress.add_argument("--update", action="store_true", help="write RESULTS as the new baseline instead of comparing")
     regress.set_defaults(run=_run_regress)
@@ -177,22 +182,23 @@ def _run_leaderboard_render(args: argparse.Namespace) -> int:
 
 def _run_regress(args: argparse.Namespace) -> int:
     from rewardkit.eval.regress import (
-        DEFAULT_TOLERANCE,
         compare,
         load_scores,
         markdown_report,
         write_baseline,
     )
 
-    if args.update:
-        print(f"baseline written to {write_baseline(args.results, args.baseline)}")
-        return EXIT_OK
     tolerances = {}
     for metric, value in _key_values(args.tol, "--tol").items():
         try:
             tolerances[metric] = float(value)
         except ValueError:
             raise UserInputError(f"--tol {metric}={value}: the tolerance must be a number") from None
+        if not tolerances[metric] >= 0:
+            raise UserInputError(f"--tol {metric}={value}: the tolerance must be a non-negative number")
+    if args.update:
+        print(f"baseline written to {write_baseline(args.results, args.baseline, tolerances)}")
+        return EXIT_OK
     baseline = load_scores(args.baseline)
     if args.metrics:
         wanted = [name.strip() for name in args.metrics.split(",")]
@@ -204,12 +210,14 @@ def _run_regress(args: argparse.Namespace) -> int:
         load_scores(args.results),
         baseline,
         tolerances=tolerances,
-        default_tolerance=DEFAULT_TOLERANCE if args.default_tol is None else args.default_tol,
+        default_tolerance_value=args.default_tol,
         alpha=args.alpha,
     )
-    report = markdown_report(comparisons, results=args.results, baseline=args.baseline, alpha=args.alpha)
+    report = markdown_report(
+        comparisons, results=args.results, baseline=args.baseline, alpha=args.alpha, inconclusive=args.inconclusive
+    )
     print(report, end="")
     if args.report:
         Path(args.report).write_text(report, encoding="utf-8")
-    return EXIT_FAILED if any(item.failed for item in comparisons) else EXIT_OK
+    return EXIT_FAILED if any(item.failed(args.inconclusive) for item in comparisons) else EXIT_OK
 

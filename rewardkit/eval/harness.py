@@ -176,6 +176,7 @@ def aggregate(
             "std": float(scores.std(ddof=1)) if len(ok) > 1 else math.nan,
             "failed": int((group["status"] == "failed").sum()),
             "skipped": int((group["status"] == "skipped").sum()),
+            "tolerance": math.nan if dimension.tolerance is None else float(dimension.tolerance),
         })
     dimensions = pd.DataFrame(rows)
     vbench_scores = {

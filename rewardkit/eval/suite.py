@@ -15,12 +15,12 @@ weighting = "mean"                # how frame scores combine (default mean)
 aggregate = "mean"                # over videos: mean, or frame_pairs (weighted by frames - 1, as VBench's
                                   # consistency dimensions average over all frame pairs)
 vbench = true                     # a VBench dimension: normalised and counted in Quality/Semantic/Total
+tolerance = 0.002                 # optional: the drop `rewardkit regress` tolerates (absolute, score units)
 ```
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,15 +28,16 @@ from typing import Any
 
 from rewardkit.errors import UserInputError
 from rewardkit.eval.vbench import VBENCH_DIMENSIONS
+from rewardkit.parsing import did_you_mean
 from rewardkit.registry import get_reward_info, parse_reward_spec
 from rewardkit.toml import tomllib
-from rewardkit.video.sampling import parse_sampler
-from rewardkit.video.weighting import parse_weighting
+from rewardkit.video.sampling import FrameSampler, Segmental, parse_sampler
+from rewardkit.video.weighting import FrameWeighting, Mean, parse_weighting
 
 __all__ = ["Dimension", "Suite", "load_suite", "read_prompt_list"]
 
 _SUITE_KEYS = {"name", "description", "prompts", "videos_per_prompt", "seed", "dimensions"}
-_DIMENSION_KEYS = {"name", "reward", "frames", "weighting", "aggregate", "vbench"}
+_DIMENSION_KEYS = {"name", "reward", "frames", "weighting", "aggregate", "vbench", "tolerance"}
 AGGREGATES = ("mean", "frame_pairs")
 
 
@@ -46,10 +47,11 @@ class Dimension:
 
     name: str
     reward: str
-    frames: str = "segmental:4"
-    weighting: str = "mean"
+    frames: FrameSampler = Segmental(4, "first")
+    weighting: FrameWeighting = Mean()
     aggregate: str = "mean"
     vbench: bool = False
+    tolerance: float | None = None
 
     @property
     def reward_name(self) -> str:
@@ -73,20 +75,15 @@ class Suite:
         known = {dimension.name for dimension in self.dimensions}
         for name in names:
             if name not in known:
-                raise UserInputError(f"suite {self.name!r} has no dimension {name!r}{_hint(name, known)}; it has {', '.join(sorted(known))}")
+                raise UserInputError(f"suite {self.name!r} has no dimension {name!r}.{did_you_mean(name, known)} It has {', '.join(sorted(known))}")
         chosen = tuple(dimension for dimension in self.dimensions if dimension.name in names)
         return Suite(self.name, chosen, self.description, self.prompts, self.videos_per_prompt, self.seed, self.path)
-
-
-def _hint(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=3)
-    return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
 def _check_keys(found: dict[str, Any], allowed: set[str], where: str) -> None:
     for key in found:
         if key not in allowed:
-            raise UserInputError(f"unknown key {key!r} in {where}{_hint(key, allowed)}; allowed keys: {', '.join(sorted(allowed))}")
+            raise UserInputError(f"unknown key {key!r} in {where}.{did_you_mean(key, allowed)} Allowed keys: {', '.join(sorted(allowed))}")
 
 
 def read_prompt_list(path: str | os.PathLike[str]) -> tuple[str, ...]:
@@ -114,15 +111,20 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
         _check_keys(raw, _DIMENSION_KEYS, where)
         if "name" not in raw or "reward" not in raw:
             raise UserInputError(f"{where}: every dimension needs 'name' and 'reward'")
+        for key, parse in (("frames", parse_sampler), ("weighting", parse_weighting)):
+            if key in raw:
+                raw = {**raw, key: parse(str(raw[key]))}
         dimension = Dimension(**raw)
         get_reward_info(dimension.reward_name)  # unknown reward: an error with the close matches
-        parse_sampler(dimension.frames)
-        parse_weighting(dimension.weighting)
         if dimension.aggregate not in AGGREGATES:
             raise UserInputError(f"{where}: aggregate must be one of {', '.join(AGGREGATES)}, got {dimension.aggregate!r}")
+        if dimension.tolerance is not None and (
+            isinstance(dimension.tolerance, bool) or not isinstance(dimension.tolerance, (int, float)) or not dimension.tolerance >= 0
+        ):
+            raise UserInputError(f"{where}: tolerance must be a non-negative number (score units), got {dimension.tolerance!r}")
         if dimension.vbench and dimension.name not in VBENCH_DIMENSIONS:
             raise UserInputError(
-                f"{where}: vbench = true needs the dimension to be named as VBench's{_hint(dimension.name, VBENCH_DIMENSIONS)}"
+                f"{where}: vbench = true needs the dimension to be named as VBench's.{did_you_mean(dimension.name, VBENCH_DIMENSIONS)}"
             )
         dimensions.append(dimension)
     names = [dimension.name for dimension in dimensions]

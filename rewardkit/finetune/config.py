@@ -9,7 +9,6 @@ value is a ``ValueError`` naming the key, its close matches and the allowed keys
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rewardkit.errors import UserInputError
+from rewardkit.parsing import convert, did_you_mean
 from rewardkit.toml import tomllib
 
 __all__ = [
@@ -214,50 +214,6 @@ def start_step_count(tau: float, num_inference_steps: int) -> int:
 # ------------------------------------------------------------------------------------------ reading
 
 
-def _suggest(word: str, candidates: Sequence[str]) -> str:
-    matches = difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.5)
-    return (" Did you mean " + " or ".join(repr(match) for match in matches) + "?") if matches else ""
-
-
-def _convert(key: str, value: Any, annotation: Any) -> Any:
-    """Check (and, for strings from ``--set``, convert) one value against its annotation."""
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        choices = typing.get_args(annotation)
-        if value not in choices:
-            raise UserInputError(
-                f"{key} = {value!r} is not allowed; use one of {', '.join(map(repr, choices))}.{_suggest(str(value), [str(c) for c in choices])}"
-            )
-        return value
-    if origin is list:
-        (item_type,) = typing.get_args(annotation)
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()] if value.strip() else []
-        if not isinstance(value, list):
-            raise UserInputError(f"{key} must be a list of {item_type.__name__}, got {value!r}")
-        return [_convert(f"{key}[{index}]", item, item_type) for index, item in enumerate(value)]
-    if annotation is bool:
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        if not isinstance(value, bool):
-            raise UserInputError(f"{key} must be true or false, got {value!r}")
-        return value
-    if annotation in (int, float):
-        if isinstance(value, str):
-            try:
-                value = annotation(value)
-            except ValueError:
-                raise UserInputError(f"{key} must be a{'n integer' if annotation is int else ' number'}, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (annotation is int and not float(value).is_integer()):
-            raise UserInputError(f"{key} must be a{'n integer' if annotation is int else ' number'}, got {value!r}")
-        return annotation(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise UserInputError(f"{key} must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported recipe field type {annotation!r} for {key}")
-
-
 def _section_types() -> dict[str, type]:
     return {field_.name: typing.get_type_hints(Recipe)[field_.name] for field_ in dataclasses.fields(Recipe)}
 
@@ -268,7 +224,7 @@ def _build(data: Mapping[str, Any]) -> Recipe:
     for name, value in data.items():
         if name not in sections:
             raise UserInputError(
-                f"unknown recipe section [{name}].{_suggest(name, list(sections))} Sections: {', '.join(sections)}."
+                f"unknown recipe section [{name}].{did_you_mean(name, list(sections))} Sections: {', '.join(sections)}."
             )
         if not isinstance(value, Mapping):
             raise UserInputError(f"[{name}] must be a table of key = value lines, got {value!r}")
@@ -279,9 +235,9 @@ def _build(data: Mapping[str, Any]) -> Recipe:
         for key, item in value.items():
             if key not in hints:
                 raise UserInputError(
-                    f"unknown recipe key {name}.{key}.{_suggest(key, keys)} Keys of [{name}]: {', '.join(keys)}."
+                    f"unknown recipe key {name}.{key}.{did_you_mean(key, keys)} Keys of [{name}]: {', '.join(keys)}."
                 )
-            values[key] = _convert(f"{name}.{key}", item, hints[key])
+            values[key] = convert(f"{name}.{key}", item, hints[key])
         built[name] = cls(**values)
     recipe = Recipe(**built)
     recipe.check()

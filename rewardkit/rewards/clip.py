@@ -26,7 +26,7 @@ from PIL import Image
 
 from rewardkit.lazy import lazy_import
 from rewardkit.registry import WeightFile, register_reward
-from rewardkit.rewards.base import ImageReward, PreprocessMode, TextFeatureCache
+from rewardkit.rewards.base import ImageScorer, PreprocessMode, TextFeatureCache
 from rewardkit.transforms import ShortestSideCropPreprocess
 from rewardkit.weights import (
     explicit_weights_file,
@@ -134,7 +134,7 @@ def build_pretrained_open_clip(
     return model, tokenizer, path
 
 
-class OpenClipReward(ImageReward):
+class OpenClipReward(ImageScorer):
     """Shared machinery of open_clip image-text rewards: loading, cached text features, cosine."""
 
     def __init__(
@@ -219,12 +219,16 @@ def _clip_weight_files(options: Mapping[str, Any]) -> list[WeightFile]:
     return [WeightFile(config["hf_hub"].rstrip("/"), "open_clip_model.safetensors", 0, "see the model card")]
 
 
+# The range of each score form (see the module docstring).
+CLIP_SCORE_RANGES = {"cosine": (-1.0, 1.0), "hessel": (0.0, 2.5), "x100": (0.0, 100.0)}
+
+
 @register_reward(
     "clip",
     modality="image",
     needs_prompt=True,
     differentiable=True,
-    score_range=(-1.0, 1.0),
+    score_range=lambda options: CLIP_SCORE_RANGES[options["form"]],
     description="CLIP image-text similarity (open_clip; cosine, Hessel's CLIPScore or x100)",
     weights=_clip_weight_files,
     paper="arXiv:2103.00020; CLIPScore arXiv:2104.08718",

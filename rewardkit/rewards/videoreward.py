@@ -94,7 +94,7 @@ __all__ = [
     "LoraSpec",
     "VideoAlignModel",
     "VideoAlignSampler",
-    "VideoRewardScorer",
+    "VideoReward",
     "VIDEOREWARD_WEIGHTS",
     "PROMPT_TEMPLATE",
     "REWARD_TOKENS",
@@ -582,7 +582,7 @@ def load_tokenizer(folder: Path) -> Any:
 # ----------------------------------------------------------------------------------------------- scorer
 
 
-class VideoRewardScorer(VideoScorer):
+class VideoReward(VideoScorer):
     """VideoReward scores of videos ``[B, T, 3, H, W]`` and their captions: VQ, MQ, TA and Overall."""
 
     needs_prompt = True
@@ -718,7 +718,7 @@ def create_videoreward(
     device: torch.device,
     dtype: torch.dtype,
     weights: str | None,
-) -> VideoRewardScorer:
+) -> VideoReward:
     """VideoReward; ``weights`` is the VideoReward folder (model_config.json + checkpoint-N/), a checkpoint-N
     folder or its model.pth. ``output`` picks the main score; ``normalize`` applies the official
     z-normalisation; ``video_fps`` is the frame rate assumed for the videos (the sampler takes 2 frames per
@@ -730,7 +730,7 @@ def create_videoreward(
     base_folder = _base_folder(base, model_config)
     tokenizer = load_tokenizer(model_path.parent / "tokenizer")
     model = load_videoalign(model_path, model_config, base_folder, tokenizer, dtype)
-    scorer = VideoRewardScorer(
+    scorer = VideoReward(
         model.to(device=device, dtype=dtype),
         build_processor(base_folder, tokenizer),
         model_config,

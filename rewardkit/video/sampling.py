@@ -12,16 +12,21 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
+import torch
 
 from rewardkit.errors import UserInputError
 
-__all__ = ["FrameSampler", "Segmental", "Uniform", "All", "parse_sampler"]
+__all__ = ["FrameSampler", "Segmental", "Uniform", "All", "frame_indices", "parse_sampler"]
 
 
 class FrameSampler(Protocol):
     """Anything that maps a frame count to the frame indices to score."""
 
     def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]: ...
+
+    @property
+    def spec(self) -> str:
+        """The ``--frames`` text that reads back as this sampler (recorded in results rows)."""
 
 
 def _check_num_frames(num_frames: int, needed: int, what: str) -> None:
@@ -51,6 +56,10 @@ class Segmental:
         if self.mode not in ("random", "first", "middle"):
             raise UserInputError(f"Segmental mode must be 'random', 'first' or 'middle', got {self.mode!r}")
 
+    @property
+    def spec(self) -> str:
+        return f"segmental:{self.segments}:{self.mode}"
+
     def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
         _check_num_frames(num_frames, self.segments, f"segmental sampling with {self.segments} segments")
         length = num_frames // self.segments
@@ -75,6 +84,10 @@ class Uniform:
         if self.n < 1:
             raise UserInputError(f"Uniform needs n >= 1, got {self.n}")
 
+    @property
+    def spec(self) -> str:
+        return f"uniform:{self.n}"
+
     def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
         _check_num_frames(num_frames, 1, "uniform sampling")
         return [int(index) for index in np.linspace(0, num_frames - 1, self.n).round()]
@@ -84,9 +97,17 @@ class Uniform:
 class All:
     """Every frame, in order."""
 
+    spec = "all"
+
     def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
         _check_num_frames(num_frames, 1, "reading all frames")
         return list(range(num_frames))
+
+
+def frame_indices(sampler: FrameSampler, num_frames: int, batch: int = 1, rng: np.random.Generator | None = None) -> torch.Tensor:
+    """Indices ``[batch, K]`` to decode from ``num_frames``-frame videos, drawn independently per video
+    (random samplers use ``rng``): the one place every video reward and the trainer sample frames."""
+    return torch.tensor([sampler.indices(num_frames, rng) for _ in range(batch)], dtype=torch.long)
 
 
 def parse_sampler(spec: str) -> FrameSampler:

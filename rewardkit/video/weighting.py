@@ -22,6 +22,10 @@ class FrameWeighting(Protocol):
 
     def __call__(self, scores: torch.Tensor, indices: torch.Tensor, num_frames: int) -> torch.Tensor: ...
 
+    @property
+    def spec(self) -> str:
+        """The ``--weighting`` text that reads back as this weighting (recorded in results rows)."""
+
 
 def _check(scores: torch.Tensor, indices: torch.Tensor) -> None:
     if scores.ndim != 2 or scores.shape != indices.shape:
@@ -37,6 +41,10 @@ class TemporalAttenuation:
 
     lam: float = 1.0
     normalized: bool = False
+
+    @property
+    def spec(self) -> str:
+        return f"tar:{self.lam}" + (":normalized" if self.normalized else "")
 
     def weights(self, indices: torch.Tensor, num_frames: int) -> torch.Tensor:
         distance = (indices.to(torch.float64) - num_frames // 2).abs()
@@ -55,6 +63,8 @@ class TemporalAttenuation:
 @dataclass(frozen=True)
 class Mean:
     """Plain average over the sampled frames."""
+
+    spec = "mean"
 
     def weights(self, indices: torch.Tensor, num_frames: int) -> torch.Tensor:
         return torch.ones_like(indices, dtype=torch.float64)

@@ -198,3 +198,10 @@ def write_imagereward_checkpoint(
     torch.save(state_dict, path)
     (folder / "med_config.json").write_text(json.dumps(med_config, indent=2))
     return path
+
+
+def tiny_imagereward(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """``create_reward("imagereward", **options)`` on the tiny checkpoint and tokenizer."""
+    model_dir = Path(folder) / "model"
+    write_imagereward_checkpoint(model_dir)
+    return {"weights": str(model_dir), "tokenizer": str(write_bert_vocab(Path(folder) / "tokenizer"))}
