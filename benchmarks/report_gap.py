@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from rewardkit import create_reward  # noqa: E402
 from rewardkit.scoring import collect_media  # noqa: E402
-from rewardkit.testing import (  # noqa: E402
+from rewardkit.testing.clip import (  # noqa: E402
     TINY_OPEN_CLIP,
     write_aesthetic_head,
     write_hps_checkpoint,
@@ -30,7 +30,7 @@ from rewardkit.testing import (  # noqa: E402
     write_open_clip_safetensors,
     write_pickscore_folders,
 )
-from rewardkit.testing_imagereward import write_bert_vocab, write_imagereward_checkpoint  # noqa: E402
+from rewardkit.testing.imagereward import write_bert_vocab, write_imagereward_checkpoint  # noqa: E402
 from rewardkit.video.io import probe, read_frames  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "videos"

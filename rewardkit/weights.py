@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from rewardkit import network
+from rewardkit.errors import UserInputError
 from rewardkit.registry import RewardInfo, WeightFile, format_size, get_reward_info
 
 __all__ = [
@@ -147,7 +149,7 @@ def _cli_key(item: MissingFile) -> str:
     return item.reward if item.main else f"{item.reward}.{item.role}"
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(UserInputError):
     """A checkpoint does not fit the model: wrong keys, shapes or hash."""
 
 
@@ -194,13 +196,13 @@ def split_weights_argument(reward: str, weights: WeightsArgument, roles: Sequenc
         unknown = sorted(set(weights) - set(roles))
         if unknown:
             known = ", ".join(roles) if roles else "none (it has no weights)"
-            raise ValueError(
+            raise UserInputError(
                 f"weights for reward {reward!r} name unknown file role(s) {', '.join(map(repr, unknown))}; "
                 f"its roles are: {known}"
             )
         return {role: Path(path).expanduser() for role, path in weights.items() if path not in (None, "")}
     if not roles:
-        raise ValueError(f"reward {reward!r} has no weights; drop --weights / weights=")
+        raise UserInputError(f"reward {reward!r} has no weights; drop --weights / weights=")
     return {roles[0]: Path(weights).expanduser()}
 
 
@@ -312,6 +314,9 @@ def fetch_weight_file(file: WeightFile, *, reward: str) -> Path:
         if is_offline():
             where = "the rewardkit cache" if file.url is not None else "the local Hugging Face cache"
             raise MissingWeightsError(f"it is not in {where} and HF_HUB_OFFLINE is set")
+        reason = network.unreachable_reason(file.url or _hub_endpoint())
+        if reason is not None:  # fail at once rather than after the Hub client's retries
+            raise MissingWeightsError(f"the download failed before it started: {reason}")
         try:
             cached = _fetch(file, local=False)
         except WeightsMismatchError:
@@ -337,6 +342,12 @@ def _snapshot_root(path: Path, file: WeightFile) -> Path:
     for _ in Path(file.filename).parts:
         root = root.parent
     return root
+
+
+def _hub_endpoint() -> str:
+    import huggingface_hub.constants
+
+    return huggingface_hub.constants.ENDPOINT
 
 
 def _fetch(file: WeightFile, *, local: bool) -> Path | None:

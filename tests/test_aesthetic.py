@@ -13,7 +13,7 @@ from PIL import Image
 from rewardkit import create_reward
 from rewardkit.cli import main
 from rewardkit.rewards.aesthetic import AESTHETIC_HEADS
-from rewardkit.testing import write_aesthetic_head
+from rewardkit.testing.clip import write_aesthetic_head
 from rewardkit.weights import MissingWeightsError, WeightsMismatchError, cached_weight_path
 
 SHAPES = [(200, 300, 3), (300, 200, 3), (224, 224, 3), (31, 97, 3), (480, 640, 3)]

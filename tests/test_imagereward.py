@@ -11,7 +11,7 @@ import torch
 from rewardkit import create_reward
 from rewardkit.rewards.imagereward import SCORE_MEAN, SCORE_STD, UNUSED_KEYS
 from rewardkit.testing import put_in_hf_cache
-from rewardkit.testing_imagereward import write_bert_vocab, write_imagereward_checkpoint
+from rewardkit.testing.imagereward import write_bert_vocab, write_imagereward_checkpoint
 from rewardkit.weights import MissingWeightsError, WeightsMismatchError
 
 PROMPTS = ["a red cat sitting in the snow", "a dog", "a red cat sitting in the snow"]

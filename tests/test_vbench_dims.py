@@ -18,8 +18,8 @@ from rewardkit import create_reward
 from rewardkit.rewards.consistency import consistency_scores
 from rewardkit.rewards.errors import NotApplicable
 from rewardkit.rewards.raft import map_raft_keys
-from rewardkit.testing import write_aesthetic_head, write_open_clip_config, write_open_clip_safetensors
-from rewardkit.testing_vbench import (
+from rewardkit.testing.clip import write_aesthetic_head, write_open_clip_config, write_open_clip_safetensors
+from rewardkit.testing.vbench import (
     moving_square_clip,
     static_clip,
     to_video_tensor,

@@ -17,8 +17,8 @@ from torchvision import transforms
 
 from rewardkit import create_reward
 from rewardkit.rewards.viclip import VBenchMiddleFrames
-from rewardkit.testing import write_open_clip_config, write_open_clip_safetensors
-from rewardkit.testing_vbench import (
+from rewardkit.testing.clip import write_open_clip_config, write_open_clip_safetensors
+from rewardkit.testing.vbench import (
     flicker_clip,
     moving_square_clip,
     to_video_tensor,

@@ -1,6 +1,6 @@
 """`videoreward` (VideoAlign) on tiny random checkpoints in the official layout, loaded through create_reward.
 
-The tiny files (``rewardkit.testing_videoreward``) have the official key names and nesting: the official
+The tiny files (``rewardkit.testing.videoreward``) have the official key names and nesting: the official
 ``inference.py`` (KwaiVGI/VideoAlign commit 219ab9d, transformers 4.45.2, peft 0.10.0) loads them strictly
 and, run on the same tiny files and videos, agrees with this reward to 1.4e-6 in fp32 (a one-off comparison
 outside the test suite, see the report); these tests check each piece against hand-computed values or an
@@ -36,7 +36,7 @@ from rewardkit.rewards.videoreward import (
     smart_resize,
 )
 from rewardkit.testing import put_in_hf_cache
-from rewardkit.testing_videoreward import (
+from rewardkit.testing.videoreward import (
     REAL_BASE_CONFIG,
     model_config_json,
     official_state_dict_shapes,

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 import rewardkit
+from rewardkit.errors import UserInputError
 from rewardkit.eval.suite import Suite, load_suite
 from rewardkit.eval.vbench import QUALITY, SEMANTIC, normalize, vbench_totals
 from rewardkit.registry import parse_reward_spec
@@ -53,12 +54,12 @@ def _shard() -> tuple[int, int, Callable[[], None]]:
     try:
         from accelerate import PartialState
     except ModuleNotFoundError:
-        raise ValueError("a multi-process eval needs accelerate: pip install 'rewardkit[train]'") from None
+        raise UserInputError("a multi-process eval needs accelerate: pip install 'rewardkit[train]'") from None
     import torch
 
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU-only machines: gloo processes
     if state.num_processes != world:
-        raise ValueError(
+        raise UserInputError(
             f"WORLD_SIZE is {world} but accelerate set up {state.num_processes} process(es); launch with "
             f"`accelerate launch` or `torchrun --nproc_per_node N` so every process scores its own share"
         )
@@ -186,6 +187,7 @@ def aggregate(
             "std": float(scores.std(ddof=1)) if len(ok) > 1 else math.nan,
             "failed": int((group["status"] == "failed").sum()),
             "skipped": int((group["status"] == "skipped").sum()),
+            "tolerance": math.nan if dimension.tolerance is None else float(dimension.tolerance),
         })
     dimensions = pd.DataFrame(rows)
     vbench_scores = {
@@ -246,7 +248,7 @@ def load_run(path: str | os.PathLike[str]) -> EvalRun:
     """Read a run directory written by ``evaluate``."""
     run_dir = Path(path)
     if not (run_dir / "summary.json").is_file():
-        raise ValueError(f"{str(run_dir)!r} is not an eval run directory (no summary.json); run `rewardkit eval` first")
+        raise UserInputError(f"{str(run_dir)!r} is not an eval run directory (no summary.json); run `rewardkit eval` first")
     return EvalRun(
         pd.read_csv(run_dir / "videos.csv", keep_default_na=False, na_values=[""]),
         pd.read_csv(run_dir / "dimensions.csv", keep_default_na=False, na_values=[""]),

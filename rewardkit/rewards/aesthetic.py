@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from rewardkit.registry import WeightFile, register_reward
-from rewardkit.rewards.base import ImageReward, PreprocessMode, VideoScorer
+from rewardkit.rewards.base import ImageScorer, PreprocessMode, VideoScorer
 from rewardkit.rewards.clip import (
     build_pretrained_open_clip,
     clip_weight_file,
@@ -161,7 +161,7 @@ def _load_head(head: str, state_dict: Any, embed_dim: int, source: str, backbone
     return module
 
 
-class AestheticPredictor(ImageReward):
+class AestheticPredictor(ImageScorer):
     """Aesthetic score of an image: CLIP image embedding, L2-normalised, into a linear head (no prompt)."""
 
     needs_prompt = False

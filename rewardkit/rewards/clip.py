@@ -39,16 +39,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import open_clip
 import torch
 from PIL import Image
 
+from rewardkit.lazy import lazy_import
 from rewardkit.registry import WeightFile, register_reward
-from rewardkit.rewards.base import ImageReward, PreprocessMode, TextFeatureCache, VideoScorer
+from rewardkit.rewards.base import ImageScorer, PreprocessMode, TextFeatureCache, VideoScorer
 from rewardkit.rewards.consistency import FeatureConsistency
 from rewardkit.transforms import ShortestSideCropPreprocess, as_float_videos, check_prompts
 from rewardkit.video.sampling import All
 from rewardkit.weights import WeightsArgument, build_with_weights, load_state_dict, load_strict
+
+open_clip = lazy_import("open_clip")
 
 __all__ = [
     "AppearanceStyle",
@@ -139,7 +141,7 @@ def build_pretrained_open_clip(architecture: str, pretrained: str, path: Path) -
     return model, tokenizer
 
 
-class OpenClipReward(ImageReward):
+class OpenClipReward(ImageScorer):
     """Shared machinery of open_clip image-text rewards: loading, cached text features, cosine."""
 
     def __init__(
@@ -205,11 +207,15 @@ class ClipScore(OpenClipReward):
 
 def clip_weight_file(architecture: str, pretrained: str) -> WeightFile:
     """open_clip's Hugging Face file for ``architecture``/``pretrained`` (``open_clip_model.safetensors``)."""
-    # Sizes are parameter counts x 4 bytes (fp32 safetensors), counted from open_clip's configs.
+    # The defaults' Hub repos (as open_clip's pretrained configs name them, so `rewardkit list` need not
+    # import open_clip) and sizes: parameter counts x 4 bytes (fp32 safetensors), from open_clip's configs.
     known = {
-        ("ViT-L-14", "openai"): (1_710_466_052, "MIT"),
-        ("ViT-B-32", "openai"): (605_109_252, "MIT"),
+        ("ViT-L-14", "openai"): ("timm/vit_large_patch14_clip_224.openai", 1_710_466_052, "MIT"),
+        ("ViT-B-32", "openai"): ("timm/vit_base_patch32_clip_224.openai", 605_109_252, "MIT"),
     }
+    if (architecture, pretrained) in known:
+        repo, size, license_name = known[(architecture, pretrained)]
+        return WeightFile(repo, "open_clip_model.safetensors", size, license_name)
     config = open_clip.get_pretrained_cfg(architecture, pretrained) if not architecture.endswith(".json") else {}
     if not config.get("hf_hub"):  # a JSON config or a pretrained tag without Hub weights: the user's file
         return WeightFile(
@@ -220,8 +226,11 @@ def clip_weight_file(architecture: str, pretrained: str) -> WeightFile:
             manual=f"an open_clip checkpoint of architecture={architecture!r} (open_clip has no Hugging Face weights "
             f"for pretrained={pretrained!r}; see open_clip.list_pretrained())",
         )
-    size, license_name = known.get((architecture, pretrained), (0, "see the model card"))
-    return WeightFile(config["hf_hub"].rstrip("/"), "open_clip_model.safetensors", size, license_name)
+    return WeightFile(config["hf_hub"].rstrip("/"), "open_clip_model.safetensors", 0, "see the model card")
+
+
+# The range of each score form (see the module docstring).
+CLIP_SCORE_RANGES = {"cosine": (-1.0, 1.0), "hessel": (0.0, 2.5), "x100": (0.0, 100.0)}
 
 
 @register_reward(
@@ -229,7 +238,7 @@ def clip_weight_file(architecture: str, pretrained: str) -> WeightFile:
     modality="image",
     needs_prompt=True,
     differentiable=True,
-    score_range=(-1.0, 1.0),
+    score_range=lambda options: CLIP_SCORE_RANGES[options["form"]],
     description="CLIP image-text similarity (open_clip; cosine, Hessel's CLIPScore or x100)",
     weights=lambda options: {"model": clip_weight_file(options["architecture"], options["pretrained"])},
     paper="arXiv:2103.00020; CLIPScore arXiv:2104.08718",

@@ -15,11 +15,15 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.functional import InterpolationMode, center_crop, resize
 
+from rewardkit.lazy import lazy_import
 from rewardkit.rewards.base import VideoScorer
 from rewardkit.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, as_float_videos, normalize
 from rewardkit.video.sampling import All
+
+InterpolationMode = lazy_import("torchvision.transforms.functional", "InterpolationMode")
+center_crop = lazy_import("torchvision.transforms.functional", "center_crop")
+resize = lazy_import("torchvision.transforms.functional", "resize")
 
 __all__ = ["FeatureConsistency", "consistency_scores", "frames_0_255", "vbench_clip_transform"]
 

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from rewardkit.registry import WeightFile, register_reward
-from rewardkit.rewards.base import ImageReward, PreprocessMode, TextFeatureCache
+from rewardkit.rewards.base import ImageScorer, PreprocessMode, TextFeatureCache
 from rewardkit.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ShortestSideCropPreprocess
 from rewardkit.weights import (
     MissingWeightsError,
@@ -59,7 +59,7 @@ from rewardkit.weights import (
 
 __all__ = [
     "ImageRewardModel",
-    "ImageRewardScorer",
+    "ImageReward",
     "IMAGEREWARD_WEIGHTS",
     "TOKENIZER_REPO",
     "build_tokenizer",
@@ -87,7 +87,7 @@ UNUSED_KEYS = (
 
 # Size: the official ImageReward model's state dict (BLIP ViT-L/16 + BERT-base with cross-attention + MLP
 # + BLIP's two unused 256-d projections) has 446,665,953 parameters, stored in fp32 = 1.79 GB
-# (counted by rewardkit.testing_imagereward.official_state_dict_shapes, whose key set and shapes the
+# (counted by rewardkit.testing.imagereward.official_state_dict_shapes, whose key set and shapes the
 # real-size parity test checks against the official model).
 IMAGEREWARD_WEIGHTS = {
     "model": WeightFile(
@@ -244,7 +244,7 @@ def build_tokenizer(folder: str | Path) -> Any:
     return tokenizer
 
 
-class ImageRewardScorer(ImageReward):
+class ImageReward(ImageScorer):
     """ImageReward score of image-prompt pairs, batched (the official package scores one image at a time)."""
 
     def __init__(self, model: ImageRewardModel, tokenizer: Any, *, mode: PreprocessMode, dtype: torch.dtype) -> None:
@@ -338,11 +338,11 @@ def create_imagereward(
     device: torch.device,
     dtype: torch.dtype,
     weights: WeightsArgument,
-) -> ImageRewardScorer:
+) -> ImageReward:
     """ImageReward v1.0; ``weights`` is ImageReward.pt (med_config.json beside it) or their folder, or
     ``{"model": ..., "tokenizer": FOLDER}`` with a folder holding bert-base-uncased's vocab.txt."""
 
-    def build(paths: Mapping[str, Path]) -> ImageRewardScorer:
+    def build(paths: Mapping[str, Path]) -> ImageReward:
         path = paths["model"]
         med_config = path.parent / "med_config.json"
         if not med_config.is_file():
@@ -357,6 +357,6 @@ def create_imagereward(
                 f"the tokenizer has {len(text_tokenizer)} tokens but the checkpoint's text embedding only "
                 f"{model.text.config.vocab_size} rows"
             )
-        return ImageRewardScorer(model.to(device=device, dtype=dtype), text_tokenizer, mode=mode, dtype=dtype)
+        return ImageReward(model.to(device=device, dtype=dtype), text_tokenizer, mode=mode, dtype=dtype)
 
     return build_with_weights("imagereward", weights, {}, build, locate=_locate)

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from rewardkit.registry import WeightFile, register_reward
-from rewardkit.rewards.base import ImageReward, PreprocessMode, TextFeatureCache
+from rewardkit.rewards.base import ImageScorer, PreprocessMode, TextFeatureCache
 from rewardkit.transforms import ShortestSideCropPreprocess
 from rewardkit.weights import MissingWeightsError, WeightsArgument, WeightsMismatchError, build_with_weights
 
@@ -52,7 +52,7 @@ class ProcessorTransform:
         return self.image_processor(images=Image.fromarray(frame, mode="RGB"), return_tensors="pt")["pixel_values"][0]
 
 
-class PickScore(ImageReward):
+class PickScore(ImageScorer):
     """PickScore: ``logit_scale.exp() * cos(image, text)`` with a transformers CLIPModel."""
 
     def __init__(self, model: Any, image_processor: Any, tokenizer: Any, *, mode: PreprocessMode, dtype: torch.dtype) -> None:

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.models.optical_flow import raft_large
 
+from rewardkit.lazy import lazy_import
 from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards.base import VideoScorer
 from rewardkit.rewards.consistency import frames_0_255
@@ -45,6 +45,8 @@ from rewardkit.weights import (
     load_state_dict,
     load_strict,
 )
+
+raft_large = lazy_import("torchvision.models.optical_flow", "raft_large")
 
 __all__ = [
     "RAFT_WEIGHTS",

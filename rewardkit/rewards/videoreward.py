@@ -95,7 +95,7 @@ __all__ = [
     "LoraSpec",
     "VideoAlignModel",
     "VideoAlignSampler",
-    "VideoRewardScorer",
+    "VideoReward",
     "VIDEOREWARD_WEIGHTS",
     "PROMPT_TEMPLATE",
     "REWARD_TOKENS",
@@ -584,7 +584,7 @@ def load_tokenizer(folder: Path) -> Any:
 # ----------------------------------------------------------------------------------------------- scorer
 
 
-class VideoRewardScorer(VideoScorer):
+class VideoReward(VideoScorer):
     """VideoReward scores of videos ``[B, T, 3, H, W]`` and their captions: VQ, MQ, TA and Overall."""
 
     needs_prompt = True
@@ -712,7 +712,7 @@ def create_videoreward(
     device: torch.device,
     dtype: torch.dtype,
     weights: WeightsArgument,
-) -> VideoRewardScorer:
+) -> VideoReward:
     """VideoReward; ``weights`` is the VideoReward folder (model_config.json + checkpoint-N/), a checkpoint-N
     folder or its model.pth. ``output`` picks the main score; ``normalize`` applies the official
     z-normalisation; ``video_fps`` is the frame rate assumed for the videos (the sampler takes 2 frames per
@@ -725,7 +725,7 @@ def create_videoreward(
         if named is not None:
             given["base"] = named
 
-    def build(paths: Mapping[str, Path]) -> VideoRewardScorer:
+    def build(paths: Mapping[str, Path]) -> VideoReward:
         model_path, base_folder = paths["model"], paths["base"].parent
         if not (base_folder / "preprocessor_config.json").is_file():
             _locate("base", base_folder)  # raises, naming the files a base folder needs
@@ -734,7 +734,7 @@ def create_videoreward(
         _check_model_config(model_config, config_path)
         tokenizer = load_tokenizer(model_path.parent / "tokenizer")
         model = load_videoalign(model_path, model_config, base_folder, tokenizer, dtype)
-        return VideoRewardScorer(
+        return VideoReward(
             model.to(device=device, dtype=dtype),
             build_processor(base_folder, tokenizer),
             model_config,

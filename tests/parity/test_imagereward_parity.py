@@ -1,7 +1,7 @@
 """rewardkit's ``imagereward`` against the official ``image-reward`` 1.5 package, same random weights.
 
 What is compared. A random checkpoint in the official ``ImageReward.pt`` layout (every key of the
-official model's ``state_dict()``, ``rewardkit.testing_imagereward``) with its ``med_config.json``, and one
+official model's ``state_dict()``, ``rewardkit.testing.imagereward``) with its ``med_config.json``, and one
 bert-base-uncased-style vocabulary folder (30522 entries, so [DEC]/[ENC] get ids 30522/30523), are given to
 both sides, at two sizes:
 
@@ -63,7 +63,7 @@ def official_available() -> None:
 
 
 def _files(root: Path, size: str) -> tuple[Path, Path]:
-    from rewardkit.testing_imagereward import (
+    from rewardkit.testing.imagereward import (
         REAL_MED_CONFIG,
         REAL_VISION,
         write_bert_vocab,

@@ -30,7 +30,6 @@ from rewardkit.finetune.models.base import DDIMLatentAdapter, missing_model_erro
 
 __all__ = ["AnimateDiffAdapter", "load_animatediff"]
 
-TINY_MODEL = "testing:tiny-animatediff"
 # What AnimateDiff's official inference configs change in the base model's DDIM scheduler.
 ANIMATEDIFF_DDIM = {"beta_schedule": "linear", "steps_offset": 1, "clip_sample": False}
 
@@ -50,12 +49,6 @@ class AnimateDiffAdapter(DDIMLatentAdapter):
     def unet_text_states(self, states: torch.Tensor) -> torch.Tensor:
         """UNetMotionModel runs the frames as batch items: one copy of the text states per frame."""
         return states.repeat_interleave(self.num_frames, dim=0)
-
-
-def _write_tiny(folder):
-    from rewardkit.testing_finetune import write_tiny_animatediff_pipeline
-
-    return write_tiny_animatediff_pipeline(folder)
 
 
 def load_animatediff(
@@ -79,7 +72,7 @@ def load_animatediff(
     from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    source = resolve_model_path(path, TINY_MODEL.removeprefix("testing:"), _write_tiny)
+    source = resolve_model_path(path)
     adapter_source = resolve_model_path(motion_adapter, key="model.motion_adapter") if motion_adapter else ""
     options = {"revision": revision or None}
     weights = {"variant": variant or None, "torch_dtype": dtype}

@@ -21,17 +21,9 @@ from rewardkit.finetune.models.base import (
 
 __all__ = ["UNet3DAdapter", "ddim_timestep", "ddim_timesteps", "load_unet3d"]
 
-TINY_MODEL = "testing:tiny-t2v"
-
 
 class UNet3DAdapter(DDIMLatentAdapter):
     """UNet3D text-to-video components behind the adapter interface (see the module docstring)."""
-
-
-def _write_tiny(folder):
-    from rewardkit.testing_finetune import write_tiny_t2v_pipeline
-
-    return write_tiny_t2v_pipeline(folder)
 
 
 def load_unet3d(
@@ -53,7 +45,7 @@ def load_unet3d(
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    source = resolve_model_path(path, TINY_MODEL.removeprefix("testing:"), _write_tiny)
+    source = resolve_model_path(path)
     options = {"revision": revision or None}
     weights = {"variant": variant or None, "torch_dtype": dtype}
     try:

@@ -26,6 +26,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from rewardkit.finetune.models.base import VideoDiffusionAdapter
+from rewardkit.video.sampling import frame_indices
 
 __all__ = ["RewardTerm", "RewardFunction", "build_reward_function", "RewardBackprop", "temporal_offset_noise", "check_reward_specs"]
 
@@ -74,7 +75,7 @@ class RewardFunction:
         for term in self.terms:
             sampler = term.module.sampler
             if id(sampler) not in decoded:
-                indices = torch.tensor([sampler.indices(num_frames, rng) for _ in range(batch)], dtype=torch.long)
+                indices = frame_indices(sampler, num_frames, batch, rng)
                 decoded[id(sampler)] = (adapter.decode_frames(latents, indices), indices)
                 details["decoded_frames"] += indices.numel()
             frames, indices = decoded[id(sampler)]
@@ -115,7 +116,7 @@ def build_reward_function(
     """Build the recipe's rewards from the registry in differentiable mode. Image rewards become video
     rewards with one shared sampler (``frames``) and weighting, so their frames are decoded once."""
     from rewardkit.registry import get_reward_info
-    from rewardkit.rewards import VideoReward
+    from rewardkit.rewards import PerFrameReward
     from rewardkit.video.sampling import parse_sampler
     from rewardkit.video.weighting import parse_weighting
 
@@ -136,7 +137,7 @@ def build_reward_function(
             options = {**options, "mode": "differentiable"}
         module = create_reward(name, device=device, dtype=dtype, weights=paths.get(name), **options)
         if info.modality == "image":
-            module = VideoReward(module, sampler, frame_weighting)
+            module = PerFrameReward(module, sampler, frame_weighting)
         weight = float(weights[index]) if weights else 1.0
         terms.append(RewardTerm(name if name not in [term.name for term in terms] else f"{name}{index}", weight, module))
     return RewardFunction(terms)

@@ -261,3 +261,19 @@ def write_viclip_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": state_dict}, path)
     return path
+
+
+# ------------------------------------------------------------------ the tiny fixtures of TINY_REWARDS
+
+
+def tiny_dynamic_degree(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """``create_reward("dynamic_degree", **options)`` on a random full-size RAFT."""
+    return {"weights": str(write_raft_checkpoint(Path(folder) / "raft-things.pth"))}
+
+
+def tiny_subject_consistency(folder: str | os.PathLike[str]) -> dict[str, str]:
+    return {"weights": str(write_dino_checkpoint(Path(folder) / "dino_vitbase16_pretrain.pth"))}
+
+
+def tiny_overall_consistency(folder: str | os.PathLike[str]) -> dict[str, str]:
+    return {"weights": str(write_viclip_checkpoint(Path(folder) / "ViClip-InternVid-10M-FLT.pth"))}
