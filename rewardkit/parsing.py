@@ -1,7 +1,7 @@
 """Reading what users type: "did you mean" hints, option values converted to their declared types, and a
 natural sort order for file names.
 
-At the bottom of the import graph (it imports nothing from rewardkit), so every room can use it.
+At the bottom of the import graph (it imports only rewardkit.errors), so every room can use it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import re
 import typing
 from collections.abc import Iterable
 from typing import Any, Literal
+
+from rewardkit.errors import UserInputError
 
 __all__ = ["convert", "did_you_mean", "natural_key"]
 
@@ -36,7 +38,7 @@ def convert(what: str, value: Any, annotation: Any, default: Any = None) -> Any:
     if typing.get_origin(annotation) is Literal:
         choices = typing.get_args(annotation)
         if value not in choices:
-            raise ValueError(
+            raise UserInputError(
                 f"{what}={value!r} is not one of {', '.join(map(repr, choices))}."
                 f"{did_you_mean(value, choices)}"
             )
@@ -46,7 +48,7 @@ def convert(what: str, value: Any, annotation: Any, default: Any = None) -> Any:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, list):
-            raise ValueError(f"{what} must be a list of {item_type.__name__}, got {value!r}")
+            raise UserInputError(f"{what} must be a list of {item_type.__name__}, got {value!r}")
         return [convert(f"{what}[{index}]", item, item_type) for index, item in enumerate(value)]
     if annotation not in (bool, int, float, str):
         if not isinstance(value, str) or type(default) not in (bool, int, float):
@@ -56,7 +58,7 @@ def convert(what: str, value: Any, annotation: Any, default: Any = None) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
         if not isinstance(value, bool):
-            raise ValueError(f"{what} must be true or false, got {value!r}")
+            raise UserInputError(f"{what} must be true or false, got {value!r}")
         return value
     if annotation in (int, float):
         kind = "an integer" if annotation is int else "a number"
@@ -64,10 +66,10 @@ def convert(what: str, value: Any, annotation: Any, default: Any = None) -> Any:
             try:
                 value = annotation(value)
             except ValueError:
-                raise ValueError(f"{what} must be {kind}, got {value!r}") from None
+                raise UserInputError(f"{what} must be {kind}, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (annotation is int and not float(value).is_integer()):
-            raise ValueError(f"{what} must be {kind}, got {value!r}")
+            raise UserInputError(f"{what} must be {kind}, got {value!r}")
         return annotation(value)
     if not isinstance(value, str):
-        raise ValueError(f"{what} must be a string, got {value!r}")
+        raise UserInputError(f"{what} must be a string, got {value!r}")
     return value

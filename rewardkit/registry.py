@@ -4,10 +4,22 @@ Every scorer is a ``torch.nn.Module`` built by a factory function. The factory's
 the scorer's options; ``create_reward`` checks user-supplied options against that signature, converts
 string values (from the command line) to the annotated types, and names the close matches of anything
 it does not know.
+
+Registration is lazy: ``BUILTIN_REWARDS`` maps each built-in name to the module that registers it, so
+asking for one reward imports one module, and the reward modules import their heavy packages (open_clip,
+transformers, torchvision, OpenCV) only when a reward is built (:mod:`rewardkit.lazy`). Other packages
+add rewards through the entry-point group ``rewardkit.rewards``: each entry's name is the reward's name
+and its value the module that registers it, e.g. in their pyproject.toml::
+
+    [project.entry-points."rewardkit.rewards"]
+    my_reward = "my_package.rewards"
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.metadata
 import inspect
 import math
 import typing
@@ -17,6 +29,8 @@ from typing import Any
 
 import torch
 
+from rewardkit.errors import UserInputError
+from rewardkit.lazy import check_dependencies
 from rewardkit.parsing import convert, did_you_mean
 
 __all__ = [
@@ -27,6 +41,9 @@ __all__ = [
     "list_rewards",
     "get_reward_info",
     "parse_reward_spec",
+    "parse_device",
+    "BUILTIN_REWARDS",
+    "ENTRY_POINT_GROUP",
 ]
 
 # Options every factory receives from ``create_reward`` itself rather than from the user's options.
@@ -123,6 +140,31 @@ class RewardInfo:
 
 _REGISTRY: dict[str, RewardInfo] = {}
 
+# Built-in reward name -> the module whose import registers it (checked against the modules by the tests).
+BUILTIN_REWARDS: dict[str, str] = {
+    "aesthetic": "rewardkit.rewards.aesthetic",
+    "aesthetic_quality": "rewardkit.rewards.vbench",
+    "appearance_style": "rewardkit.rewards.vbench_semantic",
+    "background_consistency": "rewardkit.rewards.vbench",
+    "clip": "rewardkit.rewards.clip",
+    "dover": "rewardkit.rewards.dover",
+    "dynamic_degree": "rewardkit.rewards.vbench",
+    "dynamic_degree_flow": "rewardkit.rewards.motion",
+    "hpsv2": "rewardkit.rewards.hpsv2",
+    "imagereward": "rewardkit.rewards.imagereward",
+    "imaging_quality": "rewardkit.rewards.musiq",
+    "motion_smoothness_flow": "rewardkit.rewards.motion",
+    "overall_consistency": "rewardkit.rewards.vbench_semantic",
+    "patch": "rewardkit.rewards.wrappers",
+    "pickscore": "rewardkit.rewards.pickscore",
+    "subject_consistency": "rewardkit.rewards.vbench",
+    "temporal_flickering": "rewardkit.rewards.flicker",
+    "videoreward": "rewardkit.rewards.videoreward",
+    "videoscore": "rewardkit.rewards.videoscore",
+}
+
+ENTRY_POINT_GROUP = "rewardkit.rewards"
+
 
 def register_reward(
     name: str,
@@ -165,23 +207,41 @@ def register_reward(
     return decorator
 
 
-def _ensure_builtin_rewards_loaded() -> None:
-    # The reward modules register themselves on import; importing them here keeps the registry the
-    # single entry point without the bottom layer importing the rewards at module load.
-    import rewardkit.rewards  # noqa: F401
+@functools.cache
+def _plugin_modules() -> dict[str, str]:
+    """Reward name -> module, from the installed packages' ``rewardkit.rewards`` entry points."""
+    return {entry.name: entry.value for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _known_names() -> list[str]:
+    return sorted({*_REGISTRY, *BUILTIN_REWARDS, *_plugin_modules()})
+
+
+def _load(name: str) -> None:
+    """Import the module that registers ``name`` (a no-op once registered)."""
+    if name in _REGISTRY:
+        return
+    module = BUILTIN_REWARDS.get(name) or _plugin_modules().get(name)
+    if module is not None:
+        importlib.import_module(module)
+        if name not in _REGISTRY:
+            raise RuntimeError(f"importing {module} did not register the reward {name!r} it is listed for")
 
 
 def list_rewards() -> list[RewardInfo]:
-    """All registered scorers, sorted by name."""
-    _ensure_builtin_rewards_loaded()
+    """All registered scorers (built-in and from entry points), sorted by name."""
+    for name in _known_names():
+        _load(name)
     return [_REGISTRY[name] for name in sorted(_REGISTRY)]
 
 
 def get_reward_info(name: str) -> RewardInfo:
-    """The declaration of ``name``; an unknown name is a ValueError naming the close matches."""
-    _ensure_builtin_rewards_loaded()
+    """The declaration of ``name``; an unknown name is a UserInputError naming the close matches."""
+    _load(name)
     if name not in _REGISTRY:
-        raise ValueError(f"unknown reward {name!r}.{did_you_mean(name, _REGISTRY)} Run `rewardkit list` to see all.")
+        raise UserInputError(
+            f"unknown reward {name!r}.{did_you_mean(name, _known_names())} Run `rewardkit list` to see all."
+        )
     return _REGISTRY[name]
 
 
@@ -201,8 +261,9 @@ def create_reward(
     """
     info = get_reward_info(name)
     converted = validate_options(info, options)
+    check_dependencies(vars(importlib.import_module(info.factory.__module__)))
     module = info.factory(
-        device=torch.device(device) if device is not None else torch.device("cpu"),
+        device=parse_device(device),
         dtype=parse_dtype(dtype),
         weights=weights,
         **converted,
@@ -225,7 +286,7 @@ def validate_options(info: RewardInfo, options: Mapping[str, Any]) -> dict[str, 
             continue
         if key not in known:
             choices = ", ".join(sorted(known)) or "none"
-            raise ValueError(
+            raise UserInputError(
                 f"unknown option {key!r} for reward {info.name!r}.{did_you_mean(key, known)} "
                 f"Its options are: {choices}."
             )
@@ -240,13 +301,13 @@ def parse_reward_spec(spec: str) -> tuple[str, dict[str, str]]:
     name, _, rest = spec.partition(":")
     name = name.strip()
     if not name:
-        raise ValueError(f"empty reward name in {spec!r}; write NAME or NAME:key=value,...")
+        raise UserInputError(f"empty reward name in {spec!r}; write NAME or NAME:key=value,...")
     options: dict[str, str] = {}
     if rest.strip():
         for item in rest.split(","):
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
-                raise ValueError(
+                raise UserInputError(
                     f"cannot read option {item!r} in {spec!r}; write options as key=value separated by commas"
                 )
             options[key.strip()] = value.strip()
@@ -270,8 +331,26 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
         "bfloat16": torch.bfloat16,
     }
     if dtype not in names:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of fp32, fp16, bf16")
+        raise UserInputError(f"unknown dtype {dtype!r}; use one of fp32, fp16, bf16")
     return names[dtype]
+
+
+def parse_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a torch device (default cpu); one that this machine does not have is a UserInputError."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserInputError(f"unknown device {str(device)!r}; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserInputError(f"device {str(device)!r} asked for, but torch finds no CUDA GPU here; use cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise UserInputError(f"device {str(device)!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise UserInputError(f"device {str(device)!r} asked for, but MPS is not available here; use cpu")
+    return parsed
 
 
 def format_size(size: int) -> str:

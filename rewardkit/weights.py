@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from rewardkit import network
+from rewardkit.errors import UserInputError
 from rewardkit.registry import WeightFile
 
 __all__ = [
@@ -44,7 +46,7 @@ class MissingWeightsError(FileNotFoundError):
     """The weights are neither at the given path, nor cached, nor downloadable."""
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(UserInputError):
     """A checkpoint does not fit the model: wrong keys, shapes or hash."""
 
 
@@ -85,6 +87,7 @@ def resolve_weight_file(
     if weight.url is not None:
         return _resolve_url_file(weight, reward, option)
 
+    import huggingface_hub.constants
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -97,6 +100,7 @@ def resolve_weight_file(
     except LocalEntryNotFoundError:
         if is_offline():
             raise MissingWeightsError(_missing_message(weight, reward, "HF_HUB_OFFLINE is set", option)) from None
+        _check_network(huggingface_hub.constants.ENDPOINT, weight, reward, option)
         try:
             paths = [Path(hf_hub_download(weight.repo, name, revision=weight.revision)) for name in filenames]
         except Exception as error:  # network errors come in many types; all mean "could not download"
@@ -148,6 +152,7 @@ def _resolve_url_file(weight: WeightFile, reward: str, option: str) -> Path:
     if not path.is_file():
         if is_offline():
             raise MissingWeightsError(_missing_message(weight, reward, "HF_HUB_OFFLINE is set", option))
+        _check_network(weight.url or "", weight, reward, option)
         try:
             _download_url(weight, path)
         except WeightsMismatchError:
@@ -159,6 +164,13 @@ def _resolve_url_file(weight: WeightFile, reward: str, option: str) -> Path:
     if weight.sha256:
         _verify_hash(path, weight.sha256, reward)
     return path
+
+
+def _check_network(url: str, weight: WeightFile, reward: str, option: str) -> None:
+    """Fail at once, with the usual advice, when the download host does not answer (no retries)."""
+    reason = network.unreachable_reason(url)
+    if reason is not None:
+        raise MissingWeightsError(_missing_message(weight, reward, f"the download failed before it started: {reason}", option))
 
 
 def _download_url(weight: WeightFile, path: Path) -> None:

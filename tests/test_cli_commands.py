@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rewardkit import network
 from rewardkit.cli import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "videos"
@@ -42,6 +43,7 @@ def test_download_fills_the_cache_and_reports_the_hash(capsys, monkeypatch, tmp_
         return str(hps_checkpoint)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(network, "unreachable_reason", lambda url: None)  # the fake client stands for a reachable Hub
     assert main(["download", "hpsv2:version=v2.0"]) == 0
     out = capsys.readouterr().out
     assert requested == [("xswu/HPSv2", "HPS_v2_compressed.pt", True), ("xswu/HPSv2", "HPS_v2_compressed.pt", False)]

@@ -170,9 +170,11 @@ def test_eval_cli_and_bad_dimension(tmp_path, capsys, quick_options):
 def test_leaderboard_add_and_render(tmp_path, quick_options):
     run_quick(EXAMPLES, tmp_path / "run-a", quick_options, model_name="model-a")
     board_dir = tmp_path / "boards"
-    path = add_run(tmp_path / "run-a", board_dir)
-    add_run(tmp_path / "run-a", board_dir, model="model-b")
-    add_run(tmp_path / "run-a", board_dir, model="model-b")  # replaces, does not duplicate
+    path, added = add_run(tmp_path / "run-a", board_dir)
+    assert add_run(tmp_path / "run-a", board_dir, model="model-b") == (path, "added")
+    before = path.read_text()
+    assert add_run(tmp_path / "run-a", board_dir, model="model-b") == (path, "already present")  # no duplicate
+    assert path.read_text() == before and added == "added"
     board = load_board(path)
     assert path.name == "quick.csv" and sorted(board["model"]) == ["model-a", "model-b"]
     paths = render(path)

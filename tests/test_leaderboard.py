@@ -10,7 +10,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from rewardkit.eval.leaderboard import COLOUR_LIMITS, COLOUR_MAP, LEADING_COLUMNS, colour_positions, plot_board, rank, render
+from rewardkit.eval.leaderboard import (
+    COLOUR_LIMITS,
+    COLOUR_MAP,
+    LEADING_COLUMNS,
+    colour_positions,
+    plot_board,
+    rank,
+    render,
+)
 
 
 def write_board(path, rows: dict[str, dict[str, float]]):

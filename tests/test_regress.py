@@ -72,6 +72,8 @@ def test_a_large_noisy_drop_on_three_pairs_is_not_passed_as_noise():
     assert item.p_value > 0.05
     assert item.lower == pytest.approx(-0.12 - stats.t.ppf(0.95, 2) * changes.std(ddof=1) / math.sqrt(3))
     assert item.verdict == "inconclusive" and item.failed()
+    # At this mean and spread, t(0.95, n-1) * 0.157 / sqrt(n) < 0.119 first holds at n = 7 (the README's figure).
+    assert item.files_to_settle == 7
 
 
 def test_two_hundred_noisy_unchanged_samples_pass_and_a_small_real_drop_fails():

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rewardkit.errors import UserInputError
 from rewardkit.parsing import natural_key
 from rewardkit.scoring import collect_media
 from rewardkit.video.io import media_kind, probe, read_frames, write_video
@@ -52,7 +53,7 @@ def degrade_folder(source: str | os.PathLike[str], target: str | os.PathLike[str
     prompt files and non-video media copied unchanged). Returns the written videos."""
     for kind in kinds:
         if kind not in DEGRADATIONS:
-            raise ValueError(f"unknown degradation {kind!r}; choose from {', '.join(DEGRADATIONS)}")
+            raise UserInputError(f"unknown degradation {kind!r}; choose from {', '.join(DEGRADATIONS)}")
     source, target = Path(source), Path(target)
     media, _ = collect_media([source])
     written = []

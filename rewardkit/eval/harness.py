@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 import rewardkit
+from rewardkit.errors import UserInputError
 from rewardkit.eval.suite import Suite, load_suite
 from rewardkit.eval.vbench import QUALITY, SEMANTIC, normalize, vbench_totals
 from rewardkit.scoring import collect_media, find_prompt, load_prompt_table, score
@@ -51,12 +52,12 @@ def _shard() -> tuple[int, int, Callable[[], None]]:
     try:
         from accelerate import PartialState
     except ModuleNotFoundError:
-        raise ValueError("a multi-process eval needs accelerate: pip install 'rewardkit[train]'") from None
+        raise UserInputError("a multi-process eval needs accelerate: pip install 'rewardkit[train]'") from None
     import torch
 
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU-only machines: gloo processes
     if state.num_processes != world:
-        raise ValueError(
+        raise UserInputError(
             f"WORLD_SIZE is {world} but accelerate set up {state.num_processes} process(es); launch with "
             f"`accelerate launch` or `torchrun --nproc_per_node N` so every process scores its own share"
         )
@@ -236,7 +237,7 @@ def load_run(path: str | os.PathLike[str]) -> EvalRun:
     """Read a run directory written by ``evaluate``."""
     run_dir = Path(path)
     if not (run_dir / "summary.json").is_file():
-        raise ValueError(f"{str(run_dir)!r} is not an eval run directory (no summary.json); run `rewardkit eval` first")
+        raise UserInputError(f"{str(run_dir)!r} is not an eval run directory (no summary.json); run `rewardkit eval` first")
     return EvalRun(
         pd.read_csv(run_dir / "videos.csv", keep_default_na=False, na_values=[""]),
         pd.read_csv(run_dir / "dimensions.csv", keep_default_na=False, na_values=[""]),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rewardkit.errors import UserInputError
 from rewardkit.eval.harness import load_run
 
 __all__ = ["LEADING_COLUMNS", "add_run", "colour_positions", "load_board", "plot_board", "rank", "render"]
@@ -23,16 +24,19 @@ def load_board(path: str | os.PathLike[str]) -> pd.DataFrame:
     """A leaderboard CSV: the leading columns, then one column per dimension (raw scores, 0-1)."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"leaderboard {str(path)!r} not found; create it with `rewardkit leaderboard add RUN`")
+        raise UserInputError(f"leaderboard {str(path)!r} not found; create it with `rewardkit leaderboard add RUN`")
     board = pd.read_csv(path, keep_default_na=False, na_values=[""])
     missing = [column for column in ("model", "suite") if column not in board.columns]
     if missing:
-        raise ValueError(f"{path} is not a leaderboard: it lacks the column(s) {', '.join(missing)}")
+        raise UserInputError(f"{path} is not a leaderboard: it lacks the column(s) {', '.join(missing)}")
     return board
 
 
-def add_run(run: str | os.PathLike[str], board_dir: str | os.PathLike[str] = "leaderboards", model: str | None = None) -> Path:
-    """Append (or replace) a run's model in ``board_dir/SUITE.csv``; returns the CSV's path."""
+def add_run(
+    run: str | os.PathLike[str], board_dir: str | os.PathLike[str] = "leaderboards", model: str | None = None
+) -> tuple[Path, str]:
+    """Add a run's model to ``board_dir/SUITE.csv``, or replace its row in place; returns the CSV's path and
+    what happened: ``"added"``, ``"updated"`` or ``"already present"`` (the same row was there already)."""
     loaded = load_run(run)
     summary = loaded.summary
     row = {
@@ -48,12 +52,17 @@ def add_run(run: str | os.PathLike[str], board_dir: str | os.PathLike[str] = "le
     } | dict(zip(loaded.dimensions["dimension"], loaded.dimensions["score"], strict=True))
     path = Path(board_dir) / f"{summary['suite']}.csv"
     board = load_board(path) if path.is_file() else pd.DataFrame(columns=LEADING_COLUMNS)
-    board = board[board["model"] != row["model"]]
-    board = pd.concat([board, pd.DataFrame([row])], ignore_index=True)
+    existing = [index for index, name in enumerate(board["model"]) if name == row["model"]]
+    at = existing[0] if existing else len(board)
+    kept = board[board["model"] != row["model"]]
+    board = pd.concat([kept.iloc[:at], pd.DataFrame([row]), kept.iloc[at:]], ignore_index=True)
     dimensions = [column for column in board.columns if column not in LEADING_COLUMNS]
+    text = board[LEADING_COLUMNS + dimensions].to_csv(index=False)
+    if existing and path.read_text(encoding="utf-8") == text:
+        return path, "already present"
     path.parent.mkdir(parents=True, exist_ok=True)
-    board[LEADING_COLUMNS + dimensions].to_csv(path, index=False)
-    return path
+    path.write_text(text, encoding="utf-8")
+    return path, "updated" if existing else "added"
 
 
 def rank(board: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -175,7 +184,7 @@ def plot_board(board: pd.DataFrame, key: str, columns: list[str], title: str):
         bars.text(value, position, f" {value:.2f}", va="center", fontsize=8)
     bars.set_xlim(0, 110)
     bars.set_xlabel(f"{key} (%)")
-    bars.set_title(f"{title}: ranked by {key}")
+    figure.suptitle(f"{title}: ranked by {key}")
     if dimensions:
         grid = board[dimensions].astype(float).to_numpy() * 100
         positions, scales = colour_positions(board, dimensions)

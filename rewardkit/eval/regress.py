@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rewardkit.errors import UserInputError
 from rewardkit.registry import get_reward_info, parse_reward_spec
 
 __all__ = [
@@ -66,10 +67,10 @@ def load_scores(source: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(source)
     if path.is_dir():
         if not (path / "videos.csv").is_file():
-            raise ValueError(f"{str(path)!r} has no videos.csv; pass an eval run directory or a results file")
+            raise UserInputError(f"{str(path)!r} has no videos.csv; pass an eval run directory or a results file")
         path = path / "videos.csv"
     if not path.is_file():
-        raise ValueError(f"{str(path)!r} not found; pass an eval run directory, a results file or a baseline CSV")
+        raise UserInputError(f"{str(path)!r} not found; pass an eval run directory, a results file or a baseline CSV")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         table = pd.read_parquet(path)
@@ -82,7 +83,7 @@ def load_scores(source: str | os.PathLike[str]) -> pd.DataFrame:
         columns = ["metric", "file", "score", "status", "reward"] + (["tolerance"] if "tolerance" in table.columns else [])
         return table[columns]
     if not {"path", "reward", "score", "status"} <= set(table.columns):
-        raise ValueError(f"{path} is not a results table: it needs the columns path, reward, score and status")
+        raise UserInputError(f"{path} is not a results table: it needs the columns path, reward, score and status")
     if "dimension" in table.columns:
         metric = table["dimension"].astype(str)
     else:
@@ -214,11 +215,11 @@ def compare(
     from scipy import stats
 
     if not 0 < alpha < 0.5:
-        raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+        raise UserInputError(f"alpha must be in (0, 0.5), got {alpha}")
     tolerances = dict(tolerances or {})
     unknown = sorted(set(tolerances) - set(baseline["metric"]))
     if unknown:
-        raise ValueError(f"--tol names metric(s) not in the baseline: {', '.join(unknown)}; baseline metrics: {', '.join(sorted(set(baseline['metric'])))}")
+        raise UserInputError(f"--tol names metric(s) not in the baseline: {', '.join(unknown)}; baseline metrics: {', '.join(sorted(set(baseline['metric'])))}")
     results = []
     for metric, base in baseline.groupby("metric", sort=True):
         reward = str(base["reward"].iloc[0])

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from rewardkit.errors import UserInputError
 from rewardkit.parsing import did_you_mean
 
 __all__ = ["VBENCH_DIMENSIONS", "QUALITY", "SEMANTIC", "VBenchTotals", "normalize", "vbench_totals"]
@@ -48,7 +49,7 @@ QUALITY_WEIGHT, SEMANTIC_WEIGHT = 4.0, 1.0
 
 def _check_dimension(name: str) -> None:
     if name not in VBENCH_DIMENSIONS:
-        raise ValueError(f"{name!r} is not a VBench dimension.{did_you_mean(name, VBENCH_DIMENSIONS)} They are: {', '.join(VBENCH_DIMENSIONS)}")
+        raise UserInputError(f"{name!r} is not a VBench dimension.{did_you_mean(name, VBENCH_DIMENSIONS)} They are: {', '.join(VBENCH_DIMENSIONS)}")
 
 
 def normalize(name: str, raw: float) -> float:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import tomllib
-
+from rewardkit.errors import UserInputError
 from rewardkit.parsing import convert, did_you_mean
+from rewardkit.toml import tomllib
 
 __all__ = [
     "ModelConfig",
@@ -173,37 +173,37 @@ class Recipe:
         }
         for key, value in positive.items():
             if value < 1:
-                raise ValueError(f"{key} must be at least 1, got {value}")
+                raise UserInputError(f"{key} must be at least 1, got {value}")
         objective = self.objective
         if not 0.0 < objective.tau <= 1.0:
-            raise ValueError(f"objective.tau must be in (0, 1], got {objective.tau}")
+            raise UserInputError(f"objective.tau must be in (0, 1], got {objective.tau}")
         chain = objective.num_inference_steps if objective.mode == "full_chain" else start_step_count(objective.tau, objective.num_inference_steps)
         if objective.backprop_steps > chain:
-            raise ValueError(
+            raise UserInputError(
                 f"objective.backprop_steps = {objective.backprop_steps} is more than the {chain} denoising steps "
                 f"the chain runs ({objective.mode}, D = {objective.num_inference_steps}, tau = {objective.tau}); lower it"
             )
         if not self.reward.rewards:
-            raise ValueError("reward.rewards is empty; name at least one reward, e.g. rewards = [\"hpsv2:version=v2.0\"]")
+            raise UserInputError("reward.rewards is empty; name at least one reward, e.g. rewards = [\"hpsv2:version=v2.0\"]")
         if self.reward.weights and len(self.reward.weights) != len(self.reward.rewards):
-            raise ValueError(
+            raise UserInputError(
                 f"reward.weights has {len(self.reward.weights)} values for {len(self.reward.rewards)} rewards; "
                 "give one weight per reward or none"
             )
         if not self.data.csv and not self.data.prompts:
-            raise ValueError("the recipe has no data: set data.csv (columns path,prompt) or data.prompts")
+            raise UserInputError("the recipe has no data: set data.csv (columns path,prompt) or data.prompts")
         if objective.mode == "editing" and objective.start == "data" and not self.data.csv:
-            raise ValueError(
+            raise UserInputError(
                 "objective.start = \"data\" edits dataset clips and needs data.csv (path,prompt); "
                 "or set objective.start = \"sample\" to edit samples of the current model"
             )
         if self.model.motion_adapter and self.model.family != "animatediff":
-            raise ValueError(
+            raise UserInputError(
                 f"model.motion_adapter is only read by model.family = \"animatediff\", not {self.model.family!r}; "
                 "remove it or set model.family = \"animatediff\""
             )
         if self.model.height % 8 or self.model.width % 8:
-            raise ValueError(f"model.height and model.width must be multiples of 8, got {self.model.height}x{self.model.width}")
+            raise UserInputError(f"model.height and model.width must be multiples of 8, got {self.model.height}x{self.model.width}")
 
 
 def start_step_count(tau: float, num_inference_steps: int) -> int:
@@ -223,18 +223,18 @@ def _build(data: Mapping[str, Any]) -> Recipe:
     built: dict[str, Any] = {}
     for name, value in data.items():
         if name not in sections:
-            raise ValueError(
+            raise UserInputError(
                 f"unknown recipe section [{name}].{did_you_mean(name, list(sections))} Sections: {', '.join(sections)}."
             )
         if not isinstance(value, Mapping):
-            raise ValueError(f"[{name}] must be a table of key = value lines, got {value!r}")
+            raise UserInputError(f"[{name}] must be a table of key = value lines, got {value!r}")
         cls = sections[name]
         hints = typing.get_type_hints(cls)
         keys = [field_.name for field_ in dataclasses.fields(cls)]
         values = {}
         for key, item in value.items():
             if key not in hints:
-                raise ValueError(
+                raise UserInputError(
                     f"unknown recipe key {name}.{key}.{did_you_mean(key, keys)} Keys of [{name}]: {', '.join(keys)}."
                 )
             values[key] = convert(f"{name}.{key}", item, hints[key])
@@ -252,7 +252,7 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or key.count(".") != 1:
-            raise ValueError(f"cannot read --set {item!r}; write SECTION.KEY=VALUE, e.g. train.max_steps=100")
+            raise UserInputError(f"cannot read --set {item!r}; write SECTION.KEY=VALUE, e.g. train.max_steps=100")
         section, name = key.split(".")
         try:
             value = tomllib.loads(f"value = {raw.strip()}")["value"]
@@ -282,7 +282,7 @@ def load_recipe(recipe: str | Path | Mapping[str, Any] | Recipe, overrides: Sequ
         try:
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as error:
-            raise ValueError(f"recipe {str(path)!r} is not valid TOML: {error}") from None
+            raise UserInputError(f"recipe {str(path)!r} is not valid TOML: {error}") from None
     return _build(_merge(data, parse_overrides(overrides)))
 
 

@@ -1,20 +1,6 @@
-"""Reward models. Importing this package registers every built-in scorer."""
+"""Reward models. Each built-in reward's module is imported when the registry first needs it
+(``rewardkit.registry.BUILTIN_REWARDS``); this package exports the base classes and wrappers."""
 
-from rewardkit.rewards import (  # noqa: F401  (registration side effects)
-    aesthetic,
-    clip,
-    dover,
-    flicker,
-    hpsv2,
-    imagereward,
-    motion,
-    musiq,
-    pickscore,
-    vbench,
-    vbench_semantic,
-    videoreward,
-    videoscore,
-)
 from rewardkit.rewards.base import ImageScorer, TextFeatureCache, VideoScorer
 from rewardkit.rewards.errors import NotApplicable
 from rewardkit.rewards.wrappers import PatchReward, PerFrameReward

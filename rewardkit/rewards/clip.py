@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import open_clip
 import torch
 from PIL import Image
 
+from rewardkit.lazy import lazy_import
 from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards.base import ImageScorer, PreprocessMode, TextFeatureCache
 from rewardkit.transforms import ShortestSideCropPreprocess
@@ -35,6 +35,8 @@ from rewardkit.weights import (
     resolve_weight_file,
     sha256_of,
 )
+
+open_clip = lazy_import("open_clip")
 
 __all__ = [
     "OpenClipReward",
@@ -199,19 +201,22 @@ class ClipScore(OpenClipReward):
 
 def _clip_weight_files(options: Mapping[str, Any]) -> list[WeightFile]:
     architecture, pretrained = options["architecture"], options["pretrained"]
-    # Sizes are parameter counts x 4 bytes (fp32 safetensors), counted from open_clip's configs.
+    # The defaults' Hub repos (as open_clip's pretrained configs name them, so `rewardkit list` need not
+    # import open_clip) and sizes: parameter counts x 4 bytes (fp32 safetensors), from open_clip's configs.
     known = {
-        ("ViT-L-14", "openai"): (1_710_466_052, "MIT"),
-        ("ViT-B-32", "openai"): (605_109_252, "MIT"),
+        ("ViT-L-14", "openai"): ("timm/vit_large_patch14_clip_224.openai", 1_710_466_052, "MIT"),
+        ("ViT-B-32", "openai"): ("timm/vit_base_patch32_clip_224.openai", 605_109_252, "MIT"),
     }
+    if (architecture, pretrained) in known:
+        repo, size, license_name = known[(architecture, pretrained)]
+        return [WeightFile(repo, "open_clip_model.safetensors", size, license_name)]
     config = open_clip.get_pretrained_cfg(architecture, pretrained) if not architecture.endswith(".json") else {}
     if not config.get("hf_hub"):
         raise ValueError(
             f"open_clip has no Hugging Face weights for architecture={architecture!r} pretrained={pretrained!r}; "
             f"see open_clip.list_pretrained() or pass --weights PATH"
         )
-    size, license_name = known.get((architecture, pretrained), (0, "see the model card"))
-    return [WeightFile(config["hf_hub"].rstrip("/"), "open_clip_model.safetensors", size, license_name)]
+    return [WeightFile(config["hf_hub"].rstrip("/"), "open_clip_model.safetensors", 0, "see the model card")]
 
 
 # The range of each score form (see the module docstring).

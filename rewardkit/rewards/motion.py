@@ -37,14 +37,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import cv2
 import numpy as np
 import torch
 
+from rewardkit.lazy import lazy_import
 from rewardkit.registry import register_reward
 from rewardkit.rewards.base import VideoScorer
 from rewardkit.transforms import as_float_videos
 from rewardkit.video.sampling import All
+
+cv2 = lazy_import("cv2", extra="eval")
 
 __all__ = [
     "DynamicDegreeFlow",

@@ -40,8 +40,8 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.functional import center_crop, resize
 
+from rewardkit.lazy import lazy_import
 from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards.base import VideoScorer
 from rewardkit.transforms import as_float_videos
@@ -53,6 +53,9 @@ from rewardkit.weights import (
     resolve_weight_file,
     sha256_of,
 )
+
+center_crop = lazy_import("torchvision.transforms.functional", "center_crop")
+resize = lazy_import("torchvision.transforms.functional", "resize")
 
 __all__ = [
     "MUSIQ_SPAQ_WEIGHTS",

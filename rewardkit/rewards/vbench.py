@@ -41,9 +41,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.models.optical_flow import raft_large
-from torchvision.transforms.functional import InterpolationMode, center_crop, resize
 
+from rewardkit.lazy import lazy_import
 from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards.base import VideoScorer
 from rewardkit.rewards.motion import (
@@ -64,6 +63,11 @@ from rewardkit.weights import (
     resolve_weight_file,
     sha256_of,
 )
+
+raft_large = lazy_import("torchvision.models.optical_flow", "raft_large")
+InterpolationMode = lazy_import("torchvision.transforms.functional", "InterpolationMode")
+center_crop = lazy_import("torchvision.transforms.functional", "center_crop")
+resize = lazy_import("torchvision.transforms.functional", "resize")
 
 __all__ = [
     "DINO_WEIGHTS",

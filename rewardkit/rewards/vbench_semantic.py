@@ -36,10 +36,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import open_clip
 import torch
-from open_clip.transformer import QuickGELU, TextTransformer, Transformer
 
+from rewardkit.lazy import lazy_import
 from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards.base import TextFeatureCache, VideoScorer
 from rewardkit.rewards.vbench import vbench_clip_transform
@@ -53,6 +52,11 @@ from rewardkit.weights import (
     resolve_weight_file,
     sha256_of,
 )
+
+open_clip = lazy_import("open_clip")
+QuickGELU = lazy_import("open_clip.transformer", "QuickGELU")
+TextTransformer = lazy_import("open_clip.transformer", "TextTransformer")
+Transformer = lazy_import("open_clip.transformer", "Transformer")
 
 __all__ = [
     "VICLIP_WEIGHTS",

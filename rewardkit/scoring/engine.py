@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import rewardkit
+from rewardkit.errors import UserInputError
 from rewardkit.registry import create_reward, get_reward_info, parse_reward_spec
 from rewardkit.rewards.errors import NotApplicable
 from rewardkit.scoring.inputs import MediaItem, collect_media, find_prompt, prompt_table
@@ -36,7 +37,7 @@ from rewardkit.video.weighting import FrameWeighting, parse_weighting
 __all__ = ["Engine", "ScorerSlot", "WEIGHT_FREE_REWARDS", "build_slots", "score"]
 
 # Scored when no reward is named: they need no weights, so the quick start works offline.
-WEIGHT_FREE_REWARDS = ("temporal_flickering",)
+WEIGHT_FREE_REWARDS = ("temporal_flickering", "dynamic_degree_flow", "motion_smoothness_flow")
 
 
 @dataclass
@@ -238,7 +239,7 @@ def score(
     an earlier run with the same ``out`` are skipped.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise UserInputError(f"batch_size must be at least 1, got {batch_size}")
     path_list = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     media, _ = collect_media(path_list)
     table = prompt_table(prompts)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rewardkit.errors import UserInputError
 from rewardkit.parsing import natural_key
 from rewardkit.video.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, media_kind
 
@@ -91,13 +92,13 @@ def load_prompt_table(path: str | os.PathLike[str]) -> dict[str, str]:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{number} is not valid JSON ({error.msg})") from None
+                    raise UserInputError(f"{path}:{number} is not valid JSON ({error.msg})") from None
     else:
-        raise ValueError(f"prompt file {str(path)!r} must be .csv (columns path,prompt) or .jsonl")
+        raise UserInputError(f"prompt file {str(path)!r} must be .csv (columns path,prompt) or .jsonl")
     table: dict[str, str] = {}
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, Mapping) or "path" not in row or "prompt" not in row:
-            raise ValueError(f"{path} row {number} needs the fields 'path' and 'prompt', got {row!r}")
+            raise UserInputError(f"{path} row {number} needs the fields 'path' and 'prompt', got {row!r}")
         key = Path(str(row["path"]))
         absolute = key if key.is_absolute() else path.parent / key
         table[str(absolute.resolve())] = str(row["prompt"])

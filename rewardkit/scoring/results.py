@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from rewardkit.errors import UserInputError
+
 __all__ = ["COLUMNS", "ResultsWriter", "combine_results"]
 
 COLUMNS = [
@@ -32,7 +34,7 @@ class ResultsWriter:
         else:
             suffix = self.out.suffix.lower()
             if suffix not in (".csv", ".jsonl", ".parquet"):
-                raise ValueError(f"--out must end in .csv, .jsonl or .parquet, got {str(self.out)!r}")
+                raise UserInputError(f"--out must end in .csv, .jsonl or .parquet, got {str(self.out)!r}")
             self.journal = self.out if suffix in (".csv", ".jsonl") else self.out.with_name(self.out.name + ".partial.jsonl")
         self._handle = None
         self._writer = None

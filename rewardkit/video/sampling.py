@@ -14,6 +14,8 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 
+from rewardkit.errors import UserInputError
+
 __all__ = ["FrameSampler", "Segmental", "Uniform", "All", "frame_indices", "parse_sampler"]
 
 
@@ -29,7 +31,7 @@ class FrameSampler(Protocol):
 
 def _check_num_frames(num_frames: int, needed: int, what: str) -> None:
     if num_frames < needed:
-        raise ValueError(
+        raise UserInputError(
             f"{what} needs at least {needed} frame(s) but the video has {num_frames}; "
             f"use fewer segments or --frames all"
         )
@@ -50,9 +52,9 @@ class Segmental:
 
     def __post_init__(self) -> None:
         if self.segments < 1:
-            raise ValueError(f"Segmental needs at least 1 segment, got {self.segments}")
+            raise UserInputError(f"Segmental needs at least 1 segment, got {self.segments}")
         if self.mode not in ("random", "first", "middle"):
-            raise ValueError(f"Segmental mode must be 'random', 'first' or 'middle', got {self.mode!r}")
+            raise UserInputError(f"Segmental mode must be 'random', 'first' or 'middle', got {self.mode!r}")
 
     @property
     def spec(self) -> str:
@@ -80,7 +82,7 @@ class Uniform:
 
     def __post_init__(self) -> None:
         if self.n < 1:
-            raise ValueError(f"Uniform needs n >= 1, got {self.n}")
+            raise UserInputError(f"Uniform needs n >= 1, got {self.n}")
 
     @property
     def spec(self) -> str:
@@ -119,8 +121,8 @@ def parse_sampler(spec: str) -> FrameSampler:
         if name == "all" and not arguments:
             return All()
     except ValueError as error:
-        raise ValueError(f"cannot read frame sampler {spec!r}: {error}") from None
-    raise ValueError(
+        raise UserInputError(f"cannot read frame sampler {spec!r}: {error}") from None
+    raise UserInputError(
         f"cannot read frame sampler {spec!r}; write segmental:S[:first|middle|random] "
         f"(e.g. segmental:4), uniform:N (e.g. uniform:8) or all"
     )

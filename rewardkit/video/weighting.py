@@ -12,6 +12,8 @@ from typing import Protocol
 
 import torch
 
+from rewardkit.errors import UserInputError
+
 __all__ = ["FrameWeighting", "TemporalAttenuation", "Mean", "parse_weighting"]
 
 
@@ -27,7 +29,7 @@ class FrameWeighting(Protocol):
 
 def _check(scores: torch.Tensor, indices: torch.Tensor) -> None:
     if scores.ndim != 2 or scores.shape != indices.shape:
-        raise ValueError(
+        raise UserInputError(
             f"frame scores and frame indices must both be [B, S] with the same shape, "
             f"got {tuple(scores.shape)} and {tuple(indices.shape)}"
         )
@@ -85,7 +87,7 @@ def parse_weighting(spec: str) -> FrameWeighting:
             )
     except ValueError:
         pass
-    raise ValueError(
+    raise UserInputError(
         f"cannot read frame weighting {spec!r}; write mean, tar:LAMBDA (InstructVideo's temporally attenuated "
         f"reward, e.g. tar:1.0) or tar:LAMBDA:normalized"
     )
