@@ -400,7 +400,7 @@ def _run_env(args: argparse.Namespace) -> int:
         except metadata.PackageNotFoundError:
             lines[package] = "not installed"
     lines["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"
-    lines["video backend"] = "decord" if io._decord() else "PyAV"
+    lines["video backend"] = io.video_backend()
     from huggingface_hub import constants
 
     lines["HF cache"] = str(Path(constants.HF_HUB_CACHE))
