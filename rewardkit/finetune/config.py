@@ -36,7 +36,7 @@ __all__ = [
 class ModelConfig:
     """The base text-to-video model."""
 
-    family: Literal["unet3d", "animatediff"] = "unet3d"
+    family: Literal["unet3d", "animatediff", "wan"] = "unet3d"
     """Adapter: ``unet3d`` = diffusers TextToVideoSDPipeline components (ModelScope T2V, ZeroScope);
     ``animatediff`` = AnimateDiffPipeline components (UNetMotionModel: SD 1.5 UNet + MotionAdapter)."""
     path: str = "ali-vilab/text-to-video-ms-1.7b"
@@ -90,6 +90,8 @@ class ObjectiveConfig:
     start: Literal["data", "sample"] = "data"
     """editing: start from a dataset clip's latent (``data``) or from a sample of the current model."""
     negative_prompt: str = ""
+    eta: float = 0.0
+    """DDIM eta of the sampler: 0 is deterministic DDIM, 1 DDPM-like ancestral steps."""
 
 
 @dataclass
@@ -213,7 +215,7 @@ def start_step_count(tau: float, num_inference_steps: int) -> int:
 # ------------------------------------------------------------------------------------------ reading
 
 
-def _suggest(word: str, candidates: Sequence[str]) -> str:
+def suggest(word: str, candidates: Sequence[str]) -> str:
     matches = difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.5)
     return (" Did you mean " + " or ".join(repr(match) for match in matches) + "?") if matches else ""
 
@@ -225,7 +227,7 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
         choices = typing.get_args(annotation)
         if value not in choices:
             raise ValueError(
-                f"{key} = {value!r} is not allowed; use one of {', '.join(map(repr, choices))}.{_suggest(str(value), [str(c) for c in choices])}"
+                f"{key} = {value!r} is not allowed; use one of {', '.join(map(repr, choices))}.{suggest(str(value), [str(c) for c in choices])}"
             )
         return value
     if origin is list:
@@ -267,7 +269,7 @@ def _build(data: Mapping[str, Any]) -> Recipe:
     for name, value in data.items():
         if name not in sections:
             raise ValueError(
-                f"unknown recipe section [{name}].{_suggest(name, list(sections))} Sections: {', '.join(sections)}."
+                f"unknown recipe section [{name}].{suggest(name, list(sections))} Sections: {', '.join(sections)}."
             )
         if not isinstance(value, Mapping):
             raise ValueError(f"[{name}] must be a table of key = value lines, got {value!r}")
@@ -278,7 +280,7 @@ def _build(data: Mapping[str, Any]) -> Recipe:
         for key, item in value.items():
             if key not in hints:
                 raise ValueError(
-                    f"unknown recipe key {name}.{key}.{_suggest(key, keys)} Keys of [{name}]: {', '.join(keys)}."
+                    f"unknown recipe key {name}.{key}.{suggest(key, keys)} Keys of [{name}]: {', '.join(keys)}."
                 )
             values[key] = _convert(f"{name}.{key}", item, hints[key])
         built[name] = cls(**values)

@@ -116,6 +116,8 @@ class Trainer:
 
         config, train = self.config, self.config.train
         self.adapter = load_model(config.model, self.device)
+        if config.model.gradient_checkpointing:
+            self.adapter.enable_gradient_checkpointing()
         self.parameters = add_lora(self.adapter.denoiser, config.lora.rank, config.lora.alpha, config.lora.target_modules, config.lora.dropout)
         self.reward = build_reward_function(
             config.reward.rewards, config.reward.weights, frames=config.reward.frames, weighting=config.reward.weighting,
@@ -125,8 +127,7 @@ class Trainer:
         self.objective = RewardBackprop(
             mode=objective.mode, num_inference_steps=objective.num_inference_steps, tau=objective.tau,
             backprop_steps=objective.backprop_steps, guidance_scale=objective.guidance_scale,
-            offset_noise=objective.offset_noise, negative_prompt=objective.negative_prompt,
-            gradient_checkpointing=config.model.gradient_checkpointing,
+            offset_noise=objective.offset_noise, negative_prompt=objective.negative_prompt, eta=objective.eta,
         )
         optimizer = torch.optim.AdamW(
             self.parameters, lr=train.learning_rate, betas=(train.adam_beta1, train.adam_beta2),

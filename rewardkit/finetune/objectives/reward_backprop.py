@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.checkpoint import checkpoint
 
 from rewardkit.finetune.models.base import VideoDiffusionAdapter
 
@@ -153,7 +152,7 @@ class RewardBackprop:
     guidance_scale: float = 3.0
     offset_noise: float = 0.1
     negative_prompt: str = ""
-    gradient_checkpointing: bool = True
+    eta: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("editing", "full_chain"):
@@ -172,10 +171,11 @@ class RewardBackprop:
             raise ValueError(f"tau * D = {self.tau} * {self.num_inference_steps} is below one step; raise tau or D")
         return list(range(start, 0, -1))
 
-    def chain(self, adapter: VideoDiffusionAdapter) -> list[int]:
-        """The timesteps the chain runs (e.g. 551, 501, ..., 1 for editing with D = 20, tau = 0.6)."""
-        timesteps = adapter.timesteps(self.num_inference_steps)
-        return timesteps[len(timesteps) - len(self.chain_indices()):]
+    def chain(self, adapter: VideoDiffusionAdapter) -> torch.Tensor:
+        """The levels the chain runs, then the final level (e.g. 551, 501, ..., 1, -1 for editing with
+        D = 20, tau = 0.6 on a DDPM family)."""
+        levels = adapter.schedule(self.num_inference_steps)
+        return levels[len(levels) - 1 - len(self.chain_indices()):]
 
     @property
     def guided(self) -> bool:
@@ -187,29 +187,21 @@ class RewardBackprop:
         """A clean sample of the current model (full chain, no gradients)."""
         conditioning = adapter.encode_prompts(prompts, self.negative_prompt, self.guided)
         latents = torch.randn(adapter.latent_shape(len(prompts)), generator=generator).to(device)
+        levels = adapter.schedule(self.num_inference_steps)
         with torch.no_grad():
-            for timestep in adapter.timesteps(self.num_inference_steps):
-                latents = adapter.step(latents, timestep, self.num_inference_steps, conditioning, self.guidance_scale)
+            for level, next_level in zip(levels[:-1], levels[1:], strict=True):
+                latents = adapter.step(latents, level, next_level, conditioning, self.guidance_scale, eta=self.eta, generator=generator)
         return latents
 
-    def run_chain(
-        self,
-        adapter: VideoDiffusionAdapter,
-        latents: torch.Tensor,
-        conditioning,
-        timesteps: Sequence[int],
-    ) -> torch.Tensor:
-        """Denoise through ``timesteps``; only the last K steps build a graph (checkpointed if asked)."""
-        first_grad = len(timesteps) - self.backprop_steps
-        for position, timestep in enumerate(timesteps):
-            args = (latents, timestep, self.num_inference_steps, conditioning, self.guidance_scale)
-            if position < first_grad:
-                with torch.no_grad():
-                    latents = adapter.step(*args)
-            elif self.gradient_checkpointing and torch.is_grad_enabled():
-                latents = checkpoint(adapter.step, *args, use_reentrant=False)
-            else:
-                latents = adapter.step(*args)
+    def run_chain(self, adapter: VideoDiffusionAdapter, latents: torch.Tensor, conditioning, levels: torch.Tensor, generator=None) -> torch.Tensor:
+        """Denoise through ``levels`` (the last one is where the chain ends); only the last K steps build a
+        graph (the denoiser recomputes its blocks in backward when gradient checkpointing is on)."""
+        steps = len(levels) - 1
+        first_grad = steps - self.backprop_steps
+        for position in range(steps):
+            args = (latents, levels[position], levels[position + 1], conditioning, self.guidance_scale)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and position >= first_grad):
+                latents = adapter.step(*args, eta=self.eta, generator=generator)
         return latents
 
     def loss(
@@ -225,17 +217,17 @@ class RewardBackprop:
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """``mean(1 - R)`` of one batch and its statistics. ``clean_latents``: the clips to edit (editing
         from data); None in editing mode means "edit a sample of the current model"."""
-        timesteps = self.chain(adapter)
+        levels = self.chain(adapter)
         if self.mode == "editing":
             if clean_latents is None:
                 clean_latents = self.sample(adapter, prompts, generator, device)
             noise = temporal_offset_noise(clean_latents.shape, self.offset_noise, generator).to(device)
-            latents = adapter.add_noise(clean_latents.to(device), noise, timesteps[0])
+            latents = adapter.add_noise(clean_latents.to(device), noise, levels[0])
         else:
             latents = torch.randn(adapter.latent_shape(len(prompts)), generator=generator).to(device)
         conditioning = adapter.encode_prompts(prompts, self.negative_prompt, self.guided)
-        final = self.run_chain(adapter, latents, conditioning, timesteps)
+        final = self.run_chain(adapter, latents, conditioning, levels, generator)
         rewards, details = reward(final, adapter, prompts, rng)
         loss = (1.0 - rewards).mean()
-        details.update(rewards=rewards.detach(), latents=final.detach(), start_timestep=timesteps[0], steps=len(timesteps))
+        details.update(rewards=rewards.detach(), latents=final.detach(), start_level=float(levels[0]), steps=len(levels) - 1)
         return loss, details
