@@ -27,8 +27,7 @@ import torch
 
 from rewardkit.finetune.lora import add_lora
 from rewardkit.finetune.models.unet3d import UNet3DAdapter
-from rewardkit.finetune.objectives import RewardBackprop, RewardFunction
-from rewardkit.finetune.objectives.reward_backprop import RewardTerm
+from rewardkit.finetune.objectives.reward_backprop import RewardBackprop, RewardFunction, RewardTerm
 from rewardkit.video.sampling import All, Segmental
 
 

@@ -14,8 +14,12 @@ from rewardkit.finetune.config import load_recipe, parse_overrides
 from rewardkit.finetune.lora import add_lora
 from rewardkit.finetune.models import ddim_timestep, ddim_timesteps
 from rewardkit.finetune.models.unet3d import load_unet3d
-from rewardkit.finetune.objectives import RewardBackprop, RewardFunction, temporal_offset_noise
-from rewardkit.finetune.objectives.reward_backprop import RewardTerm
+from rewardkit.finetune.objectives.reward_backprop import (
+    RewardBackprop,
+    RewardFunction,
+    RewardTerm,
+    temporal_offset_noise,
+)
 from rewardkit.video.sampling import All, Segmental
 
 RECIPES = Path(__file__).resolve().parents[1] / "finetune"

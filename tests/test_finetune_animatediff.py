@@ -18,8 +18,7 @@ from rewardkit.finetune.config import load_recipe
 from rewardkit.finetune.lora import LORA_FILE, add_lora
 from rewardkit.finetune.models import ddim_timesteps
 from rewardkit.finetune.models.animatediff import AnimateDiffAdapter, load_animatediff
-from rewardkit.finetune.objectives import RewardBackprop, RewardFunction
-from rewardkit.finetune.objectives.reward_backprop import RewardTerm
+from rewardkit.finetune.objectives.reward_backprop import RewardBackprop, RewardFunction, RewardTerm
 from rewardkit.video.sampling import Segmental
 
 RECIPE = Path(__file__).resolve().parents[1] / "finetune" / "smoke-tiny-animatediff.toml"
