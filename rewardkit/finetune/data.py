@@ -117,15 +117,13 @@ def read_clip(
     return video[..., top:top + height, left:left + width].clamp(0, 1).contiguous()
 
 
-def _row_problem(path: str, prompt: str, num_frames: int) -> str | None:
-    """Why a row cannot be trained on, or None."""
-    from rewardkit.video.io import probe
+def _video_problem(path: str, num_frames: int) -> str | None:
+    """Why a video cannot be trained on, or None."""
+    from rewardkit.video.io import DecodeError, probe
 
-    if not prompt.strip():
-        return "the prompt is empty"
     try:
         count = probe(path).num_frames
-    except (FileNotFoundError, ValueError, OSError) as error:
+    except (FileNotFoundError, ValueError, OSError, DecodeError) as error:
         return f"the video cannot be read ({error})"
     if count < num_frames:
         return f"the video has {count} frames, fewer than model.num_frames = {num_frames}"
@@ -136,9 +134,9 @@ def _check_rows(source: str, rows: Sequence[tuple[int, list[str], str]], num_fra
     """Indices of the usable rows; ``rows`` = (row number, video paths, prompt). Errors name file and row."""
     keep, skipped = [], []
     for position, (number, paths, prompt) in enumerate(rows):
-        problem = next((f"{path}: {p}" for path in paths if (p := _row_problem(path, prompt, num_frames))), None)
-        if problem is None and not paths and not prompt.strip():
-            problem = "the prompt is empty"
+        problem = "the prompt is empty" if not prompt.strip() else None
+        if problem is None:
+            problem = next((f"{path}: {p}" for path in paths if (p := _video_problem(path, num_frames))), None)
         if problem is None:
             keep.append(position)
         elif invalid_rows == "skip":
