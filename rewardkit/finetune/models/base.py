@@ -94,6 +94,9 @@ class VideoDiffusionAdapter(ABC):
     family: str
     """The registered family name (``unet3d``, ``animatediff``, ``wan``)."""
     denoiser: torch.nn.Module
+    denoiser_forward: Callable
+    """What ``predict`` calls: ``denoiser`` itself, or the trainer's accelerate-prepared (DDP, autocast)
+    wrapper of it, which the trainer assigns here (and swaps back to the bare module for sampling)."""
     lora_prefix: str
     """Key prefix of the saved LoRA file (``unet``, ``transformer``), as diffusers' loaders expect."""
     num_frames: int
