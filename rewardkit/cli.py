@@ -151,7 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     tuning.set_defaults(run=_run_finetune)
 
-    pairing = commands.add_parser("pairs", help="preference pairs (JSONL, for dpo / gran_dpo) from a `rewardkit score` table")
+    pairing = commands.add_parser(
+        "pairs", help="preference pairs (JSONL, for dpo / gran_dpo) from a `rewardkit score` table",
+        description="Pair the videos of each prompt in a `rewardkit score` table by one reward: best vs worst, or every two.",
+        epilog="example:\n  rewardkit pairs results.csv --out pairs.jsonl --reward hpsv2 --margin 0.005",
+        formatter_class=HelpFormatter,
+    )
     pairing.add_argument("results", metavar="RESULTS", help="a results table of `rewardkit score --out` with several videos per prompt")
     pairing.add_argument("--out", required=True, metavar="PAIRS.jsonl", help="where to write the pairs")
     pairing.add_argument("--reward", metavar="NAME", help="the reward to rank by (needed when the table has several)")
