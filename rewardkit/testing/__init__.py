@@ -39,6 +39,8 @@ __all__ = [
 TINY_MODELS = {
     "tiny-t2v": "rewardkit.testing.finetune:write_tiny_t2v_pipeline",
     "tiny-animatediff": "rewardkit.testing.finetune:write_tiny_animatediff_pipeline",
+    # not a model: the synthetic bright-vs-dark clips and pairs the preference smoke recipes train on
+    "bright-dark": "rewardkit.testing.finetune:write_bright_dark_data",
 }
 
 
