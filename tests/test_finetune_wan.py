@@ -1,0 +1,157 @@
+"""Wan 2.1, the flow-matching family (rewardkit.finetune.models.flow / .wan), on a tiny random WanPipeline
+saved with save_pretrained (rewardkit.testing_wan) and loaded through the user's path.
+
+Compared against: diffusers' schedulers (their ``sigmas`` and ``scale_noise``), diffusers' own WanPipeline
+sampling loop (same latents, same prompts), the AutoencoderKLWan decoding the whole video, the exact
+velocity of a straight path and of a 1-D Gaussian (REFERENCE §4's SDE sanity value), and hand values.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from rewardkit.finetune.models.flow import (
+    flow_add_noise,
+    flow_euler_step,
+    flow_sde_step,
+    flow_sigmas,
+    flow_target,
+    guided_velocity,
+    logit_normal_levels,
+)
+from rewardkit.testing_wan import TINY_WAN, WAN_SCHEDULER
+
+SIZE = {key: TINY_WAN[key] for key in ("num_frames", "height", "width")}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Two shared cores: multi-threaded CPU kernels are many times slower here than one thread.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    from rewardkit.testing_wan import write_tiny_wan_pipeline
+
+    return write_tiny_wan_pipeline(tmp_path_factory.mktemp("tiny-wan"))
+
+
+@pytest.fixture(scope="module")
+def adapter(model_dir):
+    from rewardkit.finetune.models.wan import load_wan
+
+    return load_wan(str(model_dir), **SIZE)
+
+
+# ------------------------------------------------------------------------------------ flow conventions
+
+
+@pytest.mark.parametrize("num_steps", [4, 20, 50])
+def test_schedules_equal_the_named_schedulers_sigmas(num_steps):
+    """flow_sigmas equals diffusers' own ``sigmas`` after ``set_timesteps`` for UniPC with Wan's shipped
+    settings and FlowMatchEuler with shift 3 (UniPC nudges its first sigma to 1 - 1e-6; ours is 1)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+    unipc = UniPCMultistepScheduler(**WAN_SCHEDULER)
+    unipc.set_timesteps(num_steps)
+    euler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    euler.set_timesteps(num_steps)
+    torch.testing.assert_close(flow_sigmas(num_steps, "unipc", 3.0).float(), unipc.sigmas, rtol=0, atol=2e-6)
+    torch.testing.assert_close(flow_sigmas(num_steps, "flow_match_euler", 3.0).float(), euler.sigmas, rtol=0, atol=1e-6)
+
+
+def test_four_step_schedules_hand_values():
+    """REFERENCE §4: UniPC (Wan's default, shift 3) [1, 0.9001, 0.7504, 0.501, 0]; FlowMatchEuler(shift 3)
+    [1, 0.8577, 0.6022, 0.0089, 0]."""
+    torch.testing.assert_close(flow_sigmas(4, "unipc", 3.0), torch.tensor([1, 0.9001, 0.7504, 0.501, 0], dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        flow_sigmas(4, "flow_match_euler", 3.0), torch.tensor([1, 0.8577, 0.6022, 0.0089, 0], dtype=torch.float64), atol=1e-4, rtol=0
+    )
+    with pytest.raises(ValueError, match="unknown flow scheduler"):
+        flow_sigmas(4, "ddim")
+
+
+def test_add_noise_equals_scale_noise():
+    """(1 - s) x0 + s n equals FlowMatchEulerDiscreteScheduler.scale_noise at its own timesteps, one level per row."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    scheduler.set_timesteps(10)
+    generator = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 4, 2, 3, 3, generator=generator), torch.randn(3, 4, 2, 3, 3, generator=generator)
+    picks = torch.tensor([0, 4, 9])
+    expected = scheduler.scale_noise(x0, scheduler.timesteps[picks], noise)
+    torch.testing.assert_close(flow_add_noise(x0, noise, scheduler.sigmas[picks]), expected)
+
+
+def test_target_is_the_path_velocity_and_euler_lands_on_the_path():
+    """d/ds [(1 - s) x0 + s n] = n - x0 (autograd); an Euler step with that velocity from x_s to any next
+    level (per row, shifted levels) gives exactly x_{s_next}."""
+    generator = torch.Generator().manual_seed(1)
+    x0, noise = torch.randn(2, 4, 3, 2, 2, generator=generator), torch.randn(2, 4, 3, 2, 2, generator=generator)
+    level = torch.tensor([0.9001, 0.4], requires_grad=True)
+    path = flow_add_noise(x0, noise, level)
+    (grad,) = torch.autograd.grad(path.sum(), level)
+    torch.testing.assert_close(grad, (noise - x0).sum(dim=(1, 2, 3, 4)))
+    next_level = torch.tensor([0.7504, 0.0])
+    landed = flow_euler_step(path.detach(), flow_target(x0, noise), level.detach(), next_level)
+    torch.testing.assert_close(landed, flow_add_noise(x0, noise, next_level))
+
+
+def test_sde_step_hand_values_and_noise_level_zero():
+    """sigma_t = a sqrt(s / (1 - s)): s 0.5 -> 0.4, a 0.7 gives std 0.7 sqrt(0.1); at s = 1 the next level
+    replaces s under the denominator (flow_grpo's sigmas[1]): 1 -> 0.9 gives 0.7 sqrt(1 / 0.1) sqrt(0.1) = 0.7.
+    Noise level 0 is the Euler step; a given prev_sample is returned with the same mean and std."""
+    generator = torch.Generator().manual_seed(2)
+    x, v = torch.randn(2, 3, 4, generator=generator), torch.randn(2, 3, 4, generator=generator)
+    levels, next_levels = torch.tensor([0.5, 1.0]), torch.tensor([0.4, 0.9])
+    _, mean, std = flow_sde_step(x, v, levels, next_levels, noise_level=0.7, generator=generator)
+    torch.testing.assert_close(std.flatten(), torch.tensor([0.7 * math.sqrt(0.1), 0.7]))
+    # mean = x + [v + sigma_t^2 / (2 s) (x + (1 - s) v)] dt, row 0 by hand: sigma_t^2 = 0.49, dt = -0.1
+    torch.testing.assert_close(mean[0], x[0] + (v[0] + 0.49 / 1.0 * (x[0] + 0.5 * v[0])) * -0.1)
+    euler, euler_mean, zero = flow_sde_step(x, v, levels, next_levels, noise_level=0.0)
+    torch.testing.assert_close(euler, flow_euler_step(x, v, levels, next_levels))
+    torch.testing.assert_close(euler_mean, euler)
+    assert zero.abs().max() == 0
+    given = torch.randn(2, 3, 4, generator=generator)
+    again, again_mean, again_std = flow_sde_step(x, v, levels, next_levels, noise_level=0.7, prev_sample=given)
+    assert again is given
+    torch.testing.assert_close((again_mean, again_std), (mean, std))
+    with pytest.raises(ValueError, match="less noise"):
+        flow_sde_step(x, v, 0.4, 0.5, noise_level=0.7)
+
+
+def test_sde_sampler_keeps_the_marginals_on_a_gaussian():
+    """REFERENCE §4's sanity check: x0 ~ N(0, 0.5^2), the exact velocity E[n - x0 | x_s] of the straight
+    path, 200 SDE steps with a = 0.7 from N(0, 1): the final std is 0.50 (a flipped correction term gives
+    ~4.1, none ~1.08, so 0.50 +- 0.01 checks the correction's sign and size)."""
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(200_000, 1, generator=generator)
+    levels = torch.linspace(1, 0, 201)
+    for s, s_next in zip(levels[:-1], levels[1:]):
+        variance = (1 - s) ** 2 * 0.25 + s**2
+        velocity = (s - (1 - s) * 0.25) / variance * x  # E[n - x0 | x_s] for Gaussian x0 and n
+        x, _, _ = flow_sde_step(x, velocity, float(s), float(s_next), noise_level=0.7, generator=generator)
+    assert abs(x.std().item() - 0.50) < 0.01
+
+
+def test_logit_normal_training_levels():
+    """sigmoid(N(0, 1)): every level in (0, 1), logit(levels) has mean 0 and std 1 (100k draws), seeded."""
+    levels = logit_normal_levels(100_000, torch.Generator().manual_seed(4))
+    assert levels.min() > 0 and levels.max() < 1
+    logits = torch.logit(levels.double())
+    assert abs(logits.mean().item()) < 0.02 and abs(logits.std().item() - 1) < 0.02
+    torch.testing.assert_close(logit_normal_levels(100_000, torch.Generator().manual_seed(4)), levels)
+
+
+def test_guidance_hand_value():
+    """v_u + w (v_c - v_u): v_u 1, v_c 3, w 5 -> 11."""
+    assert guided_velocity(torch.tensor(1.0), torch.tensor(3.0), 5.0).item() == 11.0
