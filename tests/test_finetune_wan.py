@@ -155,3 +155,133 @@ def test_logit_normal_training_levels():
 def test_guidance_hand_value():
     """v_u + w (v_c - v_u): v_u 1, v_c 3, w 5 -> 11."""
     assert guided_velocity(torch.tensor(1.0), torch.tensor(3.0), 5.0).item() == 11.0
+
+
+# ------------------------------------------------------------------------------------ the Wan adapter
+
+
+def test_loads_through_the_family_registry_and_testing_path(tmp_path, monkeypatch):
+    """``family = "wan"`` with ``path = "testing:tiny-wan"`` writes the tiny pipeline into the rewardkit
+    cache and loads it (the smoke recipes' path): UMT5 encoder, AutoTokenizer-loaded T5 tokenizer,
+    UniPC scheduler with Wan's flow shift 3, latent shape (B, 16, (F - 1) / 4 + 1, H / 8, W / 8)."""
+    from transformers import UMT5EncoderModel
+
+    from rewardkit.finetune.config import ModelConfig
+    from rewardkit.finetune.models import load_model
+
+    monkeypatch.setenv("REWARDKIT_CACHE", str(tmp_path))
+    model = load_model(ModelConfig(family="wan", path="testing:tiny-wan", **SIZE))
+    assert model.family == "wan" and model.lora_prefix == "transformer"
+    assert isinstance(model.text_encoder, UMT5EncoderModel) and (tmp_path / "tiny-wan" / "model_index.json").is_file()
+    assert (model.scheduler_name, model.shift) == ("unipc", 3.0)
+    assert model.latent_shape(2) == (2, 16, 3, 4, 4)
+    torch.testing.assert_close(model.schedule(4), flow_sigmas(4, "unipc", 3.0))
+
+
+def test_missing_base_weights_offline_is_a_clear_error(tmp_path):
+    """The real Hub id, not cached (tests are offline), and a missing folder are MissingWeightsErrors naming the fix."""
+    from rewardkit.finetune.models.wan import load_wan
+    from rewardkit.weights import MissingWeightsError
+
+    with pytest.raises(MissingWeightsError, match="'Wan-AI/Wan2.1-T2V-1.3B-Diffusers': offline.*--set model.path="):
+        load_wan("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", **SIZE)
+    with pytest.raises(MissingWeightsError, match="model.path .* is not a folder"):
+        load_wan(str(tmp_path / "absent" / "wan"), **SIZE)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "message"),
+    [({"num_frames": 8}, r"4k \+ 1 frames.*use 5"), ({"height": 40}, "multiples of 16"), ({"width": 24}, "multiples of 16")],
+)
+def test_sizes_are_checked(model_dir, sizes, message):
+    """Frames 4k + 1 (causal VAE) and sizes multiple of 16 (VAE x8, patch 2): clear errors with a fix."""
+    from rewardkit.finetune.models.wan import load_wan
+
+    with pytest.raises(ValueError, match=message):
+        load_wan(str(model_dir), **(SIZE | sizes))
+
+
+def test_prompts_are_encoded_as_the_pipeline_does(adapter, model_dir):
+    """Conditioning = WanPipeline.encode_prompt's states as the transformer's keyword arguments: UMT5 states
+    padded to 512 with zeros past each prompt's tokens; the negative prompt's only with guidance."""
+    conditioning = adapter.encode_prompts(["a red car", "a cat on the beach at night"], negative_prompt="dark")
+    states = conditioning.positive["encoder_hidden_states"]
+    assert states.shape == (2, 512, TINY_WAN["text_width"])
+    tokens = adapter.tokenizer(["a red car", "a cat on the beach at night"]).attention_mask
+    for row, mask in enumerate(tokens):
+        assert states[row, : len(mask)].abs().sum(-1).min() > 0 and states[row, len(mask):].abs().max() == 0
+    assert conditioning.negative["encoder_hidden_states"].shape == states.shape
+    assert adapter.encode_prompts(["a cat"], guidance=False).negative is None
+
+
+def test_predict_feeds_timestep_1000_s_and_guides_in_velocity_space(adapter):
+    """predict(x, s, c, w) = v_u + w (v_c - v_u) with v = transformer(x, timestep=1000 s, **c), per-row levels."""
+    conditioning = adapter.encode_prompts(["a red car", "a dog"], negative_prompt="dark")
+    x = torch.randn(adapter.latent_shape(2), generator=torch.Generator().manual_seed(5))
+    level = torch.tensor([0.9001, 0.25], dtype=torch.float64)
+    with torch.no_grad():
+        run = lambda states: adapter.transformer(x, torch.tensor([900.1, 250.0]), encoder_hidden_states=states).sample  # noqa: E731
+        conditional = run(conditioning.positive["encoder_hidden_states"])
+        unconditional = run(conditioning.negative["encoder_hidden_states"])
+        torch.testing.assert_close(adapter.predict(x, level, conditioning, 1.0), conditional)
+        torch.testing.assert_close(adapter.predict(x, level, conditioning, 5.0), unconditional + 5.0 * (conditional - unconditional))
+
+
+def test_sampling_equals_wan_pipeline(adapter, model_dir):
+    """The adapter's Euler chain (schedule + step, CFG 5, a negative prompt) from the same initial latents
+    gives diffusers' WanPipeline latents when the pipeline runs FlowMatchEuler (an Euler sampler on the
+    same shifted sigmas, timestep 1000 s)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
+
+    from rewardkit.finetune.models.wan import WanAdapter
+
+    pipe = WanPipeline.from_pretrained(model_dir)
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    model = WanAdapter(pipe.transformer, pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.scheduler, **SIZE)
+    prompts = ["a red car", "a cat"]
+    start = torch.randn(model.latent_shape(2), generator=torch.Generator().manual_seed(6))
+    expected = pipe(prompts, negative_prompt="dark", num_inference_steps=4, guidance_scale=5.0, latents=start.clone(), output_type="latent",
+                    **SIZE).frames
+    conditioning = model.encode_prompts(prompts, negative_prompt="dark")
+    levels, x = model.schedule(4), start
+    with torch.no_grad():
+        for level, next_level in zip(levels[:-1], levels[1:]):
+            x = model.step(x, level, next_level, conditioning, 5.0)
+    torch.testing.assert_close(x, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_decode_frames_decodes_the_smallest_causal_window(adapter, monkeypatch):
+    """Pixel frame j needs latent frames 0..ceil(j / 4): frames [0, 3] decode 2 latent frames, [5, 8] and
+    [8] 3; the frames equal decoding the whole video with AutoencoderKLWan and selecting them."""
+    from rewardkit.finetune.models.wan import latent_window
+
+    assert [latent_window(j) for j in (0, 1, 4, 5, 8, 32)] == [1, 2, 2, 3, 3, 9]
+    latents = torch.randn(adapter.latent_shape(3), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        everything = adapter.decode_all(latents)
+        calls = []
+        decode = adapter.vae.decode
+        monkeypatch.setattr(adapter.vae, "decode", lambda z, **kwargs: calls.append(tuple(z.shape)) or decode(z, **kwargs))
+        indices = torch.tensor([[0, 3], [5, 8], [8, 2]])
+        frames = adapter.decode_frames(latents, indices)
+    assert everything.shape == (3, 9, 3, 32, 32)
+    assert sorted(call[0:3:2] for call in calls) == [(1, 2), (2, 3)]
+    torch.testing.assert_close(frames, torch.stack([everything[row, indices[row]] for row in range(3)]), rtol=0, atol=1e-5)
+
+
+def test_encode_videos_round_trip_and_checks(adapter):
+    """encode_videos normalises the VAE's posterior mean with latents_mean / latents_std, decode_frames undoes
+    it: re-encoding decoded frames gives latents the same shape, and the normalisation matches the
+    pipeline's (latents / (1 / std) + mean before vae.decode). Wrong frame counts / sizes are clear errors."""
+    videos = torch.rand(2, 9, 3, 32, 32, generator=torch.Generator().manual_seed(8))
+    latents = adapter.encode_videos(videos)
+    assert latents.shape == adapter.latent_shape(2)
+    with torch.no_grad():
+        mu = adapter.vae.encode(videos.permute(0, 2, 1, 3, 4) * 2 - 1).latent_dist.mean
+    mean = torch.tensor(adapter.vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(adapter.vae.config.latents_std).view(1, -1, 1, 1, 1)
+    torch.testing.assert_close(latents / (1.0 / std) + mean, mu, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"4k \+ 1 frames; got 8"):
+        adapter.encode_videos(videos[:, :8])
+    with pytest.raises(ValueError, match="multiples of 16"):
+        adapter.encode_videos(videos[..., :24])

@@ -83,7 +83,7 @@ class WanAdapter(VideoDiffusionAdapter):
         self.temporal_factor = int(vae.config.get("scale_factor_temporal") or 4)
         self.spatial_factor = int(vae.config.get("scale_factor_spatial") or 8)
         patch = transformer.config.patch_size
-        multiple = self.spatial_factor * int(patch[1])
+        multiple = self.size_multiple = self.spatial_factor * int(patch[1])
         if num_frames < 1 or (num_frames - 1) % self.temporal_factor:
             raise ValueError(
                 f"model.num_frames = {num_frames}: Wan's causal VAE needs {self.temporal_factor}k + 1 frames "
@@ -182,8 +182,8 @@ class WanAdapter(VideoDiffusionAdapter):
         frames, height, width = videos.shape[1], videos.shape[3], videos.shape[4]
         if (frames - 1) % self.temporal_factor:
             raise ValueError(f"Wan encodes {self.temporal_factor}k + 1 frames; got {frames} (trim or pad the clip, e.g. to {self.num_frames})")
-        if height % self.spatial_factor or width % self.spatial_factor:
-            raise ValueError(f"video sizes must be multiples of {self.spatial_factor} for Wan's VAE, got {height}x{width}")
+        if height % self.size_multiple or width % self.size_multiple:
+            raise ValueError(f"video sizes must be multiples of {self.size_multiple} for Wan (VAE x{self.spatial_factor}, patch 2), got {height}x{width}")
         pixels = (videos * 2 - 1).permute(0, 2, 1, 3, 4).to(self.vae.device, self.vae.dtype)
         with torch.no_grad():
             mu = self.vae.encode(pixels).latent_dist.mean.float()
