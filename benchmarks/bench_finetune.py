@@ -26,9 +26,8 @@ import pytest
 import torch
 
 from rewardkit.finetune.lora import add_lora
-from rewardkit.finetune.models import UNet3DAdapter
-from rewardkit.finetune.objectives import RewardBackprop, RewardFunction
-from rewardkit.finetune.objectives.reward_backprop import RewardTerm
+from rewardkit.finetune.models.unet3d import UNet3DAdapter
+from rewardkit.finetune.objectives.reward_backprop import RewardBackprop, RewardFunction, RewardTerm
 from rewardkit.video.sampling import All, Segmental
 
 
