@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from rewardkit.finetune.models.base import as_levels
+
 __all__ = [
     "FLOW_SCHEDULERS",
     "flow_scheduler_settings",
@@ -80,12 +82,8 @@ def flow_sigmas(num_steps: int, scheduler: str = "unipc", shift: float = 3.0, nu
 
 def broadcast_level(level: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
     """A level (float or ``[B]``) shaped ``[B, 1, ..., 1]`` to multiply ``like`` (``[B, ...]``) in fp32."""
-    level = torch.as_tensor(level, dtype=torch.float32, device=like.device)
-    if level.ndim == 0:
-        level = level.expand(like.shape[0])
-    if level.shape != like.shape[:1]:
-        raise ValueError(f"levels must be a float or one per batch row ({like.shape[0]}), got shape {tuple(level.shape)}")
-    return level.view(-1, *([1] * (like.ndim - 1)))
+    levels = as_levels(level, like.shape[0]).to(torch.float32)
+    return levels.view(-1, *([1] * (like.ndim - 1))).to(like.device)
 
 
 def flow_add_noise(x0: torch.Tensor, noise: torch.Tensor, level: torch.Tensor | float) -> torch.Tensor:

@@ -23,11 +23,19 @@ same pixels as decoding the whole video (tested), at ``(ceil(j_max / 4) + 1) / F
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 
-from rewardkit.finetune.models.base import Conditioning, VideoDiffusionAdapter, missing_model_error, resolve_model_path
+from rewardkit.finetune.models import register_family
+from rewardkit.finetune.models.base import (
+    Conditioning,
+    VideoDiffusionAdapter,
+    as_levels,
+    lora_disabled,
+    missing_model_error,
+    resolve_model_path,
+)
 from rewardkit.finetune.models.flow import (
     flow_add_noise,
     flow_scheduler_settings,
@@ -38,7 +46,7 @@ from rewardkit.finetune.models.flow import (
     logit_normal_levels,
 )
 
-__all__ = ["WanAdapter", "load_wan", "latent_window", "lora_disabled"]
+__all__ = ["WanAdapter", "load_wan", "latent_window", "build"]
 
 TINY_MODEL = "testing:tiny-wan"
 
@@ -47,25 +55,6 @@ def latent_window(pixel_index: int, temporal_factor: int = 4) -> int:
     """How many leading latent frames a causal VAE needs to decode pixel frame ``pixel_index``:
     ``ceil(j / 4) + 1`` (frame 0 needs latent frame 0 alone)."""
     return -(-pixel_index // temporal_factor) + 1
-
-
-@contextlib.contextmanager
-def lora_disabled(model: torch.nn.Module) -> Iterator[None]:
-    """Every peft LoRA layer of ``model`` off (the base weights alone) inside; the layers' trainable flags
-    are restored on exit."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    layers = [module for module in model.modules() if isinstance(module, BaseTunerLayer)]
-    flags = [(parameter, parameter.requires_grad) for layer in layers for parameter in layer.parameters()]
-    for layer in layers:
-        layer.enable_adapters(False)
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.enable_adapters(True)
-        for parameter, flag in flags:
-            parameter.requires_grad_(flag)
 
 
 class WanAdapter(VideoDiffusionAdapter):
@@ -145,7 +134,7 @@ class WanAdapter(VideoDiffusionAdapter):
         """The velocity (fp32), with classifier-free guidance when ``guidance_scale != 1`` and a negative."""
         guided = conditioning.negative is not None and guidance_scale != 1.0
         batch = x.shape[0]
-        timestep = torch.as_tensor(level, dtype=torch.float32, device=x.device).expand(batch) * self.num_train_timesteps
+        timestep = (as_levels(level, batch) * self.num_train_timesteps).to(x.device, torch.float32)
         dtype = self.transformer.dtype
         if guided:
             inputs, timestep = torch.cat([x, x]), torch.cat([timestep, timestep])
@@ -168,10 +157,7 @@ class WanAdapter(VideoDiffusionAdapter):
 
     def reference(self) -> contextlib.AbstractContextManager:
         """The base transformer: LoRA layers off and no gradient."""
-        stack = contextlib.ExitStack()
-        stack.enter_context(lora_disabled(self.transformer))
-        stack.enter_context(torch.no_grad())
-        return stack
+        return lora_disabled(self.transformer)
 
     # -------------------------------------------------------------------------------- pixels
 
@@ -252,3 +238,14 @@ def load_wan(
     for module in (transformer, vae, text_encoder):
         module.to(device)
     return adapter
+
+
+@register_family("wan")
+def build(config, device: torch.device | str = "cpu") -> WanAdapter:
+    """The family's builder: a recipe's ``[model]`` table -> adapter."""
+    from rewardkit.registry import parse_dtype
+
+    return load_wan(
+        config.path, num_frames=config.num_frames, height=config.height, width=config.width, dtype=parse_dtype(config.dtype),
+        revision=config.revision, variant=config.variant, device=device,
+    )
