@@ -285,3 +285,95 @@ def test_encode_videos_round_trip_and_checks(adapter):
         adapter.encode_videos(videos[:, :8])
     with pytest.raises(ValueError, match="multiples of 16"):
         adapter.encode_videos(videos[..., :24])
+
+
+def test_reference_is_the_base_transformer_without_gradients(model_dir):
+    """Within reference() the LoRA'd transformer (LoRA B moved off zero) gives the base model's output (a
+    freshly loaded transformer) and builds no graph; outside it the LoRA is back and trainable."""
+    from rewardkit.finetune.lora import add_lora, lora_parameters
+    from rewardkit.finetune.models.wan import load_wan
+
+    base = load_wan(str(model_dir), **SIZE)
+    model = load_wan(str(model_dir), **SIZE)
+    add_lora(model.denoiser, 4, 8, ["to_q", "to_k", "to_v", "to_out.0"])
+    with torch.no_grad():
+        for parameter in lora_parameters(model.denoiser):
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    conditioning = base.encode_prompts(["a red car"], guidance=False)
+    x = torch.randn(base.latent_shape(1), generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        expected = base.predict(x, 0.6, conditioning)
+    with model.reference():
+        reference = model.predict(x, 0.6, conditioning)
+    assert not reference.requires_grad
+    torch.testing.assert_close(reference, expected)
+    adapted = model.predict(x, 0.6, conditioning)
+    assert adapted.requires_grad and not torch.allclose(adapted, expected)
+    assert all(parameter.requires_grad for parameter in lora_parameters(model.denoiser))
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, model_dir) -> Path:
+    from rewardkit.finetune import finetune
+
+    run = tmp_path_factory.mktemp("runs") / "wan"
+    recipe = Path(__file__).resolve().parents[1] / "finetune" / "smoke-tiny-wan.toml"
+    return finetune(recipe, [f'model.path="{model_dir}"', f'train.output_dir="{run}"', "train.progress=false"])
+
+
+def test_editing_smoke_run(smoke_run):
+    """2 CPU steps of InstructVideo-style editing on tiny Wan (finetune/smoke-tiny-wan.toml): finite losses
+    equal to 1 - reward, the LoRA (B zero at init) moved, samples written at the last step."""
+    import csv
+
+    from safetensors.torch import load_file
+
+    from rewardkit.finetune.lora import LORA_FILE
+
+    with (smoke_run / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["step"]) for row in rows] == [1, 2]
+    for row in rows:
+        assert math.isfinite(float(row["loss"])) and abs(float(row["loss"]) - (1 - float(row["reward_mean"]))) < 1e-6
+    lora = load_file(smoke_run / "lora" / LORA_FILE)
+    assert all(key.startswith("transformer.blocks.") for key in lora)
+    assert max(value.abs().max().item() for key, value in lora.items() if "lora_B" in key) > 0
+    assert (smoke_run / "samples" / "step-000002" / "00.mp4").exists()
+
+
+def test_lora_loads_with_wan_pipeline_load_lora_weights(smoke_run, model_dir):
+    """WanPipeline.load_lora_weights reads the run's LoRA file (keys ``transformer.*``, alpha 8 != rank 4
+    from the file's metadata): the loaded values are the saved ones and the transformer's output equals
+    rewardkit's own LoRA'd adapter's, differs from the base, and survives fuse_lora."""
+    from diffusers import WanPipeline
+    from safetensors.torch import load_file
+
+    from rewardkit.finetune.lora import LORA_FILE, add_lora
+    from rewardkit.finetune.models.wan import load_wan
+
+    pipe = WanPipeline.from_pretrained(model_dir)
+    sample = torch.randn(1, 16, 3, 4, 4, generator=torch.Generator().manual_seed(10))
+    states = torch.randn(1, 512, TINY_WAN["text_width"], generator=torch.Generator().manual_seed(11))
+    timestep = torch.tensor([600.0])
+    saved = load_file(smoke_run / "lora" / LORA_FILE)
+    ours = load_wan(str(model_dir), **SIZE)
+    add_lora(ours.denoiser, 4, 8, ["to_q", "to_k", "to_v", "to_out.0"])
+    state = {name: value for name, value in ours.denoiser.state_dict().items() if "lora_" in name}
+    for key, value in saved.items():
+        state[key.removeprefix("transformer.").replace(".weight", ".default.weight")] = value
+    ours.denoiser.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        base = pipe.transformer(sample, timestep, encoder_hidden_states=states).sample
+        pipe.load_lora_weights(smoke_run / "lora", adapter_name="reward")
+        loaded = {name: p for name, p in pipe.transformer.named_parameters() if "lora_" in name}
+        assert len(loaded) == len(saved)
+        for key, value in saved.items():
+            torch.testing.assert_close(loaded[key.removeprefix("transformer.").replace(".weight", ".reward.weight")].detach(), value)
+        with_lora = pipe.transformer(sample, timestep, encoder_hidden_states=states).sample
+        expected = ours.denoiser(sample, timestep, encoder_hidden_states=states).sample
+        pipe.fuse_lora()
+        pipe.unload_lora_weights()
+        fused = pipe.transformer(sample, timestep, encoder_hidden_states=states).sample
+    assert not torch.allclose(with_lora, base)
+    torch.testing.assert_close(with_lora, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused, with_lora, rtol=1e-4, atol=1e-5)
