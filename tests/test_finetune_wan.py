@@ -435,16 +435,47 @@ def _train(objective, batches, learning_rate: float, steps: int) -> None:
         optimizer.zero_grad(set_to_none=True)
 
 
+@pytest.fixture(scope="module")
+def mixture_model_dir(model_dir, tmp_path_factory) -> Path:
+    """The tiny pipeline after 150 steps of plain flow matching (all transformer weights, AdamW 2e-3,
+    batch 16) on an even mixture of bright and dark latents, so that its samples, like a real base
+    model's, are a mixture the preference objectives can shift (a random transformer's samples are far
+    from any data). Saved with save_pretrained next to a copy of the other components."""
+    import shutil
+
+    from rewardkit.finetune.models.wan import load_wan
+
+    folder = tmp_path_factory.mktemp("tiny-wan-mixture") / "model"
+    shutil.copytree(model_dir, folder)
+    adapter = load_wan(str(folder), **SIZE)
+    bright, dark = _bright_dark_latents(adapter, 32, seed=20)
+    data = torch.cat([bright, dark])
+    conditioning = adapter.encode_prompts(["a cat"] * 16, guidance=False)
+    adapter.transformer.requires_grad_(True)
+    optimizer = torch.optim.AdamW(adapter.transformer.parameters(), lr=2e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        x0 = data[torch.randint(0, 64, (16,), generator=generator)]
+        noise, levels = torch.randn(x0.shape, generator=generator), adapter.sample_training_levels(16, generator)
+        prediction = adapter.predict(adapter.add_noise(x0, noise, levels), levels, conditioning)
+        (prediction - adapter.target(x0, noise, levels)).square().mean().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    adapter.transformer.save_pretrained(folder / "transformer")
+    return folder
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("learning_rate", [1e-3, 0.0])
-def test_flow_dpo_learns_bright_over_dark(model_dir, learning_rate):
+def test_flow_dpo_learns_bright_over_dark(mixture_model_dir, learning_rate):
     """Flow-DPO (objective "dpo" on the flow family: target n - x0, logit-normal sigma, reference = LoRA
-    off, beta 100) on 16 bright-vs-dark pairs: held-out pairs' implicit accuracy (inside > 0 on 16 new
+    off, beta 100) from the mixture model on 16 bright-vs-dark pairs of the same mixture: held-out pairs' implicit accuracy (inside > 0 on 16 new
     pairs, 4 noise draws) above 0.5 and the samples' decoded brightness up. At learning rate 0 (a model
     that does not learn) both checks must fail."""
     from rewardkit.finetune.models.wan import load_wan
     from rewardkit.finetune.objectives.losses import dpo_inside
 
-    adapter = load_wan(str(model_dir), **SIZE)
+    adapter = load_wan(str(mixture_model_dir), **SIZE)
     bright, dark = _bright_dark_latents(adapter, 32, seed=20)
     assert bool((_brightness(adapter, bright) > _brightness(adapter, dark)).all())  # the data are what they claim
     objective, _ = _objective("dpo", adapter, ["objective.beta=100.0"])
@@ -472,14 +503,15 @@ def test_flow_dpo_learns_bright_over_dark(model_dir, learning_rate):
     assert learned == (learning_rate > 0), f"held-out implicit accuracy {accuracy:.3f}, sample brightness {before:.4f} -> {after:.4f}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("learning_rate", [1e-3, 0.0])
-def test_flow_rwr_raises_brightness(model_dir, learning_rate):
-    """Flow-RWR (objective "rwr", exp weights softmax(r / 0.01) within the batch) on 16 bright and 16 dark
-    latents with their decoded brightness as the reward: the samples' decoded brightness rises; at
+def test_flow_rwr_raises_brightness(mixture_model_dir, learning_rate):
+    """Flow-RWR (objective "rwr", exp weights softmax(r / 0.01) within the batch) from the mixture model on
+    16 bright and 16 dark latents with their decoded brightness as the reward: the samples' decoded brightness rises; at
     learning rate 0 it does not."""
     from rewardkit.finetune.models.wan import load_wan
 
-    adapter = load_wan(str(model_dir), **SIZE)
+    adapter = load_wan(str(mixture_model_dir), **SIZE)
     bright, dark = _bright_dark_latents(adapter, 16, seed=21)
     latents = torch.cat([bright, dark])
     rewards = _brightness(adapter, latents)
