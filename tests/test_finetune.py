@@ -67,14 +67,17 @@ class Brightness(torch.nn.Module):
 def test_shipped_recipes_load():
     """Every recipe in finetune/ passes the checks; the InstructVideo one holds the paper's values (REFERENCE §4)."""
     recipes = {path.name: load_recipe(path) for path in RECIPES.glob("*.toml")}
-    assert set(recipes) >= {"instructvideo-modelscope.toml", "vader-zeroscope.toml", "smoke-tiny.toml"}
+    assert set(recipes) >= {"instructvideo-modelscope.toml", "vader-zeroscope.toml", "smoke-tiny.toml", "dpo-modelscope.toml", "gran-dpo-modelscope.toml"}
     paper = recipes["instructvideo-modelscope.toml"]
     assert (paper.objective.tau, paper.objective.num_inference_steps, paper.objective.backprop_steps) == (0.6, 20, 1)
     assert (paper.objective.guidance_scale, paper.objective.offset_noise, paper.lora.rank) == (3.0, 0.1, 4)
-    assert (paper.train.learning_rate, paper.train.weight_decay, paper.train.batch_size, paper.train.mixed_precision) == (1e-5, 0.0, 8, "fp16")
+    assert (paper.train.learning_rate, paper.train.weight_decay, paper.train.mixed_precision) == (1e-5, 0.0, "fp16")
+    assert (paper.train.batch_size, paper.train.batch_size * paper.train.gradient_accumulation_steps) == (2, 8)  # VGen: 8 global
     assert paper.reward.rewards == ["hpsv2:version=v2.0"] and paper.reward.frames == "segmental:4:random"
     vader = recipes["vader-zeroscope.toml"]
     assert (vader.objective.mode, vader.objective.num_inference_steps, vader.lora.rank, vader.train.learning_rate) == ("full_chain", 25, 16, 2e-4)
+    assert (vader.objective.eta, vader.objective.guidance_scale, vader.model.num_frames) == (1.0, 12.0, 12)  # VADER-VideoCrafter
+    assert (recipes["dpo-modelscope.toml"].objective.beta, recipes["gran-dpo-modelscope.toml"].objective.name) == (5000.0, "gran_dpo")
 
 
 def test_overrides_are_typed():

@@ -34,8 +34,41 @@ __all__ = [
     "read_clip",
     "window_indices",
     "build_prompt_dataset",
+    "resolve_data_path",
     "collate",
+    "TESTING_DATA",
 ]
+
+TESTING_DATA = "bright-dark"
+
+
+def resolve_data_path(value: str, key: str) -> str:
+    """A data file path; ``testing:bright-dark/pairs.jsonl`` (or ``/clips.csv``) is the synthetic
+    bright-vs-dark set of the smoke recipes, written once into the rewardkit cache."""
+    if not value.startswith("testing:"):
+        return value
+    name, _, rest = value.removeprefix("testing:").partition("/")
+    if name != TESTING_DATA or rest not in ("pairs.jsonl", "clips.csv"):
+        raise ValueError(f"{key} = {value!r}: the only testing data is testing:{TESTING_DATA}/pairs.jsonl and testing:{TESTING_DATA}/clips.csv")
+    import os
+    import tempfile
+
+    from rewardkit.weights import cache_root
+
+    folder = cache_root() / TESTING_DATA
+    if not (folder / rest).is_file():
+        from rewardkit.testing_finetune import write_bright_dark_data
+
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent))
+        write_bright_dark_data(staging)
+        try:
+            os.rename(staging, folder)  # atomic: another process may have written it meanwhile
+        except OSError:
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+    return str(folder / rest)
 
 
 def window_indices(count: int, num_frames: int, stride: float, start: int) -> list[int]:
@@ -84,15 +117,13 @@ def read_clip(
     return video[..., top:top + height, left:left + width].clamp(0, 1).contiguous()
 
 
-def _row_problem(path: str, prompt: str, num_frames: int) -> str | None:
-    """Why a row cannot be trained on, or None."""
-    from rewardkit.video.io import probe
+def _video_problem(path: str, num_frames: int) -> str | None:
+    """Why a video cannot be trained on, or None."""
+    from rewardkit.video.io import DecodeError, probe
 
-    if not prompt.strip():
-        return "the prompt is empty"
     try:
         count = probe(path).num_frames
-    except (FileNotFoundError, ValueError, OSError) as error:
+    except (FileNotFoundError, ValueError, OSError, DecodeError) as error:
         return f"the video cannot be read ({error})"
     if count < num_frames:
         return f"the video has {count} frames, fewer than model.num_frames = {num_frames}"
@@ -103,9 +134,9 @@ def _check_rows(source: str, rows: Sequence[tuple[int, list[str], str]], num_fra
     """Indices of the usable rows; ``rows`` = (row number, video paths, prompt). Errors name file and row."""
     keep, skipped = [], []
     for position, (number, paths, prompt) in enumerate(rows):
-        problem = next((f"{path}: {p}" for path in paths if (p := _row_problem(path, prompt, num_frames))), None)
-        if problem is None and not paths and not prompt.strip():
-            problem = "the prompt is empty"
+        problem = "the prompt is empty" if not prompt.strip() else None
+        if problem is None:
+            problem = next((f"{path}: {p}" for path in paths if (p := _video_problem(path, num_frames))), None)
         if problem is None:
             keep.append(position)
         elif invalid_rows == "skip":
@@ -134,13 +165,13 @@ class PromptDataset(torch.utils.data.Dataset):
 
 class ClipDataset(torch.utils.data.Dataset):
     """Rows of a ``path,prompt`` CSV; items: the prompt, its clip ``[F, 3, H, W]`` (``read_clip``), its
-    path (the latent cache's key) and, when the CSV has one, its ``reward``."""
+    path and, when asked, its ``reward`` column."""
 
     def __init__(
         self, csv_path: str | Path, num_frames: int, height: int, width: int, sample_fps: float = 8.0,
-        invalid_rows: str = "error", need_reward: bool = False,
+        invalid_rows: str = "error", need_reward: bool = False, read_videos: bool = True,
     ) -> None:
-        csv_path = Path(csv_path)
+        csv_path = Path(resolve_data_path(str(csv_path), "data.csv"))
         if not csv_path.is_file():
             raise FileNotFoundError(f"data.csv {str(csv_path)!r} not found; it needs columns path,prompt")
         table = pd.read_csv(csv_path, keep_default_na=False)
@@ -156,12 +187,14 @@ class ClipDataset(torch.utils.data.Dataset):
         self.paths, self.prompts = [paths[i] for i in keep], [prompts[i] for i in keep]
         self.rewards = [float(table["reward"].iloc[i]) for i in keep] if need_reward else None
         self.num_frames, self.height, self.width, self.sample_fps = num_frames, height, width, sample_fps
+        self.read_videos = read_videos
 
     def __len__(self) -> int:
         return len(self.prompts)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        video = read_clip(self.paths[index], self.num_frames, self.height, self.width, self.sample_fps)
+        """``read_videos = False``: the path only (an objective that caches latents reads each video once)."""
+        video = read_clip(self.paths[index], self.num_frames, self.height, self.width, self.sample_fps) if self.read_videos else None
         item = {"prompt": self.prompts[index], "video": video, "path": self.paths[index]}
         if self.rewards is not None:
             item["reward"] = self.rewards[index]
@@ -169,13 +202,13 @@ class ClipDataset(torch.utils.data.Dataset):
 
 
 class PairDataset(torch.utils.data.Dataset):
-    """Preference pairs from a JSONL file (format in the module docstring); items hold both clips."""
+    """Preference pairs from a JSONL file (format in the module docstring)."""
 
     def __init__(
         self, jsonl_path: str | Path, num_frames: int, height: int, width: int, sample_fps: float = 8.0,
         invalid_rows: str = "error", keep_ties: bool = False, min_margin: float = 0.0,
     ) -> None:
-        jsonl_path = Path(jsonl_path)
+        jsonl_path = Path(resolve_data_path(str(jsonl_path), "data.pairs"))
         if not jsonl_path.is_file():
             raise FileNotFoundError(f"data.pairs {str(jsonl_path)!r} not found; write it with `rewardkit pairs RESULTS --out pairs.jsonl`")
         records, rows, dropped = [], [], 0
@@ -207,12 +240,11 @@ class PairDataset(torch.utils.data.Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        """The prompt, the two video paths (the objective reads and encodes each video once) and any
+        per-patch rewards."""
         record = self.records[index]
-        # One random start shared by both clips of a pair (the same seconds of two generations).
-        seed = int(torch.randint(0, 2**62, (1,)))
-        item = {"prompt": record["prompt"], "chosen_path": record["chosen"], "rejected_path": record["rejected"]}
+        item: dict[str, Any] = {"prompt": record["prompt"], "chosen_path": record["chosen"], "rejected_path": record["rejected"]}
         for side in ("chosen", "rejected"):
-            item[side] = read_clip(record[side], self.num_frames, self.height, self.width, self.sample_fps, torch.Generator().manual_seed(seed))
             if f"{side}_patches" in record:
                 item[f"{side}_patches"] = torch.tensor(record[f"{side}_patches"], dtype=torch.float32)
         return item

@@ -94,6 +94,9 @@ class VideoDiffusionAdapter(ABC):
     family: str
     """The registered family name (``unet3d``, ``animatediff``, ``wan``)."""
     denoiser: torch.nn.Module
+    denoiser_forward: Callable
+    """What ``predict`` calls: ``denoiser`` itself, or the trainer's accelerate-prepared (DDP, autocast)
+    wrapper of it, which the trainer assigns here (and swaps back to the bare module for sampling)."""
     lora_prefix: str
     """Key prefix of the saved LoRA file (``unet``, ``transformer``), as diffusers' loaders expect."""
     num_frames: int
@@ -171,6 +174,10 @@ class VideoDiffusionAdapter(ABC):
     def decode_frames(self, latents: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Frames ``[B, K, 3, H, W]`` in [0, 1] at ``indices`` ``[B, K]``; decodes only what those frames
         need (a per-frame VAE: those frames; a temporal VAE: the smallest latent window)."""
+
+    def time_fraction(self, level: Level, batch: int) -> torch.Tensor:
+        """Levels as a fraction of the noisiest, ``[batch]`` float64 (flow: sigma itself; DDPM: t / T)."""
+        return as_levels(level, batch)
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute the denoiser's activations block by block during backward."""
@@ -286,6 +293,9 @@ class DDIMLatentAdapter(VideoDiffusionAdapter):
 
     def sample_training_levels(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randint(0, self.num_train_timesteps, (batch,), generator=generator).to(torch.float64)
+
+    def time_fraction(self, level: Level, batch: int) -> torch.Tensor:
+        return as_levels(level, batch).clamp(min=0) / self.num_train_timesteps
 
     def alphas(self, level: Level, batch: int) -> torch.Tensor:
         """``alphas_cumprod`` at integer levels ``[batch]`` (float64); the final alpha at negative levels."""
