@@ -137,7 +137,7 @@ def test_sde_sampler_keeps_the_marginals_on_a_gaussian():
     generator = torch.Generator().manual_seed(3)
     x = torch.randn(200_000, 1, generator=generator)
     levels = torch.linspace(1, 0, 201)
-    for s, s_next in zip(levels[:-1], levels[1:]):
+    for s, s_next in zip(levels[:-1], levels[1:], strict=True):
         variance = (1 - s) ** 2 * 0.25 + s**2
         velocity = (s - (1 - s) * 0.25) / variance * x  # E[n - x0 | x_s] for Gaussian x0 and n
         x, _, _ = flow_sde_step(x, velocity, float(s), float(s_next), noise_level=0.7, generator=generator)
@@ -246,7 +246,7 @@ def test_sampling_equals_wan_pipeline(adapter, model_dir):
     conditioning = model.encode_prompts(prompts, negative_prompt="dark")
     levels, x = model.schedule(4), start
     with torch.no_grad():
-        for level, next_level in zip(levels[:-1], levels[1:]):
+        for level, next_level in zip(levels[:-1], levels[1:], strict=True):
             x = model.step(x, level, next_level, conditioning, 5.0)
     torch.testing.assert_close(x, expected, rtol=1e-4, atol=1e-4)
 
@@ -600,3 +600,21 @@ def test_two_process_wan_run_finishes_with_samples_at_the_last_step(model_dir, t
     assert result.returncode == 0, result.stderr[-3000:]
     assert [int(row["step"]) for row in _metrics(run)] == [1, 2]
     assert (run / "samples" / "step-000002" / "00.mp4").exists()
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_script_runs_tiny_on_cpu(tmp_path):
+    """benchmarks/gpu/finetune_gpu.py (issue 9's GPU benchmark) with --tiny: the same code path on the tiny
+    models on CPU writes its JSON with a finite step time and loss per case (DPO at theta = ref: ln 2)."""
+    import importlib.util
+    import json
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu" / "finetune_gpu.py"
+    spec = importlib.util.spec_from_file_location("finetune_gpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--tiny", "--families", "wan", "--steps", "1", "--out", str(tmp_path / "results.json")])
+    cases = json.loads((tmp_path / "results.json").read_text())["families"]["wan"]["cases"]
+    assert set(cases) == {"editing_b2", "dpo_b2", "rwr_b2"}
+    assert all(math.isfinite(case["step_s"]) and math.isfinite(case["loss"]) for case in cases.values())
+    assert cases["dpo_b2"]["loss"] == pytest.approx(math.log(2), abs=1e-3)

@@ -135,26 +135,48 @@ def build_wan(tiny: bool, device, dtype):
 BUILDERS = {"modelscope": build_modelscope, "wan": build_wan}
 
 
-def _step_function(adapter, objective: str, batch: int, device):
-    """A closure running one optimisation step (loss, backward) of ``objective`` on ``batch`` videos."""
-    from rewardkit.finetune.objectives import RewardBackprop, RewardFunction
-    from rewardkit.finetune.objectives.reward_backprop import RewardTerm
+def _step_function(adapter, family: str, objective: str, batch: int, device):
+    """A closure running one loss + backward of ``objective`` on ``batch`` videos (DPO: ``batch`` pairs)."""
+    from rewardkit.finetune.config import load_recipe
+    from rewardkit.finetune.objectives import get_objective
+    from rewardkit.finetune.objectives.reward_backprop import RewardBackprop, RewardFunction, RewardTerm
     from rewardkit.video.sampling import Segmental
 
     prompts = ["a red car driving along a beach at night"] * batch
-    generator = torch.Generator().manual_seed(0)
+    generator, rng = torch.Generator().manual_seed(0), np.random.default_rng(0)
     clean = torch.randn(adapter.latent_shape(batch), generator=generator)
+    guidance = 5.0 if family == "wan" else 3.0
     if objective == "editing":
-        method = RewardBackprop(mode="editing", num_inference_steps=20, tau=0.6, backprop_steps=1, guidance_scale=3.0)
+        method = RewardBackprop(mode="editing", num_inference_steps=20, tau=0.6, backprop_steps=1, guidance_scale=guidance)
         reward = RewardFunction([RewardTerm("brightness", 1.0, Brightness(Segmental(4, "first")))])
 
         def run() -> float:
-            loss, _ = method.loss(adapter, reward, prompts, generator=generator, rng=np.random.default_rng(0), device=device, clean_latents=clean)
+            loss, _ = method.loss(adapter, reward, prompts, generator=generator, rng=rng, device=device, clean_latents=clean)
             loss.backward()
             return loss.item()
 
         return run
-    raise ValueError(f"unknown objective {objective!r}")
+    sizes = {"family": "wan" if family == "wan" else "unet3d", "num_frames": adapter.num_frames, "height": adapter.height, "width": adapter.width}
+    if objective == "dpo":
+        recipe = load_recipe({"model": sizes, "objective": {"name": "dpo", "beta": 100.0 if family == "wan" else 5000.0}, "data": {"pairs": "pairs.jsonl"}})
+        batch_of = {"chosen_path": [f"w{i}" for i in range(batch)], "rejected_path": [f"l{i}" for i in range(batch)], "prompts": prompts}
+        names = batch_of["chosen_path"] + batch_of["rejected_path"]
+    elif objective == "rwr":
+        recipe = load_recipe({"model": sizes, "objective": {"name": "rwr", "source": "data"}, "data": {"csv": "clips.csv"}})
+        batch_of = {"path": [f"c{i}" for i in range(batch)], "prompts": prompts, "reward": torch.rand(batch, generator=generator)}
+        names = batch_of["path"]
+    else:
+        raise ValueError(f"unknown objective {objective!r}")
+    method = get_objective(objective)(recipe, adapter, None, device)
+    for name in names:  # latents of the data, as the objective's cache holds them after the first epoch
+        method.cache.latents[name] = torch.randn(adapter.latent_shape(1)[1:], generator=generator)
+
+    def run() -> float:
+        loss, _ = method.loss(batch_of, generator, rng)
+        loss.backward()
+        return loss.item()
+
+    return run
 
 
 def measure(family: str, tiny: bool, steps: int, cases, device, dtype) -> dict:
@@ -177,7 +199,7 @@ def measure(family: str, tiny: bool, steps: int, cases, device, dtype) -> dict:
     for objective, batch in cases:
         name = f"{objective}_b{batch}"
         try:
-            run = _step_function(adapter, objective, batch, device)
+            run = _step_function(adapter, family, objective, batch, device)
             run()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -205,7 +227,7 @@ def measure(family: str, tiny: bool, steps: int, cases, device, dtype) -> dict:
         print(f"{family} {name}: {entry}", flush=True)
     reference = result["cases"].get("editing_b2")
     if isinstance(reference, dict):
-        for name, entry in result["cases"].items():
+        for entry in result["cases"].values():
             if isinstance(entry, dict):
                 entry["time_vs_editing_b2"] = round(entry["step_s"] / reference["step_s"], 3)
                 if "peak_gib" in entry:
@@ -226,6 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"unknown families {unknown}; choose from {', '.join(BUILDERS)}")
     if args.tiny:
         device, dtype, cases = torch.device("cpu"), torch.float32, TINY_CASES
+        torch.set_num_threads(1)
     elif torch.cuda.is_available():
         device, dtype, cases = torch.device("cuda"), torch.bfloat16, CASES
     else:
