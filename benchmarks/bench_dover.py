@@ -5,7 +5,7 @@ Run:
         -p no:cacheprovider
 
 Weights: random checkpoints in the official ``DOVER.pth`` / ``DOVER-Mobile.pth`` layouts
-(``rewardkit.testing_dover``), loaded with ``create_reward("dover", variant=..., weights=PATH)``. Default size
+(``rewardkit.testing.dover``), loaded with ``create_reward("dover", variant=..., weights=PATH)``. Default size
 ``tiny`` (Swin3D and ConvNeXt widths 8..64, the official geometry: 3 clips x 32 frames of 7x7 fragments of
 32 px, 32 aesthetic frames of 224 px); ``REWARDKIT_BENCH_SIZE=real`` uses the published architectures
 (58 M and 10.7 M parameters; a round takes about a minute on 2 CPU cores for DOVER, so set
@@ -35,7 +35,7 @@ from pytest_benchmark.fixture import BenchmarkFixture  # noqa: E402
 
 from rewardkit import create_reward  # noqa: E402
 from rewardkit.rewards.dover import DOVER_CONFIG, MOBILE_CONFIG  # noqa: E402
-from rewardkit.testing_dover import TINY_DOVER, TINY_DOVER_MOBILE, pattern_video, write_dover_checkpoint  # noqa: E402
+from rewardkit.testing.dover import TINY_DOVER, TINY_DOVER_MOBILE, pattern_video, write_dover_checkpoint  # noqa: E402
 from rewardkit.video.io import probe, read_frames, write_video  # noqa: E402
 
 SIZE = os.environ.get("REWARDKIT_BENCH_SIZE", "tiny")

@@ -23,7 +23,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from rewardkit import create_reward
 from rewardkit.eval.harness import evaluate
-from rewardkit.testing import write_tiny_hps
+from rewardkit.testing.clip import write_tiny_hps
 from rewardkit.video.io import write_video
 
 VIDEOS, FRAMES, SIZE = 8, 32, 256

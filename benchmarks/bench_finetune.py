@@ -48,7 +48,7 @@ def _adapter() -> UNet3DAdapter:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from rewardkit.testing_finetune import MODELSCOPE_SCHEDULER, tiny_t2v_pipeline
+    from rewardkit.testing.finetune import MODELSCOPE_SCHEDULER, tiny_t2v_pipeline
 
     torch.manual_seed(0)
     unet = UNet3DConditionModel(

@@ -50,7 +50,8 @@ from PIL import Image  # noqa: E402
 from pytest_benchmark.fixture import BenchmarkFixture  # noqa: E402
 
 from rewardkit import create_reward  # noqa: E402
-from rewardkit.testing import gradient_images, write_hps_checkpoint  # noqa: E402
+from rewardkit.testing import gradient_images  # noqa: E402
+from rewardkit.testing.clip import write_hps_checkpoint  # noqa: E402
 from tests.parity.official import official_hpsv2, release_official_hpsv2  # noqa: E402
 
 ARCHITECTURE = os.environ.get("REWARDKIT_BENCH_ARCH", "ViT-B-32")

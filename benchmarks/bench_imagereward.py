@@ -5,7 +5,7 @@ Run:
         -p no:cacheprovider
 
 Weights: one random checkpoint in the official ``ImageReward.pt`` layout with its ``med_config.json``
-(``rewardkit.testing_imagereward``), loaded by both sides; the official model is built by
+(``rewardkit.testing.imagereward``), loaded by both sides; the official model is built by
 ``tests/parity/official_imagereward.py`` (transformers-5 patches, offline tokenizer). Default size:
 ``tiny`` (ViT 128 x 2 blocks, BERT 32 x 2 layers, 224 px, 197 image tokens, 35 text tokens, full 30524-row
 vocabulary). ``REWARDKIT_BENCH_SIZE=real`` uses the published ViT-L/16 + BERT-base (~1.8 GB of fp32
@@ -43,7 +43,7 @@ from pytest_benchmark.fixture import BenchmarkFixture  # noqa: E402
 
 from rewardkit import create_reward  # noqa: E402
 from rewardkit.testing import gradient_images  # noqa: E402
-from rewardkit.testing_imagereward import (  # noqa: E402
+from rewardkit.testing.imagereward import (  # noqa: E402
     REAL_MED_CONFIG,
     REAL_VISION,
     write_bert_vocab,
@@ -87,7 +87,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def reward(files) -> torch.nn.Module:
     checkpoint, tokenizer = files
-    return create_reward("imagereward", weights=str(checkpoint), tokenizer=str(tokenizer), mode="reference")
+    return create_reward("imagereward", weights={"model": str(checkpoint), "tokenizer": str(tokenizer)}, mode="reference")
 
 
 @pytest.fixture(scope="module")

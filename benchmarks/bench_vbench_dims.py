@@ -4,7 +4,7 @@ Run:
     HF_HUB_OFFLINE=1 uv run pytest benchmarks/bench_vbench_dims.py --benchmark-only -o python_files='bench_*.py' \\
         -p no:cacheprovider --benchmark-columns=mean,ops
 
-Workload: 4 synthetic videos (rewardkit.testing_vbench: static, flickering, squares at 1 and 5 px/frame) of
+Workload: 4 synthetic videos (rewardkit.testing.vbench: static, flickering, squares at 1 and 5 px/frame) of
 16 frames at 128x128, uint8 ``[4, 16, 3, 128, 128]``; ``ops`` x 4 is videos/s. Groups:
 
 - ``temporal_flickering``: rewardkit (one torch reduction over the batch) vs numpy as VBench writes it
@@ -38,8 +38,8 @@ from scipy.ndimage import map_coordinates  # noqa: E402
 
 from rewardkit import create_reward  # noqa: E402
 from rewardkit.rewards.motion import optical_flow  # noqa: E402
-from rewardkit.testing import write_open_clip_config, write_open_clip_safetensors  # noqa: E402
-from rewardkit.testing_vbench import (  # noqa: E402
+from rewardkit.testing.clip import write_open_clip_config, write_open_clip_safetensors  # noqa: E402
+from rewardkit.testing.vbench import (  # noqa: E402
     flicker_clip,
     moving_square_clip,
     static_clip,

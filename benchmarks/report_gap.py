@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from rewardkit import create_reward  # noqa: E402
 from rewardkit.scoring import collect_media  # noqa: E402
-from rewardkit.testing import (  # noqa: E402
+from rewardkit.testing.clip import (  # noqa: E402
     TINY_OPEN_CLIP,
     write_aesthetic_head,
     write_hps_checkpoint,
@@ -30,7 +30,7 @@ from rewardkit.testing import (  # noqa: E402
     write_open_clip_safetensors,
     write_pickscore_folders,
 )
-from rewardkit.testing_imagereward import write_bert_vocab, write_imagereward_checkpoint  # noqa: E402
+from rewardkit.testing.imagereward import write_bert_vocab, write_imagereward_checkpoint  # noqa: E402
 from rewardkit.video.io import probe, read_frames  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "videos"
@@ -58,13 +58,13 @@ def main() -> None:
     setups = {
         "hpsv2": {"weights": str(write_hps_checkpoint(folder / "hps.pt", str(config))), "architecture": str(config)},
         "clip": {"weights": clip_weights, "architecture": str(config)},
-        "pickscore": {"weights": str(model_dir), "processor": str(processor_dir)},
-        "aesthetic": {"weights": str(write_aesthetic_head(folder / "laion.pth", "laion", embed_dim=width)),
-                      "clip_weights": clip_weights, "architecture": str(config)},
-        "aesthetic:head=vbench": {"weights": str(write_aesthetic_head(folder / "vbench.pth", "vbench", embed_dim=width)),
-                                  "clip_weights": clip_weights, "architecture": str(config), "head": "vbench"},
-        "imagereward": {"weights": str(write_imagereward_checkpoint(folder / "ir").parent),
-                        "tokenizer": str(write_bert_vocab(folder / "bert"))},
+        "pickscore": {"weights": {"model": str(model_dir), "processor": str(processor_dir)}},
+        "aesthetic": {"weights": {"head": str(write_aesthetic_head(folder / "laion.pth", "laion", embed_dim=width)),
+                                  "backbone": clip_weights}, "architecture": str(config)},
+        "aesthetic:head=vbench": {"weights": {"head": str(write_aesthetic_head(folder / "vbench.pth", "vbench", embed_dim=width)),
+                                              "backbone": clip_weights}, "architecture": str(config), "head": "vbench"},
+        "imagereward": {"weights": {"model": str(write_imagereward_checkpoint(folder / "ir").parent),
+                                    "tokenizer": str(write_bert_vocab(folder / "bert"))}},
     }
     frames = image_set()
     prompt = "a red circle moving from left to right on a blue background"

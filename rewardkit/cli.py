@@ -15,31 +15,33 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 import rewardkit
+from rewardkit.errors import UserInputError
+from rewardkit.eval.cli import HelpFormatter
 from rewardkit.eval.cli import add_commands as add_eval_commands
-from rewardkit.registry import WeightFile, get_reward_info, list_rewards, parse_reward_spec, validate_options
-from rewardkit.scoring import WEIGHT_FREE_REWARDS, collect_media, iter_failures, score, summarize
-from rewardkit.weights import (
-    MissingWeightsError,
-    WeightsMismatchError,
-    cached_weight_path,
-    is_offline,
-    resolve_weight_file,
-    sha256_of,
-)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from rewardkit.registry import WeightFile
+
+# Building the parser and `--help` import neither torch nor any reward module: everything heavy is
+# imported inside the command that needs it.
 
 EXIT_OK, EXIT_FAILED_ROWS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-
-class UsageError(Exception):
-    """Bad arguments or setup: printed without a traceback, exit code 2."""
+EXIT_CODES = """exit codes:
+  0    every row scored (or skipped as not applicable)
+  1    some rows failed; the others are scored (see the status and error columns)
+  2    usage or setup error: bad arguments, unknown reward or option, missing weights or package,
+       a device this machine does not have
+  130  interrupted (Ctrl-C or kill): finished rows are kept; rerun the same command to resume"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
@@ -47,8 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` behaves like Ctrl-C: rows so far are kept
     try:
         return args.run(args)
-    except (UsageError, ValueError, MissingWeightsError, WeightsMismatchError, FileNotFoundError) as error:
-        print(f"rewardkit {args.command}: error: {error}", file=sys.stderr)
+    except (UserInputError, FileNotFoundError) as error:  # missing weights are a FileNotFoundError
+        advice = getattr(error, "advice", None)  # MissingWeightsError: the remedy in this command's syntax
+        print(f"rewardkit {args.command}: error: {advice(args.command) if advice else error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("\ninterrupted: finished rows are saved; run the same command again to resume", file=sys.stderr)
@@ -59,25 +62,43 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rewardkit", description="Score, fine-tune and evaluate with reward models.")
+def build_parser() -> argparse.ArgumentParser:
+    """The ``rewardkit`` argument parser (cheap: no torch, no CUDA probe, no reward module imported)."""
+    parser = argparse.ArgumentParser(
+        prog="rewardkit",
+        description="Score, fine-tune and evaluate with reward models.",
+        epilog="examples:\n  rewardkit score examples/videos\n  rewardkit list\n  rewardkit COMMAND --help",
+        formatter_class=HelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"rewardkit {rewardkit.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    listing = commands.add_parser("list", help="show every registered reward")
-    listing.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
+    listing = commands.add_parser(
+        "list", help="show every registered reward",
+        description="Every registered reward: modality, whether it needs a prompt, whether it is differentiable, "
+        "the weight files it needs with their sizes and licences, and whether they are cached here.",
+        epilog="examples:\n  rewardkit list\n  rewardkit list --format markdown > rewards.md",
+        formatter_class=HelpFormatter,
+    )
+    listing.add_argument("--format", choices=("table", "markdown", "csv"), default="table",
+                         help="table (default), csv, or markdown (the README's reward table, without the cache column)")
     listing.set_defaults(run=_run_list)
 
     scoring = commands.add_parser(
         "score",
         help="score images and videos with rewards",
-        description="Score files and folders (videos, images, frame folders). One row per file and reward.",
+        description="Score files and folders (videos, images, frame folders). One row per file and reward. "
+        "Without --out the per-file scores are printed; with it they go to the results file (rerun to resume) "
+        "and only the summary is printed.",
+        epilog="examples:\n  rewardkit score examples/videos\n"
+        "  rewardkit score videos/ --reward hpsv2 --prompts prompts.csv --out results.csv\n\n" + EXIT_CODES,
+        formatter_class=HelpFormatter,
     )
     scoring.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (walked recursively)")
     scoring.add_argument(
         "--reward", action="append", metavar="NAME[:key=value,...]",
-        help="reward to score with (repeatable), e.g. hpsv2:version=v2.0; default: the weight-free metrics "
-        f"({', '.join(WEIGHT_FREE_REWARDS)})",
+        help="reward to score with (repeatable), e.g. hpsv2:version=v2.0; default: every weight-free metric "
+        "whose packages are installed (temporal_flickering, dynamic_degree_flow, motion_smoothness_flow)",
     )
     scoring.add_argument("--prompts", metavar="FILE", help="CSV (path,prompt) or JSONL mapping files to prompts")
     scoring.add_argument(
@@ -87,20 +108,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     scoring.add_argument("--weighting", default="mean", help="combine frame scores: mean or tar:LAMBDA[:normalized]")
     scoring.add_argument("--batch-size", type=int, default=8, help="frames per model batch (default 8)")
-    scoring.add_argument("--device", default="cuda" if _cuda_available() else "cpu", help="default: cuda if available, else cpu")
-    scoring.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    scoring.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
+    scoring.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="model dtype (default fp32)")
     scoring.add_argument("--seed", type=int, default=0, help="seed for random frame sampling (default 0)")
     scoring.add_argument("--out", metavar="FILE", help="results table: .csv, .jsonl or .parquet (rerun to resume)")
     scoring.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: cores - 1, at most 4)")
     scoring.add_argument(
         "--weights", action="append", default=[], metavar="[NAME=]PATH",
-        help="local weights instead of the Hugging Face cache; NAME= picks the reward when several are scored",
+        help="local weights instead of the Hugging Face cache; NAME= picks the reward when several are scored, "
+        "NAME.ROLE= one file of a reward made of several (e.g. aesthetic.backbone=PATH)",
     )
     scoring.add_argument("--no-progress", action="store_true", help="no progress bar")
     scoring.set_defaults(run=_run_score)
 
-    download = commands.add_parser("download", help="fetch a reward's weights into the Hugging Face cache")
-    download.add_argument("rewards", nargs="+", metavar="NAME[:key=value,...]")
+    download = commands.add_parser(
+        "download", help="fetch a reward's weights into the Hugging Face cache",
+        description="Download the weight files of rewards (for their options, e.g. hpsv2:version=v2.0) into "
+        "the Hugging Face cache (or the rewardkit cache for files hosted elsewhere) and print each file's "
+        "path and sha256. Needs the network; run it on a connected machine and copy the cache.",
+        epilog="examples:\n  rewardkit download hpsv2\n  rewardkit download hpsv2:version=v2.0 pickscore",
+        formatter_class=HelpFormatter,
+    )
+    download.add_argument(
+        "rewards", nargs="+", metavar="NAME[:key=value,...]",
+        help="rewards whose weights to fetch, with the options that choose the files (see `rewardkit list`)",
+    )
     download.set_defaults(run=_run_download)
 
     add_eval_commands(commands)
@@ -109,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
         "finetune",
         help="fine-tune a text-to-video model against rewards (LoRA, reward backprop)",
         description="Run a fine-tuning recipe (finetune/*.toml). Exit 1 when a NaN/inf loss stopped the run.",
+        epilog="examples:\n  rewardkit finetune finetune/smoke-tiny.toml --set train.output_dir=runs/smoke\n"
+        "  rewardkit finetune --resume runs/smoke --set train.max_steps=8",
+        formatter_class=HelpFormatter,
     )
     tuning.add_argument("recipe", nargs="?", metavar="RECIPE.toml", help="recipe; optional with --resume (the run's config.toml is used)")
     tuning.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE",
@@ -116,7 +151,12 @@ def _parser() -> argparse.ArgumentParser:
     tuning.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     tuning.set_defaults(run=_run_finetune)
 
-    pairing = commands.add_parser("pairs", help="preference pairs (JSONL, for dpo / gran_dpo) from a `rewardkit score` table")
+    pairing = commands.add_parser(
+        "pairs", help="preference pairs (JSONL, for dpo / gran_dpo) from a `rewardkit score` table",
+        description="Pair the videos of each prompt in a `rewardkit score` table by one reward: best vs worst, or every two.",
+        epilog="example:\n  rewardkit pairs results.csv --out pairs.jsonl --reward hpsv2 --margin 0.005",
+        formatter_class=HelpFormatter,
+    )
     pairing.add_argument("results", metavar="RESULTS", help="a results table of `rewardkit score --out` with several videos per prompt")
     pairing.add_argument("--out", required=True, metavar="PAIRS.jsonl", help="where to write the pairs")
     pairing.add_argument("--reward", metavar="NAME", help="the reward to rank by (needed when the table has several)")
@@ -124,7 +164,13 @@ def _parser() -> argparse.ArgumentParser:
     pairing.add_argument("--rule", choices=("best-worst", "all"), default="best-worst", help="best vs worst video per prompt, or every two videos")
     pairing.set_defaults(run=_run_pairs)
 
-    env = commands.add_parser("env", help="versions, devices and caches, for bug reports")
+    env = commands.add_parser(
+        "env", help="versions, devices and caches, for bug reports",
+        description="Print the versions of rewardkit and its main packages, the GPU, the video backend, the "
+        "cache folders and whether the Hub is offline: paste it into bug reports.",
+        epilog="example:\n  rewardkit env",
+        formatter_class=HelpFormatter,
+    )
     env.set_defaults(run=_run_env)
     return parser
 
@@ -138,13 +184,38 @@ def _run_pairs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cuda_available() -> bool:
+def default_device() -> str:
+    """cuda when torch finds a GPU, else cpu (probed only when a command runs, never for --help)."""
     import torch
 
-    return torch.cuda.is_available()
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_rewards() -> tuple[list[str], list[str]]:
+    """The weight-free metrics ``score`` uses without --reward: (usable here, left out with the reason)."""
+    from rewardkit.lazy import check_dependencies
+    from rewardkit.scoring import WEIGHT_FREE_REWARDS
+
+    usable, left_out = [], []
+    for name in WEIGHT_FREE_REWARDS:
+        try:
+            check_dependencies(vars(sys.modules[_reward_module(name)]))
+        except UserInputError as error:
+            left_out.append(f"{name} ({error})")
+        else:
+            usable.append(name)
+    return usable, left_out
+
+
+def _reward_module(name: str) -> str:
+    from rewardkit.registry import get_reward_info
+
+    return get_reward_info(name).factory.__module__
 
 
 def _run_list(args: argparse.Namespace) -> int:
+    from rewardkit.registry import list_rewards
+
     rows = []
     for info in list_rewards():
         files = info.weight_files()
@@ -154,57 +225,80 @@ def _run_list(args: argparse.Namespace) -> int:
             "prompt": "yes" if info.needs_prompt else "no",
             "differentiable": "yes" if info.differentiable else "no",
             "weights": ", ".join(w.label for w in files) or "none (weight-free)",
-            "size": ", ".join(w.size_text for w in files if w.size) or "-",
-            "cached": ("yes" if all(_is_cached(w) for w in files) else "no") if files else "-",
+            "size": ", ".join(w.size_text for w in files) or "-",
+            "cached": _cached_text(files),
             "licence": ", ".join(sorted({w.license for w in files})) or "-",
         })
-    table = pd.DataFrame(rows)
+    columns = list(rows[0])
     if args.format == "csv":
-        print(table.to_csv(index=False), end="")
-    elif args.format == "markdown":
-        print(_markdown(table))
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    elif args.format == "markdown":  # the README's reward table: the same on every machine, so no cache column
+        shown = [column for column in columns if column != "cached"]
+        print(_markdown(shown, [[row[column] for column in shown] for row in rows]))
     else:
-        print(table.to_string(index=False))
+        widths = {column: max(len(column), *(len(row[column]) for row in rows)) for column in columns}
+        for values in ([*columns], *([row[column] for column in columns] for row in rows)):
+            print("  ".join(value.ljust(widths[column]) for column, value in zip(columns, values, strict=True)).rstrip())
     return EXIT_OK
 
 
-def _is_cached(weight: WeightFile) -> bool:
-    return cached_weight_path(weight) is not None
+def _cached_text(files: Sequence[WeightFile]) -> str:
+    from rewardkit.weights import cached_weight_path
+
+    if not files:
+        return "-"
+    if not all(weight.downloadable for weight in files):
+        return "by path"  # rewardkit cannot fetch it; `rewardkit download NAME` says where to get it
+    return "yes" if all(cached_weight_path(weight) is not None for weight in files) else "no"
 
 
-def _markdown(table: pd.DataFrame) -> str:
-    header = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(str(value) for value in row) + " |" for row in table.itertuples(index=False)]
+def _markdown(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    header = "| " + " | ".join(columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(str(value) for value in row) + " |" for row in rows]
     return "\n".join([header, rule, *body])
 
 
 def _weights_by_reward(values: Sequence[str], specs: Sequence[str]) -> dict[str, str]:
+    from rewardkit.registry import get_reward_info, parse_reward_spec
+
     names = [parse_reward_spec(spec)[0] for spec in specs]
     with_weights = [name for name in names if get_reward_info(name).weight_files()]
     mapping: dict[str, str] = {}
     for value in values:
-        name, separator, path = value.partition("=")
-        if separator and name in names:
-            mapping[name] = path
+        key, separator, path = value.partition("=")
+        if separator and key.partition(".")[0] in names:  # NAME=PATH, or NAME.ROLE=PATH for one file of several
+            mapping[key] = path
         elif len(with_weights) == 1:
             mapping[with_weights[0]] = value
         else:
-            raise UsageError(
+            raise UserInputError(
                 f"--weights {value!r}: with {len(with_weights)} rewards that need weights, write --weights NAME=PATH"
             )
     return mapping
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    specs = args.reward or list(WEIGHT_FREE_REWARDS)
+    from rewardkit.registry import get_reward_info, parse_device, parse_reward_spec, validate_options
+    from rewardkit.scoring import collect_media, score
+
+    device = str(parse_device(args.device or default_device()))  # a missing GPU is one line, before any work
+    specs = args.reward
+    if not specs:
+        specs, left_out = default_rewards()
+        for reason in left_out:
+            print(f"note: left out {reason}", file=sys.stderr)
     for spec in specs:  # fail fast on names and options, before any file is touched or model is loaded
         name, options = parse_reward_spec(spec)
         validate_options(get_reward_info(name), options)
     weights = _weights_by_reward(args.weights, specs)
     media, skipped = collect_media(args.paths)
     if not media:
-        raise UsageError(f"no images or videos found in {', '.join(args.paths)}")
+        raise UserInputError(f"no images or videos found in {', '.join(args.paths)}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         results = score(
@@ -214,7 +308,7 @@ def _run_score(args: argparse.Namespace) -> int:
             frames=args.frames,
             weighting=args.weighting,
             batch_size=args.batch_size,
-            device=args.device,
+            device=device,
             dtype=args.dtype,
             seed=args.seed,
             out=args.out,
@@ -231,6 +325,11 @@ def _run_score(args: argparse.Namespace) -> int:
 
 
 def _print_report(results: pd.DataFrame, skipped: Sequence[str], out: str | None) -> None:
+    from rewardkit.scoring import iter_failures, summarize
+
+    if out is None and not results.empty:
+        print(_per_file_table(results))
+        print()
     summary = summarize(results)
     if not summary.empty:
         summary["options"] = summary["options"].map(_short_options)
@@ -246,23 +345,50 @@ def _print_report(results: pd.DataFrame, skipped: Sequence[str], out: str | None
         print(f"results: {out} ({len(results)} rows)")
 
 
+def _per_file_table(results: pd.DataFrame) -> str:
+    """One line per file, one column per reward: the score, or the row's status when it has none."""
+    pairs = list(dict.fromkeys(zip(results["reward"], results["options"], strict=True)))
+    names = [reward for reward, _ in pairs]
+    labels = {
+        (reward, options): reward if names.count(reward) == 1 else f"{reward}:{_short_options(options)}"
+        for reward, options in pairs
+    }
+    cells = results.assign(
+        column=[labels[(reward, options)] for reward, options in zip(results["reward"], results["options"], strict=True)],
+        value=[f"{score:.4f}" if status == "ok" else status for score, status in zip(results["score"], results["status"], strict=True)],
+    )
+    table = cells.pivot_table(index="path", columns="column", values="value", aggfunc="first", sort=False)
+    return table[list(dict.fromkeys(cells["column"]))].fillna("-").to_string(index_names=False)
+
+
 def _short_options(options: str) -> str:
     values = json.loads(options)
-    return ",".join(f"{key}={value}" for key, value in values.items() if key not in ("architecture", "processor", "clip_weights", "tokenizer")) or "-"
+    return ",".join(f"{key}={value}" for key, value in values.items() if key != "architecture") or "-"
 
 
 def _run_download(args: argparse.Namespace) -> int:
+    from rewardkit.registry import get_reward_info, parse_reward_spec, validate_options
+    from rewardkit.weights import MissingWeightsError, fetch_weight_file, is_offline, sha256_of
+
     if is_offline():
-        raise UsageError("HF_HUB_OFFLINE is set; unset it to download (`rewardkit download` needs the network)")
+        raise UserInputError("HF_HUB_OFFLINE is set; unset it to download (`rewardkit download` needs the network)")
     for spec in args.rewards:
         name, options = parse_reward_spec(spec)
         info = get_reward_info(name)
         validate_options(info, options)
-        files = info.weight_files(options)
+        files = info.weight_roles(options)
         if not files:
             print(f"{name}: weight-free, nothing to download")
-        for weight in files:
-            path = resolve_weight_file(weight, reward=name)
+        for role, weight in files.items():
+            if not weight.downloadable:
+                flag = name if role == next(iter(files)) else f"{name}.{role}"
+                print(f"{name}: {weight.filename} ({weight.size_text}) cannot be downloaded by rewardkit: it is "
+                      f"{weight.manual}. Pass it with `--weights {flag}=PATH` (or weights=PATH in Python)")
+                continue
+            try:
+                path = fetch_weight_file(weight, reward=name)
+            except MissingWeightsError as error:
+                raise MissingWeightsError(f"{name}: {weight.filename} from {weight.source}: {error}") from error
             print(f"{name}: {weight.source} -> {path} ({os.path.getsize(path):,} bytes, sha256 {sha256_of(path)})")
     return EXIT_OK
 
@@ -271,7 +397,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
     from rewardkit.finetune import NonFiniteLossError, finetune
 
     if args.recipe is None and args.resume is None:
-        raise UsageError("give a recipe (e.g. finetune/smoke-tiny.toml) or --resume RUN_DIR")
+        raise UserInputError("give a recipe (e.g. finetune/smoke-tiny.toml) or --resume RUN_DIR")
     try:
         run_dir = finetune(args.recipe, overrides=args.overrides, resume=args.resume)
     except NonFiniteLossError as error:
@@ -287,6 +413,7 @@ def _run_env(args: argparse.Namespace) -> int:
     import torch
 
     from rewardkit.video import io
+    from rewardkit.weights import is_offline
 
     lines = {"rewardkit": rewardkit.__version__, "python": sys.version.split()[0]}
     for package in ("torch", "torchvision", "open_clip_torch", "transformers", "huggingface_hub", "decord", "av"):
@@ -295,7 +422,7 @@ def _run_env(args: argparse.Namespace) -> int:
         except metadata.PackageNotFoundError:
             lines[package] = "not installed"
     lines["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"
-    lines["video backend"] = "decord" if io._decord() else "PyAV"
+    lines["video backend"] = io.video_backend()
     from huggingface_hub import constants
 
     lines["HF cache"] = str(Path(constants.HF_HUB_CACHE))

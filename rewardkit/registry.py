@@ -4,18 +4,35 @@ Every scorer is a ``torch.nn.Module`` built by a factory function. The factory's
 the scorer's options; ``create_reward`` checks user-supplied options against that signature, converts
 string values (from the command line) to the annotated types, and names the close matches of anything
 it does not know.
+
+Registration is lazy: ``BUILTIN_REWARDS`` maps each built-in name to the module that registers it, so
+asking for one reward imports one module, and the reward modules import their heavy packages (open_clip,
+transformers, torchvision, OpenCV) only when a reward is built (:mod:`rewardkit.lazy`). Other packages
+add rewards through the entry-point group ``rewardkit.rewards``: each entry's name is the reward's name
+and its value the module that registers it, e.g. in their pyproject.toml::
+
+    [project.entry-points."rewardkit.rewards"]
+    my_reward = "my_package.rewards"
 """
 
 from __future__ import annotations
 
-import difflib
+import functools
+import importlib
+import importlib.metadata
 import inspect
+import math
+import os
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from rewardkit.errors import UserInputError
+from rewardkit.lazy import check_dependencies
+from rewardkit.parsing import convert, did_you_mean
 
 __all__ = [
     "WeightFile",
@@ -25,6 +42,9 @@ __all__ = [
     "list_rewards",
     "get_reward_info",
     "parse_reward_spec",
+    "parse_device",
+    "BUILTIN_REWARDS",
+    "ENTRY_POINT_GROUP",
 ]
 
 # Options every factory receives from ``create_reward`` itself rather than from the user's options.
@@ -33,12 +53,15 @@ COMMON_ARGUMENTS = ("device", "dtype", "weights")
 
 @dataclass(frozen=True)
 class WeightFile:
-    """One downloadable file a scorer needs.
+    """One file a scorer needs (with ``extra_files``, the companions that sit beside it).
 
     ``sha256`` is the published hash when one is pinned; when it is None the file is checked against the
-    Hugging Face Hub's own LFS hash instead (the blob name in the HF cache). ``size`` is in bytes.
-    Files hosted outside the Hub set ``url``: they are downloaded from it into the rewardkit cache
-    (``REWARDKIT_CACHE``), and ``repo`` then only names the project the file comes from.
+    Hugging Face Hub's own LFS hash instead (the blob name in the HF cache). ``size`` is in bytes (0: not
+    known). Files hosted outside the Hub set ``url``: they are downloaded from it into the rewardkit cache
+    (``REWARDKIT_CACHE``), and ``repo`` then only names the project the file comes from. Files that
+    rewardkit cannot download set ``manual`` to the instructions for getting them; the user passes their
+    path. ``holds_weights`` is False for configuration files (tokenizer, processor, architecture): they do
+    not enter the recorded ``weights_sha256``.
     """
 
     repo: str
@@ -49,6 +72,13 @@ class WeightFile:
     revision: str | None = None
     extra_files: tuple[str, ...] = ()
     url: str | None = None
+    manual: str = ""
+    holds_weights: bool = True
+
+    @property
+    def downloadable(self) -> bool:
+        """False for files only the user can supply (by path); see ``manual``."""
+        return not self.manual
 
     @property
     def size_text(self) -> str:
@@ -62,6 +92,8 @@ class WeightFile:
     @property
     def label(self) -> str:
         """A short name for tables: ``repo/filename``, with the host when the file is not on the Hub."""
+        if not self.downloadable:
+            return f"{self.repo}/{self.filename} (path only)"
         if self.url is None:
             return f"{self.repo}/{self.filename}"
         from urllib.parse import urlparse
@@ -79,9 +111,10 @@ class RewardInfo:
     needs_prompt: bool
     differentiable: bool
     higher_is_better: bool
-    score_range: tuple[float, float]
     description: str
-    weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], list[WeightFile]] = field(
+    score_range: tuple[float, float] | Callable[[Mapping[str, Any]], tuple[float, float]] = (-math.inf, math.inf)
+    """The range scores can take (infinite ends: unbounded), or a function of the options giving it."""
+    weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], Mapping[str, WeightFile]] = field(
         default_factory=dict
     )
     paper: str = ""
@@ -97,15 +130,23 @@ class RewardInfo:
             if name not in COMMON_ARGUMENTS and parameter.kind is inspect.Parameter.KEYWORD_ONLY
         }
 
-    def weight_files(self, options: Mapping[str, Any] | None = None) -> list[WeightFile]:
-        """The files the given options need: a ``version`` option picks one of several, else all of them."""
-        options = {**self.defaults, **(options or {})}
+    def weight_roles(self, options: Mapping[str, Any] | None = None) -> dict[str, WeightFile]:
+        """The files the given options need, by role (``model``, ``head``, ``backbone``, ``tokenizer``, ...).
+
+        The first role is the main one: a plain ``weights=PATH`` supplies it; ``weights={ROLE: PATH}`` any."""
         if callable(self.weights):
-            return self.weights(options)
-        version = options.get("version")
-        if version is not None and version in self.weights:
-            return [self.weights[version]]
-        return list(self.weights.values())
+            return dict(self.weights({**self.defaults, **(options or {})}))
+        return dict(self.weights)
+
+    def weight_files(self, options: Mapping[str, Any] | None = None) -> list[WeightFile]:
+        """The files the given options need (``weight_roles`` without the roles)."""
+        return list(self.weight_roles(options).values())
+
+    def score_range_for(self, options: Mapping[str, Any] | None = None) -> tuple[float, float]:
+        """The range of scores with the given options (e.g. ``clip:form=x100`` scores 0-100)."""
+        if callable(self.score_range):
+            return self.score_range({**self.defaults, **(options or {})})
+        return self.score_range
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -113,6 +154,31 @@ class RewardInfo:
 
 
 _REGISTRY: dict[str, RewardInfo] = {}
+
+# Built-in reward name -> the module whose import registers it (checked against the modules by the tests).
+BUILTIN_REWARDS: dict[str, str] = {
+    "aesthetic": "rewardkit.rewards.aesthetic",
+    "aesthetic_quality": "rewardkit.rewards.aesthetic",
+    "appearance_style": "rewardkit.rewards.clip",
+    "background_consistency": "rewardkit.rewards.clip",
+    "clip": "rewardkit.rewards.clip",
+    "dover": "rewardkit.rewards.dover",
+    "dynamic_degree": "rewardkit.rewards.raft",
+    "dynamic_degree_flow": "rewardkit.rewards.motion",
+    "hpsv2": "rewardkit.rewards.hpsv2",
+    "imagereward": "rewardkit.rewards.imagereward",
+    "imaging_quality": "rewardkit.rewards.musiq",
+    "motion_smoothness_flow": "rewardkit.rewards.motion",
+    "overall_consistency": "rewardkit.rewards.viclip",
+    "patch": "rewardkit.rewards.wrappers",
+    "pickscore": "rewardkit.rewards.pickscore",
+    "subject_consistency": "rewardkit.rewards.dino",
+    "temporal_flickering": "rewardkit.rewards.flicker",
+    "videoreward": "rewardkit.rewards.videoreward",
+    "videoscore": "rewardkit.rewards.videoscore",
+}
+
+ENTRY_POINT_GROUP = "rewardkit.rewards"
 
 
 def register_reward(
@@ -122,15 +188,17 @@ def register_reward(
     needs_prompt: bool,
     differentiable: bool,
     higher_is_better: bool = True,
-    score_range: tuple[float, float] = (float("-inf"), float("inf")),
+    score_range: tuple[float, float] | Callable[[Mapping[str, Any]], tuple[float, float]] = (-math.inf, math.inf),
     description: str = "",
-    weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], list[WeightFile]] | None = None,
+    weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], Mapping[str, WeightFile]] | None = None,
     paper: str = "",
     repository: str = "",
 ) -> Callable[[Callable[..., torch.nn.Module]], Callable[..., torch.nn.Module]]:
     """Decorator registering a scorer factory under ``name``.
 
-    The factory takes keyword-only options plus ``device``, ``dtype`` and ``weights``.
+    The factory takes keyword-only options plus ``device``, ``dtype`` and ``weights``. ``weights``
+    declares the files by role (a mapping, or a function of the options returning one); the factory
+    loads them through ``rewardkit.weights.build_with_weights``.
     """
     if modality not in ("image", "video"):
         raise ValueError(f"modality must be 'image' or 'video', got {modality!r}")
@@ -156,23 +224,41 @@ def register_reward(
     return decorator
 
 
-def _ensure_builtin_rewards_loaded() -> None:
-    # The reward modules register themselves on import; importing them here keeps the registry the
-    # single entry point without the bottom layer importing the rewards at module load.
-    import rewardkit.rewards  # noqa: F401
+@functools.cache
+def _plugin_modules() -> dict[str, str]:
+    """Reward name -> module, from the installed packages' ``rewardkit.rewards`` entry points."""
+    return {entry.name: entry.value for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _known_names() -> list[str]:
+    return sorted({*_REGISTRY, *BUILTIN_REWARDS, *_plugin_modules()})
+
+
+def _load(name: str) -> None:
+    """Import the module that registers ``name`` (a no-op once registered)."""
+    if name in _REGISTRY:
+        return
+    module = BUILTIN_REWARDS.get(name) or _plugin_modules().get(name)
+    if module is not None:
+        importlib.import_module(module)
+        if name not in _REGISTRY:
+            raise RuntimeError(f"importing {module} did not register the reward {name!r} it is listed for")
 
 
 def list_rewards() -> list[RewardInfo]:
-    """All registered scorers, sorted by name."""
-    _ensure_builtin_rewards_loaded()
+    """All registered scorers (built-in and from entry points), sorted by name."""
+    for name in _known_names():
+        _load(name)
     return [_REGISTRY[name] for name in sorted(_REGISTRY)]
 
 
 def get_reward_info(name: str) -> RewardInfo:
-    """The declaration of ``name``; an unknown name is a ValueError naming the close matches."""
-    _ensure_builtin_rewards_loaded()
+    """The declaration of ``name``; an unknown name is a UserInputError naming the close matches."""
+    _load(name)
     if name not in _REGISTRY:
-        raise ValueError(f"unknown reward {name!r}.{_suggest(name, _REGISTRY)} Run `rewardkit list` to see all.")
+        raise UserInputError(
+            f"unknown reward {name!r}.{did_you_mean(name, _known_names())} Run `rewardkit list` to see all."
+        )
     return _REGISTRY[name]
 
 
@@ -181,19 +267,21 @@ def create_reward(
     *,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
-    weights: str | None = None,
+    weights: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]] | None = None,
     **options: Any,
 ) -> torch.nn.Module:
     """Build the scorer registered as ``name``.
 
-    ``weights`` is an explicit path to the weights (file or folder) and skips the Hugging Face cache and
-    download. Option values may be strings (as from the command line); they are converted to the types
+    ``weights`` is an explicit path (file or folder) to the main weights file, or a mapping from role to
+    path for rewards made of several files (``{"head": ..., "backbone": ...}``; see
+    ``get_reward_info(name).weight_roles()``); what it leaves out comes from the caches or a download. Option values may be strings (as from the command line); they are converted to the types
     the factory declares.
     """
     info = get_reward_info(name)
     converted = validate_options(info, options)
+    check_dependencies(vars(importlib.import_module(info.factory.__module__)))
     module = info.factory(
-        device=torch.device(device) if device is not None else torch.device("cpu"),
+        device=parse_device(device),
         dtype=parse_dtype(dtype),
         weights=weights,
         **converted,
@@ -216,12 +304,13 @@ def validate_options(info: RewardInfo, options: Mapping[str, Any]) -> dict[str, 
             continue
         if key not in known:
             choices = ", ".join(sorted(known)) or "none"
-            raise ValueError(
-                f"unknown option {key!r} for reward {info.name!r}.{_suggest(key, known)} "
+            raise UserInputError(
+                f"unknown option {key!r} for reward {info.name!r}.{did_you_mean(key, known)} "
                 f"Its options are: {choices}."
             )
         annotation = typing.get_type_hints(info.factory).get(key, known[key].annotation)
-        converted[key] = _convert(info.name, key, value, annotation, known[key].default)
+        # Values from Python pass as they are; strings (from the command line) are converted.
+        converted[key] = convert(f"reward {info.name!r} option {key}", value, annotation, known[key].default) if isinstance(value, str) else value
     return converted
 
 
@@ -230,13 +319,13 @@ def parse_reward_spec(spec: str) -> tuple[str, dict[str, str]]:
     name, _, rest = spec.partition(":")
     name = name.strip()
     if not name:
-        raise ValueError(f"empty reward name in {spec!r}; write NAME or NAME:key=value,...")
+        raise UserInputError(f"empty reward name in {spec!r}; write NAME or NAME:key=value,...")
     options: dict[str, str] = {}
     if rest.strip():
         for item in rest.split(","):
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
-                raise ValueError(
+                raise UserInputError(
                     f"cannot read option {item!r} in {spec!r}; write options as key=value separated by commas"
                 )
             options[key.strip()] = value.strip()
@@ -260,8 +349,26 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
         "bfloat16": torch.bfloat16,
     }
     if dtype not in names:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of fp32, fp16, bf16")
+        raise UserInputError(f"unknown dtype {dtype!r}; use one of fp32, fp16, bf16")
     return names[dtype]
+
+
+def parse_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a torch device (default cpu); one that this machine does not have is a UserInputError."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserInputError(f"unknown device {str(device)!r}; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserInputError(f"device {str(device)!r} asked for, but torch finds no CUDA GPU here; use cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise UserInputError(f"device {str(device)!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise UserInputError(f"device {str(device)!r} asked for, but MPS is not available here; use cpu")
+    return parsed
 
 
 def format_size(size: int) -> str:
@@ -274,33 +381,3 @@ def format_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _suggest(word: str, candidates: Mapping[str, Any] | list[str]) -> str:
-    matches = difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.5)
-    if not matches:
-        return ""
-    return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"
-
-
-def _convert(reward: str, key: str, value: Any, annotation: Any, default: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    choices = typing.get_args(annotation) if typing.get_origin(annotation) is typing.Literal else ()
-    if choices:
-        if value not in choices:
-            raise ValueError(
-                f"option {key}={value!r} for reward {reward!r} is not one of {', '.join(map(repr, choices))}."
-                f"{_suggest(value, list(choices))}"
-            )
-        return value
-    target = annotation if annotation in (bool, int, float) else type(default) if default is not None else str
-    try:
-        if target is bool:
-            lowered = value.lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return lowered in ("true", "1", "yes")
-        if target in (int, float):
-            return target(value)
-    except ValueError:
-        raise ValueError(f"option {key}={value!r} for reward {reward!r} must be a {target.__name__}") from None
-    return value

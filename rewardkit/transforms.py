@@ -65,7 +65,7 @@ def as_float_images(pixels: torch.Tensor, keep_uint8: bool = False) -> torch.Ten
     if pixels.ndim == 5:
         raise ValueError(
             f"got a video batch {tuple(pixels.shape)} where images [B, 3, H, W] were expected; wrap the image "
-            f"reward with rewardkit.VideoReward(...) to score videos"
+            f"reward with rewardkit.PerFrameReward(...) to score videos"
         )
     if pixels.ndim != 4:
         raise ValueError(f"images must have shape [B, 3, H, W], got {tuple(pixels.shape)}")

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rewardkit import network
 from rewardkit.cli import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "videos"
@@ -42,6 +43,7 @@ def test_download_fills_the_cache_and_reports_the_hash(capsys, monkeypatch, tmp_
         return str(hps_checkpoint)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(network, "unreachable_reason", lambda url: None)  # the fake client stands for a reachable Hub
     assert main(["download", "hpsv2:version=v2.0"]) == 0
     out = capsys.readouterr().out
     assert requested == [("xswu/HPSv2", "HPS_v2_compressed.pt", True), ("xswu/HPSv2", "HPS_v2_compressed.pt", False)]
@@ -74,15 +76,15 @@ def test_weights_flag_needs_a_name_when_several_rewards_need_weights(capsys, val
 def test_score_examples_with_dover_and_imagereward(tmp_path, capsys):
     """Issue 3's acceptance command, `rewardkit score examples/videos --reward dover --reward imagereward`,
     with tiny random checkpoints in the official layouts passed as --weights."""
-    from rewardkit.testing_dover import write_dover_checkpoint
-    from rewardkit.testing_imagereward import write_bert_vocab, write_imagereward_checkpoint
+    from rewardkit.testing.dover import write_dover_checkpoint
+    from rewardkit.testing.imagereward import write_bert_vocab, write_imagereward_checkpoint
 
     dover = write_dover_checkpoint(tmp_path / "DOVER.pth")
     imagereward = write_imagereward_checkpoint(tmp_path / "imagereward")
     tokenizer = write_bert_vocab(tmp_path / "bert")
     out = tmp_path / "results.csv"
     code = main([
-        "score", str(EXAMPLES), "--reward", "dover", "--reward", f"imagereward:tokenizer={tokenizer}",
+        "score", str(EXAMPLES), "--reward", "dover", "--reward", "imagereward", "--weights", f"imagereward.tokenizer={tokenizer}",
         "--weights", f"dover={dover}", "--weights", f"imagereward={imagereward}", "--out", str(out),
         "--workers", "0", "--no-progress",
     ])

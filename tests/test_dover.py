@@ -3,7 +3,7 @@ reward contract (seeded randomness, gradients, engine columns).
 
 The numeric parity of the model itself with the official code (same weights, same views) was measured
 once outside the test suite (the official code is not a package); see the module docstring's sources.
-Model tests use tiny random checkpoints written by ``rewardkit.testing_dover`` in the official layout.
+Model tests use tiny random checkpoints written by ``rewardkit.testing.dover`` in the official layout.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from rewardkit.rewards.dover import (
     technical_view,
 )
 from rewardkit.testing import put_in_hf_cache
-from rewardkit.testing_dover import (
+from rewardkit.testing.dover import (
     TINY_DOVER,
     TINY_DOVER_MOBILE,
     pattern_video,

@@ -30,7 +30,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory) -> dict[str, Path]:
-    from rewardkit.testing_finetune import write_tiny_animatediff_pipeline, write_tiny_t2v_pipeline
+    from rewardkit.testing.finetune import write_tiny_animatediff_pipeline, write_tiny_t2v_pipeline
 
     return {
         "unet3d": write_tiny_t2v_pipeline(tmp_path_factory.mktemp("tiny-t2v")),
@@ -160,7 +160,7 @@ def test_animatediff_from_sd15_pndm_config_ends_at_alpha_one(model_dirs, tmp_pat
     """An SD 1.5 base whose scheduler is SD's PNDMScheduler config (scaled_linear, set_alpha_to_one false,
     the runwayml/stable-diffusion-v1-5 scheduler_config.json values) + a MotionAdapter: the DDIM chain ends
     at alpha 1 (AnimateDiff's DDIM, diffusers' set_alpha_to_one default) on linear betas."""
-    from rewardkit.testing_finetune import tiny_sd_unet_and_motion_adapter
+    from rewardkit.testing.finetune import tiny_sd_unet_and_motion_adapter
 
     sd = tmp_path / "sd"
     for part in ("vae", "text_encoder", "tokenizer"):

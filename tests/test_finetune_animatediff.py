@@ -36,7 +36,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    from rewardkit.testing_finetune import write_tiny_animatediff_pipeline
+    from rewardkit.testing.finetune import write_tiny_animatediff_pipeline
 
     return write_tiny_animatediff_pipeline(tmp_path_factory.mktemp("tiny-animatediff"))
 
@@ -149,7 +149,7 @@ def test_only_selected_frames_are_decoded(adapter):
 def test_base_model_plus_motion_adapter(model_dir, tmp_path):
     """An SD folder (unet = UNet2DConditionModel) + a MotionAdapter folder give the same UNetMotionModel as
     the saved pipeline (same seed) and AnimateDiff's linear-beta DDIM; the SD folder alone is a clear error."""
-    from rewardkit.testing_finetune import tiny_sd_unet_and_motion_adapter
+    from rewardkit.testing.finetune import tiny_sd_unet_and_motion_adapter
 
     sd = tmp_path / "sd"
     for part in ("vae", "text_encoder", "tokenizer", "scheduler"):

@@ -33,7 +33,7 @@ def test_reward_backprop_numbers_unchanged(mode, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from rewardkit.testing_finetune import write_tiny_t2v_pipeline
+    from rewardkit.testing.finetune import write_tiny_t2v_pipeline
 
     with safe_open(str(GOLDEN / f"{mode}.safetensors"), framework="pt") as handle:
         metadata = handle.metadata()

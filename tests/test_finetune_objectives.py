@@ -1,5 +1,5 @@
 """The preference and regression objectives on the tiny random UNet3D pipeline (ModelScope layout) and
-synthetic bright-vs-dark clips (rewardkit.testing_finetune.write_bright_dark_data): a DPO learning check
+synthetic bright-vs-dark clips (rewardkit.testing.finetune.write_bright_dark_data): a DPO learning check
 on held-out pairs, the per-video latent cache, a NaN on the loss stopping the run with the batch saved,
 smoke runs of every objective's recipe, and resume skipping an incomplete checkpoint and reproducing the
 next step's loss."""
@@ -34,14 +34,14 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    from rewardkit.testing_finetune import write_tiny_t2v_pipeline
+    from rewardkit.testing.finetune import write_tiny_t2v_pipeline
 
     return write_tiny_t2v_pipeline(tmp_path_factory.mktemp("tiny-t2v"))
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    from rewardkit.testing_finetune import write_bright_dark_data
+    from rewardkit.testing.finetune import write_bright_dark_data
 
     return write_bright_dark_data(tmp_path_factory.mktemp("bright-dark"), count=8)
 
@@ -165,7 +165,7 @@ def test_two_process_run_finishes_with_samples_at_the_last_step(recipe, family, 
     import sys
 
     if family == "animatediff":
-        from rewardkit.testing_finetune import write_tiny_animatediff_pipeline
+        from rewardkit.testing.finetune import write_tiny_animatediff_pipeline
 
         model = write_tiny_animatediff_pipeline(tmp_path / "model")
     else:

@@ -20,7 +20,7 @@ from rewardkit.finetune.pairs import build_pairs
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> Path:
-    from rewardkit.testing_finetune import write_bright_dark_data
+    from rewardkit.testing.finetune import write_bright_dark_data
 
     return write_bright_dark_data(tmp_path_factory.mktemp("bright-dark"), count=3)
 

@@ -26,7 +26,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    from rewardkit.testing_finetune import write_tiny_t2v_pipeline
+    from rewardkit.testing.finetune import write_tiny_t2v_pipeline
 
     return write_tiny_t2v_pipeline(tmp_path_factory.mktemp("tiny-t2v"))
 

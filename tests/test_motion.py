@@ -2,7 +2,7 @@
 
 References: VBench's formulas written out independently in numpy below (np.sort-based top-k as in
 vbench/dynamic_degree.py ``get_score``, the loops of ``check_move``/``check_static``, motion_smoothness's
-``vfi_score``), hand-computed values, and synthetic clips with known motion (rewardkit.testing_vbench).
+``vfi_score``), hand-computed values, and synthetic clips with known motion (rewardkit.testing.vbench).
 """
 
 import math
@@ -26,7 +26,7 @@ from rewardkit.rewards.motion import (
     static_params,
     top_fraction_mean,
 )
-from rewardkit.testing_vbench import flicker_clip, moving_square_clip, static_clip, to_video_tensor
+from rewardkit.testing.vbench import flicker_clip, moving_square_clip, static_clip, to_video_tensor
 
 
 def vbench_get_score(flow: np.ndarray, fraction: float) -> float:

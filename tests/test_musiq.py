@@ -1,7 +1,7 @@
 """MUSIQ and VBench ``imaging_quality`` (rewardkit.rewards.musiq) on tiny random-weight checkpoints in pyiqa's
 layout, loaded through ``create_reward("imaging_quality", weights=PATH)``.
 
-References: pyiqa's key names and shapes (rewardkit.testing_musiq, written out from pyiqa/archs/musiq_arch.py),
+References: pyiqa's key names and shapes (rewardkit.testing.musiq, written out from pyiqa/archs/musiq_arch.py),
 hand-built patch grids for pyiqa's ``get_multiscale_patches`` (TF "SAME" padding, hashed positions, scale
 ids, padding masks), VBench's ``transform`` and per-frame loop written out below (vbench/imaging_quality.py).
 The model itself was compared once with pyiqa 0.1.16 outside the repository (see the module docstring of
@@ -22,7 +22,7 @@ from rewardkit.rewards.musiq import (
     multiscale_patches,
     vbench_imaging_resize,
 )
-from rewardkit.testing_musiq import official_musiq_shapes, write_musiq_checkpoint
+from rewardkit.testing.musiq import official_musiq_shapes, write_musiq_checkpoint
 from rewardkit.weights import MissingWeightsError, WeightsMismatchError, cached_weight_path, sha256_of
 
 TINY = {"hidden_size": 48, "mlp_dim": 64, "num_layers": 2}

@@ -9,7 +9,7 @@ import torch
 
 from rewardkit import create_reward
 from rewardkit.cli import main
-from rewardkit.rewards.wrappers import PatchReward, VideoReward, parse_grid, patch_boxes
+from rewardkit.rewards.wrappers import PatchReward, PerFrameReward, parse_grid, patch_boxes
 from rewardkit.scoring import score
 from rewardkit.testing import pattern_image
 from rewardkit.video.io import write_video
@@ -78,7 +78,7 @@ def test_min_pooling_and_video_shapes(hps):
     assert result.patches.shape == (2, 3, 2, 2) and result.pooled.shape == (2, 3)
     torch.testing.assert_close(result.pooled, result.patches.flatten(2).amin(-1))
     # As a frame reward inside VideoReward: the pooled patch score per sampled frame, then the weighting.
-    video_reward = VideoReward(patch, Segmental(3, "first"), TemporalAttenuation(1.0))
+    video_reward = PerFrameReward(patch, Segmental(3, "first"), TemporalAttenuation(1.0))
     expected = TemporalAttenuation(1.0)(result.pooled, torch.tensor([[0, 1, 2]] * 2), 3)
     torch.testing.assert_close(video_reward(videos, ["a", "b"]), expected)
 

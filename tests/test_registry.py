@@ -13,7 +13,8 @@ def test_every_reward_declares_its_contract():
     for info in list_rewards():
         assert info.modality in ("image", "video")
         assert isinstance(info.differentiable, bool) and isinstance(info.needs_prompt, bool)
-        assert info.score_range[0] < info.score_range[1]
+        low, high = info.score_range_for()
+        assert low < high
         for weight in info.weight_files():
             assert weight.repo and weight.filename and weight.license
 
@@ -57,3 +58,11 @@ def test_dtype_names():
     assert parse_dtype("bf16") is torch.bfloat16 and parse_dtype(None) is torch.float32
     with pytest.raises(ValueError, match="fp32, fp16, bf16"):
         parse_dtype("int8")
+
+
+def test_score_range_follows_the_options():
+    """clip's forms by their formulas: cosine in [-1, 1], Hessel's 2.5 * max(cos, 0), max(100 * cos, 0)."""
+    info = get_reward_info("clip")
+    assert info.score_range_for() == (-1.0, 1.0)
+    assert info.score_range_for({"form": "hessel"}) == (0.0, 2.5)
+    assert info.score_range_for({"form": "x100"}) == (0.0, 100.0)

@@ -199,7 +199,7 @@ def test_scores_do_not_change_with_batch_size_or_workers(tmp_path, tiny_rewards)
 
 
 def test_rerun_skips_finished_rows_and_interrupted_runs_resume(capsys, tmp_path, monkeypatch, tiny_rewards):
-    from rewardkit import scoring
+    from rewardkit.scoring import engine
 
     arguments = ["examples/videos", *hps_args(tiny_rewards), "--reward", "temporal_flickering", "--prompts", "examples/prompts.csv"]
     complete = tmp_path / "complete.csv"
@@ -207,7 +207,7 @@ def test_rerun_skips_finished_rows_and_interrupted_runs_resume(capsys, tmp_path,
 
     interrupted = tmp_path / "interrupted.csv"
     emitted = []
-    original = scoring._Engine._emit
+    original = engine.Engine._emit
 
     def emit_then_interrupt(self, row, **kwargs):
         if len(emitted) == 3:
@@ -215,11 +215,11 @@ def test_rerun_skips_finished_rows_and_interrupted_runs_resume(capsys, tmp_path,
         emitted.append(row)
         original(self, row, **kwargs)
 
-    monkeypatch.setattr(scoring._Engine, "_emit", emit_then_interrupt)
+    monkeypatch.setattr(engine.Engine, "_emit", emit_then_interrupt)
     code, _, stderr = run_cli(capsys, *arguments, "--out", interrupted)
     assert code == 130 and "resume" in stderr
     assert len(pd.read_csv(interrupted)) == 3
-    monkeypatch.setattr(scoring._Engine, "_emit", original)
+    monkeypatch.setattr(engine.Engine, "_emit", original)
 
     first_rows = pd.read_csv(interrupted)
     assert run_cli(capsys, *arguments, "--out", interrupted)[0] == 0
@@ -232,7 +232,7 @@ def test_rerun_skips_finished_rows_and_interrupted_runs_resume(capsys, tmp_path,
 
     before = pd.read_csv(interrupted)
     calls = []
-    monkeypatch.setattr(scoring._Engine, "_accept", lambda self, decoded: calls.append(decoded))
+    monkeypatch.setattr(engine.Engine, "_accept", lambda self, decoded: calls.append(decoded))
     assert run_cli(capsys, *arguments, "--out", interrupted)[0] == 0
     assert calls == [] and pd.read_csv(interrupted).equals(before)
 

@@ -1,4 +1,4 @@
-"""VBench's prompt-conditioned dimensions (rewardkit.rewards.vbench_semantic) on tiny random-weight checkpoints
+"""VBench's prompt-conditioned dimensions (rewardkit.rewards.clip: appearance_style; rewardkit.rewards.viclip: overall_consistency) on tiny random-weight checkpoints
 in the official layouts, loaded through ``create_reward(name, weights=PATH)``.
 
 References: VBench's loops written out below (vbench/appearance_style.py with ``clip_transform_Image`` on PIL
@@ -16,9 +16,9 @@ from PIL import Image
 from torchvision import transforms
 
 from rewardkit import create_reward
-from rewardkit.rewards.vbench_semantic import VBenchMiddleFrames
-from rewardkit.testing import write_open_clip_config, write_open_clip_safetensors
-from rewardkit.testing_vbench import (
+from rewardkit.rewards.viclip import VBenchMiddleFrames
+from rewardkit.testing.clip import write_open_clip_config, write_open_clip_safetensors
+from rewardkit.testing.vbench import (
     flicker_clip,
     moving_square_clip,
     to_video_tensor,

@@ -1,6 +1,6 @@
 """`videoreward` (VideoAlign) on tiny random checkpoints in the official layout, loaded through create_reward.
 
-The tiny files (``rewardkit.testing_videoreward``) have the official key names and nesting: the official
+The tiny files (``rewardkit.testing.videoreward``) have the official key names and nesting: the official
 ``inference.py`` (KwaiVGI/VideoAlign commit 219ab9d, transformers 4.45.2, peft 0.10.0) loads them strictly
 and, run on the same tiny files and videos, agrees with this reward to 1.4e-6 in fp32 (a one-off comparison
 outside the test suite, see the report); these tests check each piece against hand-computed values or an
@@ -36,7 +36,7 @@ from rewardkit.rewards.videoreward import (
     smart_resize,
 )
 from rewardkit.testing import put_in_hf_cache
-from rewardkit.testing_videoreward import (
+from rewardkit.testing.videoreward import (
     REAL_BASE_CONFIG,
     model_config_json,
     official_state_dict_shapes,
@@ -326,7 +326,7 @@ def test_missing_files_are_clear_errors(videoreward_files, tmp_path):
     with pytest.raises(MissingWeightsError, match="LoRA adapter"):
         create_reward("videoreward", weights=str(tmp_path / "adapter"))
     with pytest.raises(MissingWeightsError, match="preprocessor_config.json"):
-        create_reward("videoreward", weights=str(folder), base=str(tmp_path / "adapter"))
+        create_reward("videoreward", weights={"model": str(folder), "base": str(tmp_path / "adapter")})
     settings = json.loads((folder / "model_config.json").read_text())
     settings["data_config"]["prompt_template_type"] = "simple"
     (tmp_path / "other").mkdir()
@@ -490,7 +490,7 @@ def _real_files() -> tuple[Path, Path] | None:
 def test_real_weights_load_strictly_and_score():
     folder, base = _real_files()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    reward = create_reward("videoreward", weights=str(folder), base=str(base), device=device)
+    reward = create_reward("videoreward", weights={"model": str(folder), "base": str(base)}, device=device)
     assert len(reward.processor.tokenizer) == 151660
     frames, indices, num_frames = sampled(reward, videos(count=1, frames=8))
     details = reward.score_sampled_details(frames, indices, num_frames, PROMPTS[:1])

@@ -27,7 +27,7 @@ from rewardkit.rewards.videoscore import (
     build_query,
 )
 from rewardkit.testing import pattern_image, put_in_hf_cache
-from rewardkit.testing_vlm import official_state_dict_shapes, write_videoscore_checkpoint
+from rewardkit.testing.videoscore import official_state_dict_shapes, write_videoscore_checkpoint
 from rewardkit.weights import MissingWeightsError, WeightsMismatchError
 
 PROMPTS = ["a red fox running through a snowy forest at dawn", "a cat", "two people walking on the beach at sunset"]
@@ -98,7 +98,7 @@ def test_scores_are_deterministic(build):
 
 def test_model_keys_are_the_official_ones(build, folder):
     """The module's state dict has exactly the keys and shapes of Mantis' Idefics2ForSequenceClassification
-    (independent list in rewardkit.testing_vlm, checked against a Mantis save_pretrained)."""
+    (independent list in rewardkit.testing.videoscore, checked against a Mantis save_pretrained)."""
     own = {key: tuple(value.shape) for key, value in build().model.state_dict().items()}
     official = official_state_dict_shapes(json.loads((folder / "config.json").read_text()))
     assert own == official

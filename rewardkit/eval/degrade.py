@@ -2,8 +2,8 @@
 damage: added flicker (alternating brightness), frozen frames (every frame held for several) and blur.
 
 ``python -m rewardkit.eval.degrade SRC DST [--kind flicker|freeze|blur|all]`` copies every video and frame
-folder of SRC into DST degraded (as mp4; still images and prompt files are copied as they are, so files
-still pair up by name).
+folder of SRC into DST degraded, each under its own name and container (a ``.webm`` stays VP9 in
+``.webm``); still images and prompt files are copied as they are, so files still pair up by name.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rewardkit.scoring import _natural_key, collect_media
+from rewardkit.errors import UserInputError
+from rewardkit.parsing import natural_key
+from rewardkit.scoring import collect_media
 from rewardkit.video.io import media_kind, probe, read_frames, write_video
 
 __all__ = ["add_flicker", "freeze_frames", "blur", "degrade_folder", "DEGRADATIONS"]
@@ -51,7 +53,7 @@ def degrade_folder(source: str | os.PathLike[str], target: str | os.PathLike[str
     prompt files and non-video media copied unchanged). Returns the written videos."""
     for kind in kinds:
         if kind not in DEGRADATIONS:
-            raise ValueError(f"unknown degradation {kind!r}; choose from {', '.join(DEGRADATIONS)}")
+            raise UserInputError(f"unknown degradation {kind!r}; choose from {', '.join(DEGRADATIONS)}")
     source, target = Path(source), Path(target)
     media, _ = collect_media([source])
     written = []
@@ -72,11 +74,10 @@ def degrade_folder(source: str | os.PathLike[str], target: str | os.PathLike[str
                 frames = DEGRADATIONS[kind](frames)
         if Path(path).is_dir():  # a frame folder stays a frame folder, frames under their own names
             destination.mkdir(parents=True, exist_ok=True)
-            names = sorted((item.name for item in Path(path).iterdir() if media_kind(item) == "image"), key=_natural_key)
+            names = sorted((item.name for item in Path(path).iterdir() if media_kind(item) == "image"), key=natural_key)
             for name, frame in zip(names, frames, strict=True):
                 Image.fromarray(frame).save(destination / name)
-        else:
-            destination = destination.with_suffix(".mp4")
+        else:  # same name and container, so the degraded file pairs with its original
             write_video(destination, frames)
         written.append(destination)
     return written

@@ -25,9 +25,12 @@ from typing import Any
 import pandas as pd
 
 import rewardkit
+from rewardkit.errors import UserInputError
 from rewardkit.eval.suite import Suite, load_suite
 from rewardkit.eval.vbench import QUALITY, SEMANTIC, normalize, vbench_totals
+from rewardkit.registry import parse_reward_spec
 from rewardkit.scoring import collect_media, find_prompt, load_prompt_table, score
+from rewardkit.weights import require_weights, weights_for
 
 __all__ = ["EvalRun", "evaluate", "aggregate", "load_run"]
 
@@ -51,12 +54,12 @@ def _shard() -> tuple[int, int, Callable[[], None]]:
     try:
         from accelerate import PartialState
     except ModuleNotFoundError:
-        raise ValueError("a multi-process eval needs accelerate: pip install 'rewardkit[train]'") from None
+        raise UserInputError("a multi-process eval needs accelerate: pip install 'rewardkit[train]'") from None
     import torch
 
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU-only machines: gloo processes
     if state.num_processes != world:
-        raise ValueError(
+        raise UserInputError(
             f"WORLD_SIZE is {world} but accelerate set up {state.num_processes} process(es); launch with "
             f"`accelerate launch` or `torchrun --nproc_per_node N` so every process scores its own share"
         )
@@ -71,6 +74,13 @@ def _device(device: str | None) -> str:
     if not torch.cuda.is_available():
         return "cpu"
     return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+
+
+def _reward_spec(spec: str, extra: Mapping[str, str]) -> str:
+    """A dimension's reward spec with the options given for it on the command line appended."""
+    if not extra:
+        return spec
+    return spec + ("," if ":" in spec else ":") + ",".join(f"{key}={value}" for key, value in extra.items())
 
 
 def evaluate(
@@ -106,13 +116,15 @@ def evaluate(
     media, _ = collect_media(paths)
     table = load_prompt_table(prompts) if prompts is not None else {}
     mine = media[rank::world]
+    specs = {dimension.name: _reward_spec(dimension.reward, (options or {}).get(dimension.name, {})) for dimension in suite.dimensions}
+    # Every missing weights file of the suite in one error, before anything is scored.
+    require_weights(
+        (name, spec_options, weights_for(name, spec_options, weights or {}))
+        for name, spec_options in map(parse_reward_spec, specs.values())
+    )
     parts = []
     for dimension in suite.dimensions:
-        spec = dimension.reward
-        extra = dict((options or {}).get(dimension.name, {}))
-        if extra:
-            separator = "," if ":" in spec else ":"
-            spec += separator + ",".join(f"{key}={value}" for key, value in extra.items())
+        spec = specs[dimension.name]
         shard_name = f"{dimension.name}.csv" if world == 1 else f"{dimension.name}.rank{rank}.csv"
         result = score(
             mine,
@@ -175,6 +187,7 @@ def aggregate(
             "std": float(scores.std(ddof=1)) if len(ok) > 1 else math.nan,
             "failed": int((group["status"] == "failed").sum()),
             "skipped": int((group["status"] == "skipped").sum()),
+            "tolerance": math.nan if dimension.tolerance is None else float(dimension.tolerance),
         })
     dimensions = pd.DataFrame(rows)
     vbench_scores = {
@@ -235,7 +248,7 @@ def load_run(path: str | os.PathLike[str]) -> EvalRun:
     """Read a run directory written by ``evaluate``."""
     run_dir = Path(path)
     if not (run_dir / "summary.json").is_file():
-        raise ValueError(f"{str(run_dir)!r} is not an eval run directory (no summary.json); run `rewardkit eval` first")
+        raise UserInputError(f"{str(run_dir)!r} is not an eval run directory (no summary.json); run `rewardkit eval` first")
     return EvalRun(
         pd.read_csv(run_dir / "videos.csv", keep_default_na=False, na_values=[""]),
         pd.read_csv(run_dir / "dimensions.csv", keep_default_na=False, na_values=[""]),

@@ -15,32 +15,29 @@ weighting = "mean"                # how frame scores combine (default mean)
 aggregate = "mean"                # over videos: mean, or frame_pairs (weighted by frames - 1, as VBench's
                                   # consistency dimensions average over all frame pairs)
 vbench = true                     # a VBench dimension: normalised and counted in Quality/Semantic/Total
+tolerance = 0.002                 # optional: the drop `rewardkit regress` tolerates (absolute, score units)
 ```
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rewardkit.errors import UserInputError
 from rewardkit.eval.vbench import VBENCH_DIMENSIONS
+from rewardkit.parsing import did_you_mean
 from rewardkit.registry import get_reward_info, parse_reward_spec
-from rewardkit.video.sampling import parse_sampler
-from rewardkit.video.weighting import parse_weighting
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from rewardkit.toml import tomllib
+from rewardkit.video.sampling import FrameSampler, Segmental, parse_sampler
+from rewardkit.video.weighting import FrameWeighting, Mean, parse_weighting
 
 __all__ = ["Dimension", "Suite", "load_suite", "read_prompt_list"]
 
 _SUITE_KEYS = {"name", "description", "prompts", "videos_per_prompt", "seed", "dimensions"}
-_DIMENSION_KEYS = {"name", "reward", "frames", "weighting", "aggregate", "vbench"}
+_DIMENSION_KEYS = {"name", "reward", "frames", "weighting", "aggregate", "vbench", "tolerance"}
 AGGREGATES = ("mean", "frame_pairs")
 
 
@@ -50,10 +47,11 @@ class Dimension:
 
     name: str
     reward: str
-    frames: str = "segmental:4"
-    weighting: str = "mean"
+    frames: FrameSampler = Segmental(4, "first")
+    weighting: FrameWeighting = Mean()
     aggregate: str = "mean"
     vbench: bool = False
+    tolerance: float | None = None
 
     @property
     def reward_name(self) -> str:
@@ -77,20 +75,15 @@ class Suite:
         known = {dimension.name for dimension in self.dimensions}
         for name in names:
             if name not in known:
-                raise ValueError(f"suite {self.name!r} has no dimension {name!r}{_hint(name, known)}; it has {', '.join(sorted(known))}")
+                raise UserInputError(f"suite {self.name!r} has no dimension {name!r}.{did_you_mean(name, known)} It has {', '.join(sorted(known))}")
         chosen = tuple(dimension for dimension in self.dimensions if dimension.name in names)
         return Suite(self.name, chosen, self.description, self.prompts, self.videos_per_prompt, self.seed, self.path)
-
-
-def _hint(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=3)
-    return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
 def _check_keys(found: dict[str, Any], allowed: set[str], where: str) -> None:
     for key in found:
         if key not in allowed:
-            raise ValueError(f"unknown key {key!r} in {where}{_hint(key, allowed)}; allowed keys: {', '.join(sorted(allowed))}")
+            raise UserInputError(f"unknown key {key!r} in {where}.{did_you_mean(key, allowed)} Allowed keys: {', '.join(sorted(allowed))}")
 
 
 def read_prompt_list(path: str | os.PathLike[str]) -> tuple[str, ...]:
@@ -103,45 +96,50 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
     """Read and check a suite file: every reward must be registered, every option readable."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"suite file {str(path)!r} not found; suites are TOML files such as eval/quick.toml")
+        raise UserInputError(f"suite file {str(path)!r} not found; suites are TOML files such as eval/quick.toml")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path}: not valid TOML: {error}") from None
+        raise UserInputError(f"{path}: not valid TOML: {error}") from None
     _check_keys(data, _SUITE_KEYS, str(path))
     raw_dimensions = data.get("dimensions")
     if not isinstance(raw_dimensions, list) or not raw_dimensions:
-        raise ValueError(f"{path}: a suite needs at least one [[dimensions]] table with a name and a reward")
+        raise UserInputError(f"{path}: a suite needs at least one [[dimensions]] table with a name and a reward")
     dimensions = []
     for index, raw in enumerate(raw_dimensions):
         where = f"{path} [[dimensions]] #{index + 1}"
         _check_keys(raw, _DIMENSION_KEYS, where)
         if "name" not in raw or "reward" not in raw:
-            raise ValueError(f"{where}: every dimension needs 'name' and 'reward'")
+            raise UserInputError(f"{where}: every dimension needs 'name' and 'reward'")
+        for key, parse in (("frames", parse_sampler), ("weighting", parse_weighting)):
+            if key in raw:
+                raw = {**raw, key: parse(str(raw[key]))}
         dimension = Dimension(**raw)
         get_reward_info(dimension.reward_name)  # unknown reward: an error with the close matches
-        parse_sampler(dimension.frames)
-        parse_weighting(dimension.weighting)
         if dimension.aggregate not in AGGREGATES:
-            raise ValueError(f"{where}: aggregate must be one of {', '.join(AGGREGATES)}, got {dimension.aggregate!r}")
+            raise UserInputError(f"{where}: aggregate must be one of {', '.join(AGGREGATES)}, got {dimension.aggregate!r}")
+        if dimension.tolerance is not None and (
+            isinstance(dimension.tolerance, bool) or not isinstance(dimension.tolerance, (int, float)) or not dimension.tolerance >= 0
+        ):
+            raise UserInputError(f"{where}: tolerance must be a non-negative number (score units), got {dimension.tolerance!r}")
         if dimension.vbench and dimension.name not in VBENCH_DIMENSIONS:
-            raise ValueError(
-                f"{where}: vbench = true needs the dimension to be named as VBench's{_hint(dimension.name, VBENCH_DIMENSIONS)}"
+            raise UserInputError(
+                f"{where}: vbench = true needs the dimension to be named as VBench's.{did_you_mean(dimension.name, VBENCH_DIMENSIONS)}"
             )
         dimensions.append(dimension)
     names = [dimension.name for dimension in dimensions]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
-        raise ValueError(f"{path}: dimension names must be unique; repeated: {', '.join(duplicated)}")
+        raise UserInputError(f"{path}: dimension names must be unique; repeated: {', '.join(duplicated)}")
     prompts: tuple[str, ...] = ()
     if "prompts" in data:
         prompt_file = (path.parent / data["prompts"]).resolve()
         if not prompt_file.is_file():
-            raise ValueError(f"{path}: prompt list {str(prompt_file)!r} not found")
+            raise UserInputError(f"{path}: prompt list {str(prompt_file)!r} not found")
         prompts = read_prompt_list(prompt_file)
     videos_per_prompt = data.get("videos_per_prompt", 1)
     if not isinstance(videos_per_prompt, int) or videos_per_prompt < 1:
-        raise ValueError(f"{path}: videos_per_prompt must be a positive integer, got {videos_per_prompt!r}")
+        raise UserInputError(f"{path}: videos_per_prompt must be a positive integer, got {videos_per_prompt!r}")
     return Suite(
         name=str(data.get("name", path.stem)),
         dimensions=tuple(dimensions),

@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from rewardkit.errors import UserInputError
+from rewardkit.parsing import did_you_mean
+
 __all__ = ["VBENCH_DIMENSIONS", "QUALITY", "SEMANTIC", "VBenchTotals", "normalize", "vbench_totals"]
 
 # name: (Min, Max, weight), from scripts/constant.py (NORMALIZE_DIC, DIM_WEIGHT).
@@ -46,11 +49,7 @@ QUALITY_WEIGHT, SEMANTIC_WEIGHT = 4.0, 1.0
 
 def _check_dimension(name: str) -> None:
     if name not in VBENCH_DIMENSIONS:
-        import difflib
-
-        close = difflib.get_close_matches(name, VBENCH_DIMENSIONS, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"{name!r} is not a VBench dimension.{hint} They are: {', '.join(VBENCH_DIMENSIONS)}")
+        raise UserInputError(f"{name!r} is not a VBench dimension.{did_you_mean(name, VBENCH_DIMENSIONS)} They are: {', '.join(VBENCH_DIMENSIONS)}")
 
 
 def normalize(name: str, raw: float) -> float:

@@ -11,14 +11,15 @@ allowed keys or values.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import tomllib
+from rewardkit.errors import UserInputError
+from rewardkit.parsing import convert, did_you_mean
+from rewardkit.toml import tomllib
 
 __all__ = [
     "ModelConfig",
@@ -167,7 +168,7 @@ class Recipe:
         }
         for key, value in positive.items():
             if value < 1:
-                raise ValueError(f"{key} must be at least 1, got {value}")
+                raise UserInputError(f"{key} must be at least 1, got {value}")
         not_negative = {
             "train.warmup_steps": self.train.warmup_steps, "train.max_grad_norm": self.train.max_grad_norm,
             "train.checkpoint_every": self.train.checkpoint_every, "train.sample_every": self.train.sample_every,
@@ -175,24 +176,24 @@ class Recipe:
         }
         for key, value in not_negative.items():
             if value < 0:
-                raise ValueError(f"{key} must be at least 0, got {value}")
+                raise UserInputError(f"{key} must be at least 0, got {value}")
         if self.model.family not in family_names():
-            raise ValueError(
+            raise UserInputError(
                 f"model.family = {self.model.family!r} is not allowed; use one of {', '.join(map(repr, family_names()))}."
-                f"{suggest(self.model.family, family_names())}"
+                f"{did_you_mean(self.model.family, family_names())}"
             )
         if self.reward.weights and len(self.reward.weights) != len(self.reward.rewards):
-            raise ValueError(
+            raise UserInputError(
                 f"reward.weights has {len(self.reward.weights)} values for {len(self.reward.rewards)} rewards; "
                 "give one weight per reward or none"
             )
         if self.model.motion_adapter and self.model.family != "animatediff":
-            raise ValueError(
+            raise UserInputError(
                 f"model.motion_adapter is only read by model.family = \"animatediff\", not {self.model.family!r}; "
                 "remove it or set model.family = \"animatediff\""
             )
         if self.model.height % 8 or self.model.width % 8:
-            raise ValueError(f"model.height and model.width must be multiples of 8, got {self.model.height}x{self.model.width}")
+            raise UserInputError(f"model.height and model.width must be multiples of 8, got {self.model.height}x{self.model.width}")
         self.objective.check(self)
 
 
@@ -211,50 +212,6 @@ def start_step_count(tau: float, num_inference_steps: int) -> int:
 # ------------------------------------------------------------------------------------------ reading
 
 
-def suggest(word: str, candidates: Sequence[str]) -> str:
-    matches = difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.5)
-    return (" Did you mean " + " or ".join(repr(match) for match in matches) + "?") if matches else ""
-
-
-def _convert(key: str, value: Any, annotation: Any) -> Any:
-    """Check (and, for strings from ``--set``, convert) one value against its annotation."""
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        choices = typing.get_args(annotation)
-        if value not in choices:
-            raise ValueError(
-                f"{key} = {value!r} is not allowed; use one of {', '.join(map(repr, choices))}.{suggest(str(value), [str(c) for c in choices])}"
-            )
-        return value
-    if origin is list:
-        (item_type,) = typing.get_args(annotation)
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()] if value.strip() else []
-        if not isinstance(value, list):
-            raise ValueError(f"{key} must be a list of {item_type.__name__}, got {value!r}")
-        return [_convert(f"{key}[{index}]", item, item_type) for index, item in enumerate(value)]
-    if annotation is bool:
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        if not isinstance(value, bool):
-            raise ValueError(f"{key} must be true or false, got {value!r}")
-        return value
-    if annotation in (int, float):
-        if isinstance(value, str):
-            try:
-                value = annotation(value)
-            except ValueError:
-                raise ValueError(f"{key} must be a{'n integer' if annotation is int else ' number'}, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (annotation is int and not float(value).is_integer()):
-            raise ValueError(f"{key} must be a{'n integer' if annotation is int else ' number'}, got {value!r}")
-        return annotation(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{key} must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported recipe field type {annotation!r} for {key}")
-
-
 def _section_types(objective: str = "reward_backprop") -> dict[str, type]:
     types = {field_.name: typing.get_type_hints(Recipe)[field_.name] for field_ in dataclasses.fields(Recipe)}
     types["objective"] = objective_config_class(objective)
@@ -265,26 +222,26 @@ def _build(data: Mapping[str, Any]) -> Recipe:
     objective = data.get("objective", {})
     name = objective.get("name", "reward_backprop") if isinstance(objective, Mapping) else "reward_backprop"
     if not isinstance(name, str):
-        raise ValueError(f"objective.name must be a string, got {name!r}")
+        raise UserInputError(f"objective.name must be a string, got {name!r}")
     sections = _section_types(name)
     built: dict[str, Any] = {}
     for name, value in data.items():
         if name not in sections:
-            raise ValueError(
-                f"unknown recipe section [{name}].{suggest(name, list(sections))} Sections: {', '.join(sections)}."
+            raise UserInputError(
+                f"unknown recipe section [{name}].{did_you_mean(name, list(sections))} Sections: {', '.join(sections)}."
             )
         if not isinstance(value, Mapping):
-            raise ValueError(f"[{name}] must be a table of key = value lines, got {value!r}")
+            raise UserInputError(f"[{name}] must be a table of key = value lines, got {value!r}")
         cls = sections[name]
         hints = typing.get_type_hints(cls)
         keys = [field_.name for field_ in dataclasses.fields(cls)]
         values = {}
         for key, item in value.items():
             if key not in hints:
-                raise ValueError(
-                    f"unknown recipe key {name}.{key}.{suggest(key, keys)} Keys of [{name}]: {', '.join(keys)}."
+                raise UserInputError(
+                    f"unknown recipe key {name}.{key}.{did_you_mean(key, keys)} Keys of [{name}]: {', '.join(keys)}."
                 )
-            values[key] = _convert(f"{name}.{key}", item, hints[key])
+            values[key] = convert(f"{name}.{key}", item, hints[key])
         built[name] = cls(**values)
     recipe = Recipe(**built)
     recipe.check()
@@ -299,7 +256,7 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or key.count(".") != 1:
-            raise ValueError(f"cannot read --set {item!r}; write SECTION.KEY=VALUE, e.g. train.max_steps=100")
+            raise UserInputError(f"cannot read --set {item!r}; write SECTION.KEY=VALUE, e.g. train.max_steps=100")
         section, name = key.split(".")
         try:
             value = tomllib.loads(f"value = {raw.strip()}")["value"]
@@ -329,7 +286,7 @@ def load_recipe(recipe: str | Path | Mapping[str, Any] | Recipe, overrides: Sequ
         try:
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as error:
-            raise ValueError(f"recipe {str(path)!r} is not valid TOML: {error}") from None
+            raise UserInputError(f"recipe {str(path)!r} is not valid TOML: {error}") from None
     return _build(_merge(data, parse_overrides(overrides)))
 
 

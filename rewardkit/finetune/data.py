@@ -27,6 +27,8 @@ from typing import Any
 import pandas as pd
 import torch
 
+from rewardkit.errors import UserInputError
+
 __all__ = [
     "PromptDataset",
     "ClipDataset",
@@ -49,7 +51,7 @@ def resolve_data_path(value: str, key: str) -> str:
         return value
     name, _, rest = value.removeprefix("testing:").partition("/")
     if name != TESTING_DATA or rest not in ("pairs.jsonl", "clips.csv"):
-        raise ValueError(f"{key} = {value!r}: the only testing data is testing:{TESTING_DATA}/pairs.jsonl and testing:{TESTING_DATA}/clips.csv")
+        raise UserInputError(f"{key} = {value!r}: the only testing data is testing:{TESTING_DATA}/pairs.jsonl and testing:{TESTING_DATA}/clips.csv")
     import os
     import tempfile
 
@@ -57,11 +59,11 @@ def resolve_data_path(value: str, key: str) -> str:
 
     folder = cache_root() / TESTING_DATA
     if not (folder / rest).is_file():
-        from rewardkit.testing_finetune import write_bright_dark_data
+        from rewardkit.testing import write_tiny_model
 
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder.parent))
-        write_bright_dark_data(staging)
+        write_tiny_model(TESTING_DATA, staging)
         try:
             os.rename(staging, folder)  # atomic: another process may have written it meanwhile
         except OSError:
@@ -104,7 +106,7 @@ def read_clip(
 
     count = probe(path).num_frames
     if count < num_frames:
-        raise ValueError(f"{path!r} has {count} frames, fewer than model.num_frames = {num_frames}")
+        raise UserInputError(f"{path!r} has {count} frames, fewer than model.num_frames = {num_frames}")
     stride = _stride(path, count, num_frames, sample_fps)
     span = round((num_frames - 1) * stride) + 1
     start = int(torch.randint(0, count - span + 1, (1,), generator=generator)) if count > span else 0
@@ -142,13 +144,13 @@ def _check_rows(source: str, rows: Sequence[tuple[int, list[str], str]], num_fra
         elif invalid_rows == "skip":
             skipped.append(number)
         else:
-            raise ValueError(
+            raise UserInputError(
                 f"{source} row {number}: {problem}. Fix or remove the row, or set data.invalid_rows = \"skip\" to drop such rows"
             )
     if skipped:
         print(f"rewardkit finetune: skipped {len(skipped)} invalid row(s) of {source} (rows {skipped[:10]})", file=sys.stderr)
     if not keep:
-        raise ValueError(f"{source} has no usable rows")
+        raise UserInputError(f"{source} has no usable rows")
     return keep
 
 
@@ -177,9 +179,9 @@ class ClipDataset(torch.utils.data.Dataset):
         table = pd.read_csv(csv_path, keep_default_na=False)
         columns = {"path", "prompt"} | ({"reward"} if need_reward else set())
         if not columns <= set(table.columns):
-            raise ValueError(f"data.csv {str(csv_path)!r} needs columns {','.join(sorted(columns))}; it has {', '.join(table.columns)}")
+            raise UserInputError(f"data.csv {str(csv_path)!r} needs columns {','.join(sorted(columns))}; it has {', '.join(table.columns)}")
         if table.empty:
-            raise ValueError(f"data.csv {str(csv_path)!r} has no rows")
+            raise UserInputError(f"data.csv {str(csv_path)!r} has no rows")
         paths = [path if Path(path).is_absolute() else str(csv_path.parent / path) for path in table["path"].astype(str)]
         prompts = table["prompt"].astype(str).tolist()
         rows = [(index + 2, [path], prompt) for index, (path, prompt) in enumerate(zip(paths, prompts, strict=True))]  # line 1 = header
@@ -219,7 +221,7 @@ class PairDataset(torch.utils.data.Dataset):
                 record = json.loads(line)
                 prompt, chosen, rejected = str(record["prompt"]), str(record["chosen"]), str(record["rejected"])
             except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise ValueError(f"data.pairs {str(jsonl_path)!r} line {number}: not a pair object with prompt, chosen, rejected ({error})") from None
+                raise UserInputError(f"data.pairs {str(jsonl_path)!r} line {number}: not a pair object with prompt, chosen, rejected ({error})") from None
             margin = record.get("margin")
             if not keep_ties and (record.get("tie", False) or margin is not None and abs(float(margin)) <= min_margin):
                 dropped += 1
@@ -230,7 +232,7 @@ class PairDataset(torch.utils.data.Dataset):
         if dropped:
             print(f"rewardkit finetune: dropped {dropped} tied pair(s) of {str(jsonl_path)!r} (data ties; see objective.keep_ties)", file=sys.stderr)
         if not records:
-            raise ValueError(f"data.pairs {str(jsonl_path)!r} has no usable pairs (ties are dropped unless objective.keep_ties = true)")
+            raise UserInputError(f"data.pairs {str(jsonl_path)!r} has no usable pairs (ties are dropped unless objective.keep_ties = true)")
         keep = _check_rows(f"data.pairs {str(jsonl_path)!r}", rows, num_frames, invalid_rows)
         self.records = [records[i] for i in keep]
         self.prompts = [record["prompt"] for record in self.records]

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from rewardkit.errors import UserInputError
+
 __all__ = ["read_results", "build_pairs", "write_pairs"]
 
 
@@ -35,10 +37,10 @@ def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
     elif suffix == ".parquet":
         table = pd.read_parquet(path)
     else:
-        raise ValueError(f"results table {str(path)!r} must be .csv, .jsonl or .parquet")
+        raise UserInputError(f"results table {str(path)!r} must be .csv, .jsonl or .parquet")
     missing = {"path", "prompt", "reward", "score", "status"} - set(table.columns)
     if missing:
-        raise ValueError(f"{str(path)!r} is not a rewardkit score table: no column(s) {', '.join(sorted(missing))}")
+        raise UserInputError(f"{str(path)!r} is not a rewardkit score table: no column(s) {', '.join(sorted(missing))}")
     return table
 
 
@@ -54,21 +56,21 @@ def _patch_grid(table: pd.DataFrame, reward: str) -> list[list[str]] | None:
 def build_pairs(table: pd.DataFrame, reward: str | None = None, margin: float = 0.0, rule: str = "best-worst") -> tuple[list[dict], int]:
     """Pairs (absolute video paths) and the number of ties left out."""
     if rule not in ("best-worst", "all"):
-        raise ValueError(f"--rule must be best-worst or all, got {rule!r}")
+        raise UserInputError(f"--rule must be best-worst or all, got {rule!r}")
     if margin < 0:
-        raise ValueError(f"--margin must be at least 0, got {margin}")
+        raise UserInputError(f"--margin must be at least 0, got {margin}")
     ok = table[table["status"] == "ok"]
     rewards = sorted(ok["reward"].astype(str).unique())
     if reward is None:
         if len(rewards) != 1:
-            raise ValueError(f"the table has scores of {len(rewards)} rewards ({', '.join(rewards) or 'none'}); choose one with --reward NAME")
+            raise UserInputError(f"the table has scores of {len(rewards)} rewards ({', '.join(rewards) or 'none'}); choose one with --reward NAME")
         reward = rewards[0]
     if reward not in rewards:
-        raise ValueError(f"no ok scores of reward {reward!r} in the table; it has: {', '.join(rewards) or 'none'}")
+        raise UserInputError(f"no ok scores of reward {reward!r} in the table; it has: {', '.join(rewards) or 'none'}")
     scored = ok[ok["reward"].astype(str) == reward]
     empty = scored["prompt"].astype(str).str.strip() == ""
     if empty.any():
-        raise ValueError(f"{int(empty.sum())} row(s) have no prompt (e.g. {scored[empty]['path'].iloc[0]!r}); score with --prompts so every video has one")
+        raise UserInputError(f"{int(empty.sum())} row(s) have no prompt (e.g. {scored[empty]['path'].iloc[0]!r}); score with --prompts so every video has one")
     grid = _patch_grid(table, reward)
     pairs, ties = [], 0
     for prompt, group in scored.groupby("prompt", sort=True):

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from rewardkit.transforms import Preprocess, as_float_images, as_float_videos, check_prompts, to_uint8_hwc
+from rewardkit.video.sampling import FrameSampler, frame_indices
 
-__all__ = ["ImageReward", "PreprocessMode", "TextFeatureCache", "VideoScorer"]
+__all__ = ["ImageScorer", "PreprocessMode", "TextFeatureCache", "VideoScorer"]
 
 PreprocessMode = Literal["reference", "differentiable"]
 
@@ -49,7 +50,7 @@ class TextFeatureCache:
         self._features.clear()
 
 
-class ImageReward(torch.nn.Module):
+class ImageScorer(torch.nn.Module):
     """Base class of image-text and image-only rewards. Subclasses set ``reference_preprocess`` and
     ``torch_preprocess`` and implement ``score_preprocessed``."""
 
@@ -123,6 +124,7 @@ class VideoScorer(torch.nn.Module):
     max_prompt_tokens: int | None = None
     output_names: tuple[str, ...] = ()
     weights_sha256: str | None = None  # of the main weights file, recorded in every results row
+    sampler: FrameSampler
 
     def score_sampled_details(
         self,
@@ -151,7 +153,7 @@ class VideoScorer(torch.nn.Module):
 
     def frame_indices(self, num_frames: int, batch: int = 1, rng: np.random.Generator | None = None) -> torch.Tensor:
         """Indices ``[batch, K]`` to decode, drawn per video (random samplers use ``rng``)."""
-        return torch.tensor([self.sampler.indices(num_frames, rng) for _ in range(batch)], dtype=torch.long)
+        return frame_indices(self.sampler, num_frames, batch, rng)
 
     def forward(
         self, videos: torch.Tensor, prompts: Sequence[str] | str | None = None, rng: np.random.Generator | None = None

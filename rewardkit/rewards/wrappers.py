@@ -1,7 +1,7 @@
 """Image rewards as video rewards, by composition (InstructVideo, arXiv:2312.12490,
 https://github.com/ali-vilab/VGen, utils/reward/reward.py).
 
-``VideoReward(image_reward, sampler, weighting)``: the sampler picks frame indices from the frame count
+``PerFrameReward(image_reward, sampler, weighting)``: the sampler picks frame indices from the frame count
 alone, so a decoder (file reader or VAE) produces only those frames; the image reward scores each picked
 frame against the video's prompt; the weighting combines the frame scores. With ``Segmental(S, "random")``
 and ``TemporalAttenuation(1.0)`` this is InstructVideo's segmental, temporally attenuated reward
@@ -11,34 +11,35 @@ and ``TemporalAttenuation(1.0)`` this is InstructVideo's segmental, temporally a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 
 from rewardkit.registry import WeightFile, create_reward, get_reward_info, register_reward
-from rewardkit.rewards.base import ImageReward
+from rewardkit.rewards.base import ImageScorer, VideoScorer
 from rewardkit.transforms import Preprocess, as_float_images, as_float_videos, check_prompts, to_uint8_hwc
 from rewardkit.video.sampling import FrameSampler, Segmental
 from rewardkit.video.weighting import FrameWeighting, TemporalAttenuation
+from rewardkit.weights import WeightsArgument, build_with_weights
 
-__all__ = ["VideoReward", "PatchReward", "PatchScores", "PatchPreprocess", "patch_boxes", "parse_grid"]
+__all__ = ["PerFrameReward", "PatchReward", "PatchScores", "PatchPreprocess", "patch_boxes", "parse_grid"]
 
 
-class VideoReward(torch.nn.Module):
-    """Score videos ``[B, T, 3, H, W]`` with an image reward on sampled, weighted frames."""
-
-    modality = "video"
+class PerFrameReward(VideoScorer):
+    """Score videos ``[B, T, 3, H, W]`` with an image reward on sampled, weighted frames (the video contract
+    of ``VideoScorer``: ``frame_indices``, ``score_sampled``, ``forward``)."""
 
     def __init__(
         self,
-        image_reward: ImageReward,
+        image_reward: ImageScorer,
         sampler: FrameSampler | None = None,
         weighting: FrameWeighting | None = None,
     ) -> None:
         super().__init__()
         if getattr(image_reward, "modality", "image") != "image":
-            raise ValueError(f"VideoReward wraps image rewards; {image_reward.name!r} already scores videos")
+            raise ValueError(f"PerFrameReward wraps image rewards; {image_reward.name!r} already scores videos")
         self.image_reward = image_reward
         self.sampler = sampler if sampler is not None else Segmental(4, "random")
         self.weighting = weighting if weighting is not None else TemporalAttenuation(1.0)
@@ -47,36 +48,22 @@ class VideoReward(torch.nn.Module):
     def needs_prompt(self) -> bool:
         return self.image_reward.needs_prompt
 
-    def frame_indices(self, num_frames: int, batch: int = 1, rng: np.random.Generator | None = None) -> torch.Tensor:
-        """Indices ``[batch, S]`` to decode, drawn independently per video (random modes use ``rng``)."""
-        return torch.tensor([self.sampler.indices(num_frames, rng) for _ in range(batch)], dtype=torch.long)
-
     def score_sampled(
         self,
         frames: torch.Tensor,
         indices: torch.Tensor,
         num_frames: int,
         prompts: Sequence[str] | str | None = None,
+        rng: np.random.Generator | None = None,
     ) -> torch.Tensor:
-        """Score already-decoded sampled frames ``[B, S, 3, H, W]`` taken at ``indices`` ``[B, S]``."""
+        """Score already-decoded sampled frames ``[B, S, 3, H, W]`` taken at ``indices`` ``[B, S]`` (the
+        image reward is deterministic: ``rng`` is not used)."""
         frames = as_float_videos(frames, keep_uint8=True)
         batch, segments = frames.shape[:2]
         prompts = check_prompts(prompts, batch, self.image_reward.name, self.needs_prompt)
         frame_prompts = None if prompts is None else [prompt for prompt in prompts for _ in range(segments)]
         scores = self.image_reward(frames.flatten(0, 1), frame_prompts).view(batch, segments)
         return self.weighting(scores, indices.to(scores.device), num_frames)
-
-    def forward(
-        self,
-        videos: torch.Tensor,
-        prompts: Sequence[str] | str | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> torch.Tensor:
-        videos = as_float_videos(videos, keep_uint8=True)
-        batch, num_frames = videos.shape[:2]
-        indices = self.frame_indices(num_frames, batch, rng)
-        frames = torch.stack([video[index] for video, index in zip(videos, indices.to(videos.device), strict=True)])
-        return self.score_sampled(frames, indices, num_frames, prompts)
 
 
 # ------------------------------------------------------------------------------------------ patch level
@@ -133,19 +120,19 @@ class PatchScores(NamedTuple):
     pooled: torch.Tensor
 
 
-class PatchReward(ImageReward):
+class PatchReward(ImageScorer):
     """An image reward applied to local crops (HALO's patch-level reward, arXiv:2502.06812, built from any
     image reward rather than HALO's distilled patch model).
 
     ``patches(images, prompts)`` gives per-patch scores and the pooled score; ``forward`` returns the
-    pooled score ``[B]`` so the patch reward also works wherever an image reward does (``VideoReward``,
+    pooled score ``[B]`` so the patch reward also works wherever an image reward does (``PerFrameReward``,
     the scoring engine). Every patch is scored against the whole prompt. ``pooling``: ``mean`` of the
     patches, or ``min`` (the worst region decides). Gradients reach the pixels in ``differentiable`` mode.
     """
 
     def __init__(
         self,
-        image_reward: ImageReward,
+        image_reward: ImageScorer,
         grid: tuple[int, int] = (3, 3),
         overlap: float = 0.0,
         pooling: Literal["mean", "min"] = "mean",
@@ -223,9 +210,9 @@ def parse_grid(grid: str | Sequence[int]) -> tuple[int, int]:
     raise ValueError(f"cannot read patch grid {grid!r}; write ROWSxCOLS, e.g. 3x3 or 2x4")
 
 
-def _patch_weight_files(options: Mapping[str, Any]) -> list[WeightFile]:
+def _patch_weight_files(options: Mapping[str, Any]) -> dict[str, WeightFile]:
     base_info = get_reward_info(options["base"])
-    return base_info.weight_files({key: value for key, value in options.items() if key in base_info.options})
+    return base_info.weight_roles({key: value for key, value in options.items() if key in base_info.options})
 
 
 @register_reward(
@@ -246,7 +233,7 @@ def create_patch_reward(
     mode: Literal["reference", "differentiable"] = "reference",
     device: torch.device,
     dtype: torch.dtype,
-    weights: str | None,
+    weights: WeightsArgument,
     **base_options: Any,
 ) -> PatchReward:
     """``base`` (an image reward) scored on each patch of a ``grid``; the per-patch scores go to the
@@ -254,5 +241,11 @@ def create_patch_reward(
     info = get_reward_info(base)
     if info.modality != "image" or base == "patch":
         raise ValueError(f"patch needs an image reward as base, got {base!r} ({info.modality}); e.g. base=hpsv2")
-    image_reward = create_reward(base, device=device, dtype=dtype, weights=weights, mode=mode, **base_options)
-    return PatchReward(image_reward, parse_grid(grid), overlap, pooling)
+    cells = parse_grid(grid)
+
+    def build(paths: Mapping[str, Path]) -> PatchReward:
+        image_reward = create_reward(base, device=device, dtype=dtype, weights=paths, mode=mode, **base_options)
+        return PatchReward(image_reward, cells, overlap, pooling)
+
+    # Resolved as ``patch`` so that missing files are reported for the reward the user asked for.
+    return build_with_weights("patch", weights, {"base": base, **base_options}, build)

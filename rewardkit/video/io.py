@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import operator
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -39,6 +38,8 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageSequence
 
+from rewardkit.parsing import natural_key
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
@@ -47,6 +48,7 @@ __all__ = [
     "media_kind",
     "probe",
     "read_frames",
+    "video_backend",
     "write_video",
 ]
 
@@ -92,13 +94,6 @@ def _ffmpeg_reason(exc: av.FFmpegError) -> str:
     return exc.strerror or str(exc)
 
 
-def _natural_key(name: str) -> list[tuple[int, int | str]]:
-    # (0, number) / (1, text) tuples keep comparisons between digit and text chunks well-defined.
-    return [
-        (0, int(part)) if part.isdigit() else (1, part.lower()) for part in re.split(r"(\d+)", name) if part
-    ]
-
-
 def _is_hidden(entry: os.DirEntry[str]) -> bool:
     return entry.name.startswith(".")
 
@@ -114,7 +109,7 @@ def _frame_folder_files(path: Path) -> list[Path] | None:
     for entry in entries:
         if not entry.is_file() or Path(entry.name).suffix.lower() not in IMAGE_EXTENSIONS:
             return None
-    return [path / name for name in sorted((e.name for e in entries), key=_natural_key)]
+    return [path / name for name in sorted((e.name for e in entries), key=natural_key)]
 
 
 def media_kind(path: PathLike) -> str | None:
@@ -164,6 +159,11 @@ def _check_readable(path: PathLike) -> tuple[Path, str]:
     if p.stat().st_size == 0:
         raise _decode_error(p, "the file is empty (0 bytes)", "Regenerate or re-download it")
     return p, kind
+
+
+def video_backend() -> str:
+    """The library that decodes video files here: ``decord`` when it imports, else ``PyAV``."""
+    return "decord" if _decord() else "PyAV"
 
 
 def _decord() -> ModuleType | None:

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
+import torch
 
-__all__ = ["FrameSampler", "Segmental", "Uniform", "All", "parse_sampler"]
+from rewardkit.errors import UserInputError
+
+__all__ = ["FrameSampler", "Segmental", "Uniform", "All", "frame_indices", "parse_sampler"]
 
 
 class FrameSampler(Protocol):
@@ -21,10 +24,14 @@ class FrameSampler(Protocol):
 
     def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]: ...
 
+    @property
+    def spec(self) -> str:
+        """The ``--frames`` text that reads back as this sampler (recorded in results rows)."""
+
 
 def _check_num_frames(num_frames: int, needed: int, what: str) -> None:
     if num_frames < needed:
-        raise ValueError(
+        raise UserInputError(
             f"{what} needs at least {needed} frame(s) but the video has {num_frames}; "
             f"use fewer segments or --frames all"
         )
@@ -45,9 +52,13 @@ class Segmental:
 
     def __post_init__(self) -> None:
         if self.segments < 1:
-            raise ValueError(f"Segmental needs at least 1 segment, got {self.segments}")
+            raise UserInputError(f"Segmental needs at least 1 segment, got {self.segments}")
         if self.mode not in ("random", "first", "middle"):
-            raise ValueError(f"Segmental mode must be 'random', 'first' or 'middle', got {self.mode!r}")
+            raise UserInputError(f"Segmental mode must be 'random', 'first' or 'middle', got {self.mode!r}")
+
+    @property
+    def spec(self) -> str:
+        return f"segmental:{self.segments}:{self.mode}"
 
     def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
         _check_num_frames(num_frames, self.segments, f"segmental sampling with {self.segments} segments")
@@ -71,7 +82,11 @@ class Uniform:
 
     def __post_init__(self) -> None:
         if self.n < 1:
-            raise ValueError(f"Uniform needs n >= 1, got {self.n}")
+            raise UserInputError(f"Uniform needs n >= 1, got {self.n}")
+
+    @property
+    def spec(self) -> str:
+        return f"uniform:{self.n}"
 
     def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
         _check_num_frames(num_frames, 1, "uniform sampling")
@@ -82,9 +97,17 @@ class Uniform:
 class All:
     """Every frame, in order."""
 
+    spec = "all"
+
     def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
         _check_num_frames(num_frames, 1, "reading all frames")
         return list(range(num_frames))
+
+
+def frame_indices(sampler: FrameSampler, num_frames: int, batch: int = 1, rng: np.random.Generator | None = None) -> torch.Tensor:
+    """Indices ``[batch, K]`` to decode from ``num_frames``-frame videos, drawn independently per video
+    (random samplers use ``rng``): the one place every video reward and the trainer sample frames."""
+    return torch.tensor([sampler.indices(num_frames, rng) for _ in range(batch)], dtype=torch.long)
 
 
 def parse_sampler(spec: str) -> FrameSampler:
@@ -98,8 +121,8 @@ def parse_sampler(spec: str) -> FrameSampler:
         if name == "all" and not arguments:
             return All()
     except ValueError as error:
-        raise ValueError(f"cannot read frame sampler {spec!r}: {error}") from None
-    raise ValueError(
+        raise UserInputError(f"cannot read frame sampler {spec!r}: {error}") from None
+    raise UserInputError(
         f"cannot read frame sampler {spec!r}; write segmental:S[:first|middle|random] "
         f"(e.g. segmental:4), uniform:N (e.g. uniform:8) or all"
     )

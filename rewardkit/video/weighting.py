@@ -12,6 +12,8 @@ from typing import Protocol
 
 import torch
 
+from rewardkit.errors import UserInputError
+
 __all__ = ["FrameWeighting", "TemporalAttenuation", "Mean", "parse_weighting"]
 
 
@@ -20,10 +22,14 @@ class FrameWeighting(Protocol):
 
     def __call__(self, scores: torch.Tensor, indices: torch.Tensor, num_frames: int) -> torch.Tensor: ...
 
+    @property
+    def spec(self) -> str:
+        """The ``--weighting`` text that reads back as this weighting (recorded in results rows)."""
+
 
 def _check(scores: torch.Tensor, indices: torch.Tensor) -> None:
     if scores.ndim != 2 or scores.shape != indices.shape:
-        raise ValueError(
+        raise UserInputError(
             f"frame scores and frame indices must both be [B, S] with the same shape, "
             f"got {tuple(scores.shape)} and {tuple(indices.shape)}"
         )
@@ -35,6 +41,10 @@ class TemporalAttenuation:
 
     lam: float = 1.0
     normalized: bool = False
+
+    @property
+    def spec(self) -> str:
+        return f"tar:{self.lam}" + (":normalized" if self.normalized else "")
 
     def weights(self, indices: torch.Tensor, num_frames: int) -> torch.Tensor:
         distance = (indices.to(torch.float64) - num_frames // 2).abs()
@@ -53,6 +63,8 @@ class TemporalAttenuation:
 @dataclass(frozen=True)
 class Mean:
     """Plain average over the sampled frames."""
+
+    spec = "mean"
 
     def weights(self, indices: torch.Tensor, num_frames: int) -> torch.Tensor:
         return torch.ones_like(indices, dtype=torch.float64)
@@ -75,7 +87,7 @@ def parse_weighting(spec: str) -> FrameWeighting:
             )
     except ValueError:
         pass
-    raise ValueError(
+    raise UserInputError(
         f"cannot read frame weighting {spec!r}; write mean, tar:LAMBDA (InstructVideo's temporally attenuated "
         f"reward, e.g. tar:1.0) or tar:LAMBDA:normalized"
     )

@@ -81,7 +81,7 @@ def _free() -> None:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from rewardkit.testing import write_hps_checkpoint
+    from rewardkit.testing.clip import write_hps_checkpoint
 
     path = write_hps_checkpoint(
         tmp_path_factory.mktemp("hps-vit-h-14") / "HPS_v2.1_compressed.pt",

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import torch
 
+from rewardkit.errors import UserInputError
 from rewardkit.finetune.models.base import (
     Conditioning,
     DDIMLatentAdapter,
@@ -67,9 +68,9 @@ def family_names() -> list[str]:
 def get_family(name: str) -> Builder:
     """The builder of family ``name`` (its module is imported on first use)."""
     if name not in FAMILY_MODULES:
-        from rewardkit.finetune.config import suggest
+        from rewardkit.parsing import did_you_mean
 
-        raise ValueError(f"unknown model family {name!r}.{suggest(name, family_names())} Families: {', '.join(family_names())}.")
+        raise UserInputError(f"unknown model family {name!r}.{did_you_mean(name, family_names())} Families: {', '.join(family_names())}.")
     if name not in _BUILDERS:
         importlib.import_module(FAMILY_MODULES[name])
     return _BUILDERS[name]

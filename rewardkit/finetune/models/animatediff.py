@@ -31,7 +31,6 @@ from rewardkit.finetune.models.base import DDIMLatentAdapter, missing_model_erro
 
 __all__ = ["AnimateDiffAdapter", "load_animatediff", "build", "ANIMATEDIFF_DDIM"]
 
-TINY_MODEL = "testing:tiny-animatediff"
 # What AnimateDiff's official inference configs change in the base model's scheduler config: linear
 # betas, steps_offset 1, no clipping, and DDIM's own default set_alpha_to_one = True (an SD 1.5 PNDM
 # config says False, which would end the chain on alphas_cumprod[0] = 0.99915 instead of 1).
@@ -57,12 +56,6 @@ class AnimateDiffAdapter(DDIMLatentAdapter):
         return states.repeat_interleave(self.num_frames, dim=0)
 
 
-def _write_tiny(folder):
-    from rewardkit.testing_finetune import write_tiny_animatediff_pipeline
-
-    return write_tiny_animatediff_pipeline(folder)
-
-
 def load_animatediff(
     path: str,
     *,
@@ -84,7 +77,7 @@ def load_animatediff(
     from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    source = resolve_model_path(path, TINY_MODEL.removeprefix("testing:"), _write_tiny)
+    source = resolve_model_path(path)
     adapter_source = resolve_model_path(motion_adapter, key="model.motion_adapter") if motion_adapter else ""
     options = {"revision": revision or None}
     weights = {"variant": variant or None, "torch_dtype": dtype}

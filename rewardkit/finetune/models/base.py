@@ -403,14 +403,17 @@ class DDIMLatentAdapter(VideoDiffusionAdapter):
         return ((pixels + 1) / 2).clamp(0, 1).unflatten(0, (batch, count))
 
 
-def resolve_model_path(path: str, tiny_name: str = "", write_tiny: Callable[[Path], Path] | None = None, key: str = "model.path") -> str:
-    """What ``from_pretrained`` gets for ``path``: ``testing:<tiny_name>`` is a tiny random pipeline
-    written once into the rewardkit cache by ``write_tiny``; a path-like value must be an existing folder,
-    anything else (``owner/name``) goes to ``from_pretrained`` as a Hub repo id."""
-    if write_tiny is not None and path == f"testing:{tiny_name}":
-        folder = cache_root() / tiny_name
+def resolve_model_path(path: str, key: str = "model.path") -> str:
+    """What ``from_pretrained`` gets for ``path``: ``testing:<name>`` is a tiny random pipeline of
+    ``rewardkit.testing.TINY_MODELS`` written once into the rewardkit cache; a path-like value must be an
+    existing folder, anything else (``owner/name``) goes to ``from_pretrained`` as a Hub repo id."""
+    if path.startswith("testing:"):
+        from rewardkit.testing import write_tiny_model
+
+        name = path.removeprefix("testing:")
+        folder = cache_root() / name
         if not (folder / "model_index.json").is_file():
-            write_tiny(folder)
+            write_tiny_model(name, folder)
         return str(folder)
     # A Hub id is "owner/name"; anything else with a separator (absolute, relative, deeper) is a folder.
     looks_local = path.startswith(("/", ".", "~")) or path.count("/") > 1 or (os.sep != "/" and os.sep in path)

@@ -21,8 +21,6 @@ from rewardkit.finetune.models.base import (
 
 __all__ = ["UNet3DAdapter", "load_unet3d", "build"]
 
-TINY_MODEL = "testing:tiny-t2v"
-
 
 class UNet3DAdapter(DDIMLatentAdapter):
     """UNet3D text-to-video components behind the adapter interface (see the module docstring)."""
@@ -37,12 +35,6 @@ class UNet3DAdapter(DDIMLatentAdapter):
         blocks = [*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks]
         names = ("resnets", "temp_convs", "attentions", "temp_attentions")
         checkpoint_forwards([layer for block in blocks for name in names for layer in getattr(block, name, None) or ()])
-
-
-def _write_tiny(folder):
-    from rewardkit.testing_finetune import write_tiny_t2v_pipeline
-
-    return write_tiny_t2v_pipeline(folder)
 
 
 def load_unet3d(
@@ -64,7 +56,7 @@ def load_unet3d(
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    source = resolve_model_path(path, TINY_MODEL.removeprefix("testing:"), _write_tiny)
+    source = resolve_model_path(path)
     options = {"revision": revision or None}
     weights = {"variant": variant or None, "torch_dtype": dtype}
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
+from rewardkit.errors import UserInputError
 from rewardkit.finetune.objectives.base import Objective, ObjectiveConfig, describe, option
 
 __all__ = ["Objective", "ObjectiveConfig", "option", "describe", "register_objective", "get_objective", "objective_names", "OBJECTIVE_MODULES"]
@@ -49,10 +50,10 @@ def objective_names() -> list[str]:
 def get_objective(name: str) -> type[Objective]:
     """The objective class registered as ``name`` (its module is imported on first use)."""
     if name not in OBJECTIVE_MODULES:
-        from rewardkit.finetune.config import suggest
+        from rewardkit.parsing import did_you_mean
 
-        raise ValueError(
-            f"objective.name = {name!r} is not allowed; use one of {', '.join(map(repr, objective_names()))}.{suggest(name, objective_names())}"
+        raise UserInputError(
+            f"objective.name = {name!r} is not allowed; use one of {', '.join(map(repr, objective_names()))}.{did_you_mean(name, objective_names())}"
         )
     if name not in _OBJECTIVES:
         importlib.import_module(OBJECTIVE_MODULES[name])

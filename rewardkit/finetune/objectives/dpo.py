@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rewardkit.errors import UserInputError
 from rewardkit.finetune.objectives import register_objective
 from rewardkit.finetune.objectives.base import Gather, Objective, ObjectiveConfig, option
 from rewardkit.finetune.objectives.losses import beta_at_levels, dpo_loss, per_sample_mse
@@ -71,16 +72,16 @@ class DPOConfig(ObjectiveConfig):
     def check(self, recipe) -> None:
         super().check(recipe)
         if self.beta <= 0:
-            raise ValueError(f"objective.beta must be positive, got {self.beta}")
+            raise UserInputError(f"objective.beta must be positive, got {self.beta}")
         if self.beta_schedule not in ("constant", "one_minus_t_squared"):
-            from rewardkit.finetune.config import suggest
+            from rewardkit.parsing import did_you_mean
 
-            raise ValueError(
+            raise UserInputError(
                 f"objective.beta_schedule = {self.beta_schedule!r} is not allowed; use 'constant' or 'one_minus_t_squared'."
-                f"{suggest(self.beta_schedule, ['constant', 'one_minus_t_squared'])}"
+                f"{did_you_mean(self.beta_schedule, ['constant', 'one_minus_t_squared'])}"
             )
         if not recipe.data.pairs:
-            raise ValueError(f"objective.name = {self.name!r} trains on preference pairs: set data.pairs (JSONL; `rewardkit pairs` writes one)")
+            raise UserInputError(f"objective.name = {self.name!r} trains on preference pairs: set data.pairs (JSONL; `rewardkit pairs` writes one)")
 
 
 @register_objective("dpo")

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from rewardkit.errors import UserInputError
 from rewardkit.finetune.objectives import register_objective
 from rewardkit.finetune.objectives.base import Gather, option
 from rewardkit.finetune.objectives.dpo import DPO, DPOConfig
@@ -60,17 +61,17 @@ class GranDPOConfig(DPOConfig):
     def check(self, recipe) -> None:
         super().check(recipe)
         if self.patch_temperature <= 0:
-            raise ValueError(f"objective.patch_temperature must be positive, got {self.patch_temperature}")
+            raise UserInputError(f"objective.patch_temperature must be positive, got {self.patch_temperature}")
         if self.video_weight < 0:
-            raise ValueError(f"objective.video_weight must be at least 0, got {self.video_weight}")
+            raise UserInputError(f"objective.video_weight must be at least 0, got {self.video_weight}")
         if self.patch_frames < 1:
-            raise ValueError(f"objective.patch_frames must be at least 1, got {self.patch_frames}")
+            raise UserInputError(f"objective.patch_frames must be at least 1, got {self.patch_frames}")
         if self.patch_reward:
             from rewardkit.registry import parse_reward_spec
 
             name, _ = parse_reward_spec(self.patch_reward)
             if name != "patch":
-                raise ValueError(f"objective.patch_reward must be a patch reward spec (patch:base=NAME,grid=RxC), got {self.patch_reward!r}")
+                raise UserInputError(f"objective.patch_reward must be a patch reward spec (patch:base=NAME,grid=RxC), got {self.patch_reward!r}")
 
 
 @register_objective("gran_dpo")
@@ -118,9 +119,9 @@ class GranDPO(DPO):
         elif "chosen_patches" in batch and "rejected_patches" in batch:
             winner, loser = batch["chosen_patches"], batch["rejected_patches"]
         else:
-            raise ValueError("gran_dpo needs per-patch rewards: set objective.patch_reward, or give chosen_patches and rejected_patches in data.pairs")
+            raise UserInputError("gran_dpo needs per-patch rewards: set objective.patch_reward, or give chosen_patches and rejected_patches in data.pairs")
         if winner.shape != loser.shape or winner.dim() != 3:
-            raise ValueError(f"per-patch rewards must be rows x cols grids of the same shape, got {tuple(winner.shape[1:])} and {tuple(loser.shape[1:])}")
+            raise UserInputError(f"per-patch rewards must be rows x cols grids of the same shape, got {tuple(winner.shape[1:])} and {tuple(loser.shape[1:])}")
         chosen, rejected = self.pair_latents(batch)
         pairs = chosen.shape[0]
         boxes, areas = latent_patch_boxes(chosen.shape[-2], chosen.shape[-1], tuple(winner.shape[1:]))

@@ -24,9 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from rewardkit.errors import UserInputError
 from rewardkit.finetune.models.base import VideoDiffusionAdapter
 from rewardkit.finetune.objectives import register_objective
 from rewardkit.finetune.objectives.base import Gather, Objective, ObjectiveConfig, option
+from rewardkit.video.sampling import frame_indices
 
 __all__ = [
     "RewardTerm",
@@ -64,7 +66,7 @@ class RewardFunction:
 
     def __init__(self, terms: Sequence[RewardTerm]) -> None:
         if not terms:
-            raise ValueError("a reward function needs at least one reward")
+            raise UserInputError("a reward function needs at least one reward")
         self.terms = list(terms)
         for term in self.terms:
             term.module.requires_grad_(False).eval()
@@ -84,7 +86,7 @@ class RewardFunction:
         for term in self.terms:
             sampler = term.module.sampler
             if id(sampler) not in decoded:
-                indices = torch.tensor([sampler.indices(num_frames, rng) for _ in range(batch)], dtype=torch.long)
+                indices = frame_indices(sampler, num_frames, batch, rng)
                 decoded[id(sampler)] = (adapter.decode_frames(latents, indices), indices)
                 details["decoded_frames"] += indices.numel()
             frames, indices = decoded[id(sampler)]
@@ -106,7 +108,7 @@ def check_reward_specs(specs: Sequence[str], differentiable: bool = True) -> lis
         name, options = parse_reward_spec(spec)
         info = get_reward_info(name)
         if differentiable and not info.differentiable:
-            raise ValueError(f"reward {name!r} is not differentiable, so it cannot be backpropagated; see `rewardkit list`")
+            raise UserInputError(f"reward {name!r} is not differentiable, so it cannot be backpropagated; see `rewardkit list`")
         validate_options(info, options)
         parsed.append((name, options))
     return parsed
@@ -127,7 +129,7 @@ def build_reward_function(
     ``differentiable`` every reward must). Image rewards become video rewards with one shared sampler
     (``frames``) and weighting, so their frames are decoded once."""
     from rewardkit.registry import get_reward_info
-    from rewardkit.rewards import VideoReward
+    from rewardkit.rewards import PerFrameReward
     from rewardkit.video.sampling import parse_sampler
     from rewardkit.video.weighting import parse_weighting
 
@@ -136,7 +138,7 @@ def build_reward_function(
     for item in weight_files:
         name, sep, path = item.partition("=")
         if not sep:
-            raise ValueError(f"reward.weight_files entry {item!r}: write NAME=PATH")
+            raise UserInputError(f"reward.weight_files entry {item!r}: write NAME=PATH")
         paths[name.strip()] = path.strip()
     sampler, frame_weighting = parse_sampler(frames), parse_weighting(weighting)
     from rewardkit.registry import create_reward
@@ -148,7 +150,7 @@ def build_reward_function(
             options = {**options, "mode": "differentiable"}
         module = create_reward(name, device=device, dtype=dtype, weights=paths.get(name), **options)
         if info.modality == "image":
-            module = VideoReward(module, sampler, frame_weighting)
+            module = PerFrameReward(module, sampler, frame_weighting)
         weight = float(weights[index]) if weights else 1.0
         terms.append(RewardTerm(name if name not in [term.name for term in terms] else f"{name}{index}", weight, module))
     return RewardFunction(terms)
@@ -169,9 +171,9 @@ class RewardBackprop:
 
     def __post_init__(self) -> None:
         if self.mode not in ("editing", "full_chain"):
-            raise ValueError(f"reward_backprop mode must be 'editing' or 'full_chain', got {self.mode!r}")
+            raise UserInputError(f"reward_backprop mode must be 'editing' or 'full_chain', got {self.mode!r}")
         if len(self.chain_indices()) < self.backprop_steps or self.backprop_steps < 1:
-            raise ValueError(
+            raise UserInputError(
                 f"backprop_steps = {self.backprop_steps} must be in 1..{len(self.chain_indices())} (the steps the chain runs)"
             )
 
@@ -181,7 +183,7 @@ class RewardBackprop:
 
         start = self.num_inference_steps if self.mode == "full_chain" else start_step_count(self.tau, self.num_inference_steps)
         if start < 1:
-            raise ValueError(f"tau * D = {self.tau} * {self.num_inference_steps} is below one step; raise tau or D")
+            raise UserInputError(f"tau * D = {self.tau} * {self.num_inference_steps} is below one step; raise tau or D")
         return list(range(start, 0, -1))
 
     def chain(self, adapter: VideoDiffusionAdapter) -> torch.Tensor:
@@ -263,25 +265,25 @@ class RewardBackpropConfig(ObjectiveConfig):
         super().check(recipe)
         for key, value, allowed in (("mode", self.mode, ("editing", "full_chain")), ("start", self.start, ("data", "sample"))):
             if value not in allowed:
-                from rewardkit.finetune.config import suggest
+                from rewardkit.parsing import did_you_mean
 
-                raise ValueError(f"objective.{key} = {value!r} is not allowed; use one of {', '.join(map(repr, allowed))}.{suggest(value, allowed)}")
+                raise UserInputError(f"objective.{key} = {value!r} is not allowed; use one of {', '.join(map(repr, allowed))}.{did_you_mean(value, allowed)}")
         if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"objective.tau must be in (0, 1], got {self.tau}")
+            raise UserInputError(f"objective.tau must be in (0, 1], got {self.tau}")
         if self.backprop_steps < 1:
-            raise ValueError(f"objective.backprop_steps must be at least 1, got {self.backprop_steps}")
+            raise UserInputError(f"objective.backprop_steps must be at least 1, got {self.backprop_steps}")
         chain = self.num_inference_steps if self.mode == "full_chain" else start_step_count(self.tau, self.num_inference_steps)
         if self.backprop_steps > chain:
-            raise ValueError(
+            raise UserInputError(
                 f"objective.backprop_steps = {self.backprop_steps} is more than the {chain} denoising steps "
                 f"the chain runs ({self.mode}, D = {self.num_inference_steps}, tau = {self.tau}); lower it"
             )
         if not recipe.reward.rewards:
-            raise ValueError("reward.rewards is empty; name at least one reward, e.g. rewards = [\"hpsv2:version=v2.0\"]")
+            raise UserInputError("reward.rewards is empty; name at least one reward, e.g. rewards = [\"hpsv2:version=v2.0\"]")
         if not recipe.data.csv and not recipe.data.prompts:
-            raise ValueError("the recipe has no data: set data.csv (columns path,prompt) or data.prompts")
+            raise UserInputError("the recipe has no data: set data.csv (columns path,prompt) or data.prompts")
         if self.mode == "editing" and self.start == "data" and not recipe.data.csv:
-            raise ValueError(
+            raise UserInputError(
                 "objective.start = \"data\" edits dataset clips and needs data.csv (path,prompt); "
                 "or set objective.start = \"sample\" to edit samples of the current model"
             )

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rewardkit.errors import UserInputError
 from rewardkit.finetune.objectives import register_objective
 from rewardkit.finetune.objectives.base import Gather, Objective, ObjectiveConfig, option
 from rewardkit.finetune.objectives.losses import per_sample_mse, rwr_weights, weighted_loss
@@ -39,25 +40,25 @@ class RWRConfig(ObjectiveConfig):
     group_size: int = option(4, "rollout: videos per prompt; weights are normalised within each prompt's group.")
 
     def check(self, recipe) -> None:
-        from rewardkit.finetune.config import suggest
+        from rewardkit.parsing import did_you_mean
 
         super().check(recipe)
         for key, value, allowed in (("variant", self.variant, ("exp", "sparse", "raw")), ("source", self.source, ("rollout", "data"))):
             if value not in allowed:
-                raise ValueError(f"objective.{key} = {value!r} is not allowed; use one of {', '.join(map(repr, allowed))}.{suggest(value, allowed)}")
+                raise UserInputError(f"objective.{key} = {value!r} is not allowed; use one of {', '.join(map(repr, allowed))}.{did_you_mean(value, allowed)}")
         if self.temperature <= 0:
-            raise ValueError(f"objective.temperature must be positive, got {self.temperature}")
+            raise UserInputError(f"objective.temperature must be positive, got {self.temperature}")
         if not 0 < self.top_fraction <= 1:
-            raise ValueError(f"objective.top_fraction must be in (0, 1], got {self.top_fraction}")
+            raise UserInputError(f"objective.top_fraction must be in (0, 1], got {self.top_fraction}")
         if self.group_size < 1:
-            raise ValueError(f"objective.group_size must be at least 1, got {self.group_size}")
+            raise UserInputError(f"objective.group_size must be at least 1, got {self.group_size}")
         if self.source == "data" and not recipe.data.csv:
-            raise ValueError("objective.source = \"data\" reads clips and rewards from data.csv (columns path,prompt,reward); set data.csv")
+            raise UserInputError("objective.source = \"data\" reads clips and rewards from data.csv (columns path,prompt,reward); set data.csv")
         if self.source == "rollout":
             if not recipe.reward.rewards:
-                raise ValueError("objective.source = \"rollout\" scores samples with the recipe's reward: set reward.rewards")
+                raise UserInputError("objective.source = \"rollout\" scores samples with the recipe's reward: set reward.rewards")
             if not recipe.data.csv and not recipe.data.prompts:
-                raise ValueError("the recipe has no prompts: set data.prompts or data.csv")
+                raise UserInputError("the recipe has no prompts: set data.prompts or data.csv")
 
 
 @register_objective("rwr")

@@ -1,31 +1,17 @@
-"""VBench's prompt-conditioned dimensions as registry scorers: ``appearance_style`` and ``overall_consistency``.
+"""ViCLIP (Wang et al., "InternVid", arXiv:2307.06942) and VBench's ``overall_consistency`` on it.
 
 Huang et al., "VBench: Comprehensive Benchmark Suite for Video Generative Models" (CVPR 2024,
-arXiv:2311.17982), https://github.com/Vchitect/VBench. Per dimension, the official file and what is kept:
-
-- ``appearance_style`` (vbench/appearance_style.py): CLIP ViT-B/32 (OpenAI weights; VBench ``clip.load``,
-  here open_clip's copy of the same weights, loaded as ``background_consistency`` loads them) on *every*
-  frame, each frame through ``clip_transform_Image(224)`` (PIL bicubic resize of the short side to 224,
-  centre crop, ToTensor, CLIP mean/std: open_clip's OpenAI eval transform, the ``clip`` reward's
-  ``reference`` mode). Per frame VBench keeps ``logits_per_text / 100`` = ``exp(logit_scale) * cos / 100``
-  (``exp(logit_scale)`` is 100.03 for the OpenAI ViT-B/32 checkpoint, whose fp16 ``logit_scale`` is
-  4.6055); the video score is the mean over its frames. The prompt is the style text (VBench's
-  ``auxiliary_info.appearance_style``, e.g. "Van Gogh style"), not the whole generation prompt. VBench
-  tokenizes with ``clip.tokenize`` (77 tokens, an error beyond); open_clip truncates instead.
-- ``overall_consistency`` (vbench/overall_consistency.py): ViCLIP ViT-L/14 (Wang et al., "InternVid",
-  arXiv:2307.06942; VBench's copy in vbench/third_party/ViCLIP) video-text cosine on 8 frames picked
-  ``read_frames_decord_by_fps(num_frames=8, sample="middle")``: the video split at
-  ``linspace(0, T, 9).astype(int)``, the middle ``(start + end - 1) // 2`` of each part, the last index
-  repeated when T < 8 (``VBenchMiddleFrames``); frames through ``clip_transform(224)`` on uint8 tensors
-  (``vbench_clip_transform``). ViCLIP here: a CLIP ViT whose frame tokens get a learned temporal embedding
-  per frame and are attended jointly (one class token for the video) and a CLIP text transformer with a
-  32-token context, both with ViCLIP's parameter names so ``ViClip-InternVid-10M-FLT.pth`` (``{"model":
-  state_dict}``) loads strictly. The transformer blocks and the text tower are open_clip's modules, whose
-  parameter names and computation are those of ViCLIP's blocks (QuickGELU, pre-norm, argmax pooling).
-
-VBench's appearance_style dimension value is frame-weighted (sum of frame scores / number of frames, over all
-videos); it equals the mean of these per-video scores when every video has the same number of frames.
-overall_consistency's dimension value is the plain mean over videos.
+arXiv:2311.17982), https://github.com/Vchitect/VBench (vbench/overall_consistency.py; VBench's copy of
+ViCLIP in vbench/third_party/ViCLIP): ViCLIP ViT-L/14 video-text cosine on 8 frames picked
+``read_frames_decord_by_fps(num_frames=8, sample="middle")``: the video split at
+``linspace(0, T, 9).astype(int)``, the middle ``(start + end - 1) // 2`` of each part, the last index
+repeated when T < 8 (``VBenchMiddleFrames``); frames through ``clip_transform(224)`` on uint8 tensors
+(``vbench_clip_transform``). ViCLIP here: a CLIP ViT whose frame tokens get a learned temporal embedding
+per frame and are attended jointly (one class token for the video) and a CLIP text transformer with a
+32-token context, both with ViCLIP's parameter names so ``ViClip-InternVid-10M-FLT.pth`` (``{"model":
+state_dict}``) loads strictly. The transformer blocks and the text tower are open_clip's modules, whose
+parameter names and computation are those of ViCLIP's blocks (QuickGELU, pre-norm, argmax pooling).
+The dimension value is the plain mean over videos.
 """
 
 from __future__ import annotations
@@ -33,37 +19,45 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import open_clip
 import torch
-from open_clip.transformer import QuickGELU, TextTransformer, Transformer
 
+from rewardkit.lazy import lazy_import
 from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards.base import TextFeatureCache, VideoScorer
-from rewardkit.rewards.vbench import vbench_clip_transform
+from rewardkit.rewards.consistency import vbench_clip_transform
 from rewardkit.transforms import as_float_videos, check_prompts
-from rewardkit.video.sampling import All
 from rewardkit.weights import (
+    WeightsArgument,
     WeightsMismatchError,
-    explicit_weights_file,
+    build_with_weights,
     load_state_dict,
     load_strict,
-    resolve_weight_file,
-    sha256_of,
 )
+
+open_clip = lazy_import("open_clip")
+QuickGELU = lazy_import("open_clip.transformer", "QuickGELU")
+TextTransformer = lazy_import("open_clip.transformer", "TextTransformer")
+Transformer = lazy_import("open_clip.transformer", "Transformer")
 
 __all__ = [
     "VICLIP_WEIGHTS",
-    "AppearanceStyle",
     "OverallConsistency",
     "ViClip",
     "ViClipVision",
     "VBenchMiddleFrames",
 ]
 
-VICLIP_WEIGHTS = WeightFile("OpenGVLab/VBench_Used_Models", "ViClip-InternVid-10M-FLT.pth", 0, "see the model card")
+# Size and sha256 as the Hub lists the file (commit 83290ee, its Git LFS details: 1.71 GB); the repo's licence.
+VICLIP_WEIGHTS = WeightFile(
+    "OpenGVLab/VBench_Used_Models",
+    "ViClip-InternVid-10M-FLT.pth",
+    1_710_000_000,
+    "Apache-2.0",
+    sha256="7a4d6ad6eac6632db3693f4b97f9f8f6445b65b1e139a6fc6686150522238c56",
+)
 VICLIP_CONTEXT_LENGTH = 32  # ViCLIP: self.max_txt_l = 32
 
 
@@ -84,84 +78,6 @@ class VBenchMiddleFrames:
         edges = np.linspace(0, num_frames, min(self.frames, num_frames) + 1).astype(int)
         chosen = [int((start + end - 1) // 2) for start, end in zip(edges[:-1], edges[1:], strict=True)]
         return chosen + [chosen[-1]] * (self.frames - len(chosen))
-
-
-# ------------------------------------------------------------------------------------- appearance_style
-
-
-class AppearanceStyle(VideoScorer):
-    """VBench appearance_style: per frame ``exp(logit_scale) * cos(CLIP image, CLIP text) / 100``, averaged
-    over every frame of the video. ``clip`` is a ``clip`` reward (``form="cosine"``)."""
-
-    needs_prompt = True
-
-    def __init__(self, clip: torch.nn.Module) -> None:
-        super().__init__()
-        self.clip = clip
-        self.sampler = All()
-        self.weights_sha256: str | None = clip.weights_sha256
-        self.max_prompt_tokens: int | None = clip.max_prompt_tokens
-
-    def prompt_truncated(self, prompt: str) -> bool:
-        """Whether ``prompt`` exceeds CLIP's 77 tokens (VBench's ``clip.tokenize`` would raise; it is truncated)."""
-        return bool(self.clip.prompt_truncated(prompt))
-
-    def score_sampled(
-        self,
-        frames: torch.Tensor,
-        indices: torch.Tensor | None,
-        num_frames: int,
-        prompts: Sequence[str] | str | None = None,
-        rng: Any = None,
-    ) -> torch.Tensor:
-        """Mean over the frames ``[B, K, 3, H, W]`` of VBench's per-frame style similarity."""
-        videos = as_float_videos(frames, keep_uint8=True)
-        batch, count = videos.shape[:2]
-        texts = check_prompts(prompts, batch, "appearance_style", needs_prompt=True)
-        per_frame = [text for text in texts for _ in range(count)]
-        images = videos.flatten(0, 1)
-        cosine = torch.cat([
-            self.clip(images[start : start + 32], per_frame[start : start + 32]) for start in range(0, len(images), 32)
-        ])
-        scale = self.clip.model.logit_scale.detach().float().exp() / 100
-        return (cosine.float().view(batch, count) * scale.to(cosine.device)).mean(dim=1)
-
-
-@register_reward(
-    "appearance_style",
-    modality="video",
-    needs_prompt=True,
-    differentiable=True,
-    score_range=(-1.0, 1.0),
-    weights=lambda options: _clip_files(options["architecture"]),
-    description="VBench appearance style: CLIP ViT-B/32 frame-text similarity (logits / 100), mean over frames",
-    paper="arXiv:2311.17982",
-    repository="https://github.com/Vchitect/VBench",
-)
-def create_appearance_style(
-    *,
-    architecture: str = "ViT-B-32",
-    mode: Literal["reference", "differentiable"] = "reference",
-    device: torch.device,
-    dtype: torch.dtype,
-    weights: str | None,
-) -> AppearanceStyle:
-    """VBench's appearance style; ``weights`` an open_clip checkpoint of ``architecture`` (default open_clip's
-    Hub file of ViT-B-32/openai, the weights VBench loads with ``clip.load("ViT-B/32")``); ``mode=reference``
-    preprocesses with PIL as VBench does, ``differentiable`` in torch."""
-    from rewardkit.registry import create_reward
-
-    clip = create_reward(
-        "clip", architecture=architecture, pretrained="openai", form="cosine", mode=mode,
-        device=device, dtype=dtype, weights=weights,
-    )
-    return AppearanceStyle(clip)
-
-
-def _clip_files(architecture: str) -> list[WeightFile]:
-    from rewardkit.rewards.clip import _clip_weight_files
-
-    return _clip_weight_files({"architecture": architecture, "pretrained": "openai"})
 
 
 # ------------------------------------------------------------------------------------------------ ViCLIP
@@ -311,19 +227,18 @@ class OverallConsistency(VideoScorer):
     needs_prompt=True,
     differentiable=True,
     score_range=(-1.0, 1.0),
-    weights={"weights": VICLIP_WEIGHTS},
+    weights={"model": VICLIP_WEIGHTS},
     description="VBench overall consistency: ViCLIP ViT-L/14 video-text cosine on 8 frames",
     paper="arXiv:2311.17982; ViCLIP arXiv:2307.06942",
     repository="https://github.com/Vchitect/VBench",
 )
-def create_overall_consistency(*, device: torch.device, dtype: torch.dtype, weights: str | None) -> OverallConsistency:
+def create_overall_consistency(*, device: torch.device, dtype: torch.dtype, weights: WeightsArgument) -> OverallConsistency:
     """VBench's overall consistency; ``weights`` is ``ViClip-InternVid-10M-FLT.pth`` (downloaded from the
     Hugging Face repo OpenGVLab/VBench_Used_Models when absent)."""
-    if weights:
-        path = explicit_weights_file(weights, reward="overall_consistency")
-    else:
-        path = resolve_weight_file(VICLIP_WEIGHTS, reward="overall_consistency")
-    viclip = ViClip.from_state_dict(load_state_dict(path), str(path)).to(device=device, dtype=dtype)
-    metric = OverallConsistency(viclip, dtype=dtype)
-    metric.weights_sha256 = sha256_of(Path(path))
-    return metric
+
+    def build(paths: Mapping[str, Path]) -> OverallConsistency:
+        path = paths["model"]
+        viclip = ViClip.from_state_dict(load_state_dict(path), str(path)).to(device=device, dtype=dtype)
+        return OverallConsistency(viclip, dtype=dtype)
+
+    return build_with_weights("overall_consistency", weights, {}, build)

@@ -374,3 +374,9 @@ def write_videoreward_files(
     settings = model_config_json(base_name or str(base.resolve()), output_dim=output_dim, lora_r=lora_r, lora_alpha=lora_alpha)
     (videoreward / "model_config.json").write_text(json.dumps(settings, indent=4))
     return videoreward, base
+
+
+def tiny_videoreward(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """``create_reward("videoreward", **options)`` on the tiny VideoReward and Qwen2-VL folders."""
+    videoreward, _ = write_videoreward_files(folder)
+    return {"weights": str(videoreward)}

@@ -94,3 +94,8 @@ def write_musiq_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
     return path
+
+
+def tiny_imaging_quality(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """``create_reward("imaging_quality", **options)`` on the tiny MUSIQ."""
+    return {"weights": str(write_musiq_checkpoint(Path(folder) / "musiq_spaq_ckpt-358bb6af.pth"))}

@@ -66,7 +66,7 @@ def _tiny_vae_and_text():
     from diffusers import AutoencoderKL
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from rewardkit.testing import _clip_bpe_vocabulary
+    from rewardkit.testing.clip import clip_bpe_vocabulary
 
     width = TINY_T2V["text_width"]
     vae = AutoencoderKL(
@@ -87,7 +87,7 @@ def _tiny_vae_and_text():
         )
     )
     with tempfile.TemporaryDirectory() as folder:
-        vocabulary, merges = _clip_bpe_vocabulary()
+        vocabulary, merges = clip_bpe_vocabulary()
         (Path(folder) / "vocab.json").write_text(json.dumps(vocabulary))
         (Path(folder) / "merges.txt").write_text("\n".join(["#version: 0.2", *merges]) + "\n")
         tokenizer = CLIPTokenizer(str(Path(folder) / "vocab.json"), str(Path(folder) / "merges.txt"), model_max_length=77)

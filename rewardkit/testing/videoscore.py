@@ -358,3 +358,8 @@ def write_videoscore_checkpoint(
         json.dumps({"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, indent=2)
     )
     return folder
+
+
+def tiny_videoscore(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """``create_reward("videoscore", **options)`` on the tiny VideoScore folder."""
+    return {"weights": str(write_videoscore_checkpoint(Path(folder) / "VideoScore"))}

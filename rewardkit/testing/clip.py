@@ -1,64 +1,25 @@
-"""Tiny random-weight checkpoints in the exact official file layouts, for offline tests and benchmarks.
-
-Nothing here downloads: each writer builds a small model of the same architecture family, with the same
-key names and nesting as the published checkpoint, and saves it the way the official file is saved, so
-that rewardkit loads it through the path a user's download takes.
-"""
+"""Tiny open_clip / CLIP checkpoints in the official layouts: HPS v2, open_clip safetensors, PickScore
+folders, the aesthetic heads, and the CLIP BPE vocabulary the tokenizer fixtures share."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import socket
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 
 __all__ = [
-    "NetworkAccessError",
-    "block_network",
     "TINY_OPEN_CLIP",
+    "clip_bpe_vocabulary",
     "write_open_clip_config",
     "write_hps_checkpoint",
     "write_open_clip_safetensors",
     "write_pickscore_folders",
     "write_aesthetic_head",
-    "put_in_hf_cache",
-    "pattern_image",
-    "gradient_images",
+    "write_tiny_hps",
 ]
-
-class NetworkAccessError(RuntimeError):
-    """Raised when code under test tries to reach the network."""
-
-
-def block_network() -> None:
-    """Make every internet connection and host-name lookup in this process raise NetworkAccessError.
-
-    Local sockets (socketpair, AF_UNIX: used by DataLoader workers) and loopback lookups still work.
-    """
-    real_connect, real_connect_ex, real_getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
-
-    def guard(real):
-        def connect(self, address, *args, **kwargs):
-            if self.family in (socket.AF_INET, socket.AF_INET6):
-                raise NetworkAccessError(f"tests must not open network connections (tried {address!r})")
-            return real(self, address, *args, **kwargs)
-
-        return connect
-
-    def getaddrinfo(host, *args, **kwargs):
-        if host not in (None, "localhost", "127.0.0.1", "::1", b"localhost"):
-            raise NetworkAccessError(f"tests must not resolve host names (tried {host!r})")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    socket.socket.connect = guard(real_connect)
-    socket.socket.connect_ex = guard(real_connect_ex)
-    socket.getaddrinfo = getaddrinfo
-
 
 # open_clip ViT-H-14's structure (GELU, head width 80 -> here 32, patch 14, 224 px, 77 tokens, CLIP BPE
 # vocabulary) scaled down to a few layers so it builds in milliseconds.
@@ -116,7 +77,7 @@ def write_open_clip_safetensors(
     return path
 
 
-def _clip_bpe_vocabulary() -> tuple[dict[str, int], list[str]]:
+def clip_bpe_vocabulary() -> tuple[dict[str, int], list[str]]:
     """The CLIP BPE vocabulary and merges, rebuilt from open_clip's bundled file (the same one HF's
     CLIPTokenizer files hold, with HF's names for the start and end tokens)."""
     from open_clip.tokenizer import SimpleTokenizer
@@ -151,7 +112,7 @@ def write_pickscore_folders(folder: str | os.PathLike[str], *, seed: int = 0) ->
             parameter.add_(torch.randn_like(parameter) * 0.02)
     model.save_pretrained(model_dir)
 
-    vocabulary, merges = _clip_bpe_vocabulary()
+    vocabulary, merges = clip_bpe_vocabulary()
     processor_dir.mkdir(parents=True, exist_ok=True)
     (processor_dir / "vocab.json").write_text(json.dumps(vocabulary))
     (processor_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
@@ -238,53 +199,6 @@ def _retag_storages(archive: bytes, location: str) -> bytes:
     return output.getvalue()
 
 
-def put_in_hf_cache(cache_dir: str | os.PathLike[str], repo: str, files: dict[str, str | os.PathLike[str]]) -> None:
-    """Place files in a Hugging Face Hub cache exactly as a download would: ``blobs/<sha256>``,
-    ``snapshots/<commit>/<name>`` symlinks and ``refs/main``."""
-    root = Path(cache_dir) / f"models--{repo.replace('/', '--')}"
-    commit = hashlib.sha1(repo.encode()).hexdigest()
-    (root / "refs").mkdir(parents=True, exist_ok=True)
-    (root / "refs" / "main").write_text(commit)
-    for name, source in files.items():
-        digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
-        blob = root / "blobs" / digest
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, blob)
-        link = root / "snapshots" / commit / name
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.exists() or link.is_symlink():
-            link.unlink()
-        link.symlink_to(os.path.relpath(blob, link.parent))
-
-
-def pattern_image(width: int, height: int, seed: int = 0) -> np.ndarray:
-    """A uint8 ``[H, W, 3]`` test image with smooth gradients, a disk and noise: real edges for the
-    resampling in preprocessing to work on (parity tests)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:height, :width].astype(np.float64)
-    x, y = xx / max(width - 1, 1), yy / max(height - 1, 1)
-    disk = ((x - 0.4) ** 2 + (y - 0.6) ** 2) < 0.08
-    image = np.stack([255 * x, 255 * y, 255 * (1 - x) * (1 - disk)], axis=-1)
-    image += rng.normal(0, 20, image.shape)
-    return np.clip(np.round(image), 0, 255).astype(np.uint8)
-
-
-def gradient_images(count: int, sizes: list[tuple[int, int]], seed: int = 0) -> list:
-    """``count`` RGB PIL images cycling through ``sizes`` ((width, height)): gradients plus noise
-    (benchmark workloads)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    images = []
-    for index in range(count):
-        width, height = sizes[index % len(sizes)]
-        yy, xx = np.mgrid[:height, :width]
-        base = np.stack([xx * 255 // width, yy * 255 // height, np.full_like(xx, 16 * index)], axis=-1)
-        noisy = base + rng.integers(-24, 25, base.shape)
-        images.append(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), mode="RGB"))
-    return images
-
-
 def write_tiny_hps(folder: str | os.PathLike[str]) -> tuple[Path, Path]:
     """The tiny HPS checkpoint and its open_clip config, seeded (the same bytes on every run): what CI's
     regression check scores the examples with. Returns ``(checkpoint, config)``."""
@@ -292,10 +206,57 @@ def write_tiny_hps(folder: str | os.PathLike[str]) -> tuple[Path, Path]:
     return write_hps_checkpoint(Path(folder) / "HPS_v2.1_compressed.pt", str(config)), config
 
 
-if __name__ == "__main__":
-    import sys
+# ------------------------------------------------------------------ the tiny fixtures of TINY_REWARDS
 
-    if len(sys.argv) != 3 or sys.argv[1] != "tiny-hps":
-        sys.exit("usage: python -m rewardkit.testing tiny-hps FOLDER")
-    checkpoint, config = write_tiny_hps(sys.argv[2])
-    print(f"--weights hpsv2={checkpoint} --set hpsv2.architecture={config}")
+
+def _tiny_backbone(folder: Path, *, quick_gelu: bool = False) -> tuple[Path, Path]:
+    """The tiny open_clip config and checkpoint in ``folder`` (written once)."""
+    config = write_open_clip_config(folder)
+    checkpoint = folder / ("open_clip_model_quickgelu.safetensors" if quick_gelu else "open_clip_model.safetensors")
+    if not checkpoint.exists():
+        write_open_clip_safetensors(checkpoint, str(config), quick_gelu=quick_gelu)
+    return config, checkpoint
+
+
+def tiny_hpsv2(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """``create_reward("hpsv2", **options)`` on the tiny HPS checkpoint."""
+    checkpoint, config = write_tiny_hps(folder)
+    return {"weights": str(checkpoint), "architecture": str(config)}
+
+
+def tiny_patch(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """``patch`` over the tiny hpsv2 (its default base)."""
+    return {"base": "hpsv2", **tiny_hpsv2(folder)}
+
+
+def tiny_clip(folder: str | os.PathLike[str]) -> dict[str, str]:
+    config, checkpoint = _tiny_backbone(Path(folder))
+    return {"weights": str(checkpoint), "architecture": str(config)}
+
+
+def tiny_pickscore(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    model_dir, processor_dir = write_pickscore_folders(folder)
+    return {"weights": {"model": str(model_dir), "processor": str(processor_dir)}}
+
+
+def tiny_aesthetic(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    config, checkpoint = _tiny_backbone(Path(folder))
+    head = write_aesthetic_head(Path(folder) / "sac+logos+ava1-l14-linearMSE.pth", "laion", embed_dim=TINY_OPEN_CLIP["embed_dim"])
+    return {"weights": {"head": str(head), "backbone": str(checkpoint)}, "architecture": str(config)}
+
+
+def tiny_aesthetic_quality(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    config, checkpoint = _tiny_backbone(Path(folder))
+    head = write_aesthetic_head(Path(folder) / "sa_0_4_vit_l_14_linear.pth", "vbench", embed_dim=TINY_OPEN_CLIP["embed_dim"])
+    return {"weights": {"head": str(head), "backbone": str(checkpoint)}, "architecture": str(config)}
+
+
+def tiny_background_consistency(folder: str | os.PathLike[str]) -> dict[str, str]:
+    config, checkpoint = _tiny_backbone(Path(folder))
+    return {"weights": str(checkpoint), "architecture": str(config)}
+
+
+def tiny_appearance_style(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """ViT-B/32 OpenAI uses QuickGELU, so the tiny backbone does too."""
+    config, checkpoint = _tiny_backbone(Path(folder), quick_gelu=True)
+    return {"weights": str(checkpoint), "architecture": str(config)}

@@ -8,15 +8,13 @@ rows that already succeeded, so an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
-import re
 import time
 import warnings
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,129 +25,20 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import rewardkit
+from rewardkit.errors import UserInputError
 from rewardkit.registry import create_reward, get_reward_info, parse_reward_spec
 from rewardkit.rewards.errors import NotApplicable
+from rewardkit.scoring.inputs import MediaItem, collect_media, find_prompt, prompt_table
+from rewardkit.scoring.results import COLUMNS, ResultsWriter, combine_results
 from rewardkit.video.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, DecodeError, media_kind, probe, read_frames
 from rewardkit.video.sampling import FrameSampler, parse_sampler
 from rewardkit.video.weighting import FrameWeighting, parse_weighting
+from rewardkit.weights import weights_for
 
-__all__ = ["score", "collect_media", "load_prompt_table", "summarize", "COLUMNS", "WEIGHT_FREE_REWARDS"]
+__all__ = ["Engine", "ScorerSlot", "WEIGHT_FREE_REWARDS", "build_slots", "score"]
 
-COLUMNS = [
-    "path", "prompt", "reward", "options", "score", "n_frames", "status", "error", "warning",
-    "seconds", "rewardkit_version", "weights_sha256",
-]
 # Scored when no reward is named: they need no weights, so the quick start works offline.
-WEIGHT_FREE_REWARDS = ("temporal_flickering",)
-_VBENCH_NAME = re.compile(r"^(?P<prompt>.+)-(?P<index>\d+)$")
-
-
-# ---------------------------------------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class MediaItem:
-    """One input: an image, a video file or a frame folder (``kind`` None: not media, a failed row)."""
-
-    path: str
-    kind: str | None
-    prompt: str | None
-
-
-def collect_media(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[str]]:
-    """Expand files and folders into media paths (sorted per folder) and the non-media files skipped.
-
-    Folders are walked recursively; a sub-folder holding only images is one video (a frame folder).
-    A non-media file named explicitly is kept, so that it becomes a failed row rather than vanishing.
-    """
-    found: list[str] = []
-    skipped: list[str] = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.exists():
-            raise FileNotFoundError(f"{str(path)!r} does not exist")
-        if path.is_file() or media_kind(path) == "video":
-            found.append(str(path))
-            continue
-        for root, directories, files in os.walk(path):
-            directories.sort()
-            root_path = Path(root)
-            for directory in list(directories):
-                if media_kind(root_path / directory) == "video":
-                    found.append(str(root_path / directory))
-                    directories.remove(directory)  # a frame folder is one video; do not walk into it
-            for name in sorted(files):
-                file = root_path / name
-                if name.startswith("."):
-                    continue
-                if file.suffix.lower() in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS:
-                    found.append(str(file))
-                elif not _is_sidecar(file):
-                    skipped.append(str(file))
-    return sorted(dict.fromkeys(found), key=_natural_key), skipped
-
-
-def _natural_key(text: str) -> list[Any]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
-
-
-def _is_sidecar(file: Path) -> bool:
-    """A prompt file ``NAME.txt`` next to media ``NAME.ext`` or a frame folder ``NAME/``, or a prompt table."""
-    if file.suffix.lower() in (".csv", ".jsonl", ".json"):
-        return True
-    if file.suffix.lower() != ".txt":
-        return False
-    stem = file.with_suffix("")
-    return stem.is_dir() or any(stem.with_suffix(extension).exists() for extension in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS)
-
-
-def load_prompt_table(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Read a CSV (columns ``path,prompt``) or JSONL (``{"path": ..., "prompt": ...}``) prompt file.
-
-    Keys are resolved relative to the table's folder and stored as absolute paths, plus bare file names.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt file {str(path)!r} does not exist")
-    rows: list[Mapping[str, Any]]
-    if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    elif path.suffix.lower() in (".jsonl", ".json"):
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{number} is not valid JSON ({error.msg})") from None
-    else:
-        raise ValueError(f"prompt file {str(path)!r} must be .csv (columns path,prompt) or .jsonl")
-    table: dict[str, str] = {}
-    for number, row in enumerate(rows, start=1):
-        if not isinstance(row, Mapping) or "path" not in row or "prompt" not in row:
-            raise ValueError(f"{path} row {number} needs the fields 'path' and 'prompt', got {row!r}")
-        key = Path(str(row["path"]))
-        absolute = key if key.is_absolute() else path.parent / key
-        table[str(absolute.resolve())] = str(row["prompt"])
-        table.setdefault(key.name, str(row["prompt"]))
-    return table
-
-
-def find_prompt(path: str, table: Mapping[str, str]) -> str | None:
-    """A file's prompt: the prompt table, then a sidecar ``NAME.txt``, then a VBench-style ``{prompt}-{i}`` name."""
-    file = Path(path)
-    for key in (str(file.resolve()), file.name):
-        if key in table:
-            return table[key]
-    sidecar = file.with_suffix(".txt") if file.is_file() else file.parent / f"{file.name}.txt"
-    if sidecar.is_file():
-        return sidecar.read_text(encoding="utf-8").strip()
-    match = _VBENCH_NAME.match(file.stem if file.is_file() else file.name)
-    return match.group("prompt") if match else None
-
-
-# --------------------------------------------------------------------------------------------- rewards
+WEIGHT_FREE_REWARDS = ("temporal_flickering", "dynamic_degree_flow", "motion_smoothness_flow")
 
 
 @dataclass
@@ -206,23 +95,25 @@ def build_slots(
     device: str,
     dtype: str,
     weights: Mapping[str, str],
-    frames: str,
-    weighting: str,
+    frames: str | FrameSampler,
+    weighting: str | FrameWeighting,
     seed: int,
 ) -> list[ScorerSlot]:
-    """Parse ``NAME[:key=value,...]`` specs and build each reward once."""
-    sampler, frame_weighting = parse_sampler(frames), parse_weighting(weighting)
+    """Parse ``NAME[:key=value,...]`` specs and build each reward once. ``frames`` and ``weighting`` are
+    objects or the strings ``parse_sampler`` / ``parse_weighting`` read."""
+    sampler = parse_sampler(frames) if isinstance(frames, str) else frames
+    frame_weighting = parse_weighting(weighting) if isinstance(weighting, str) else weighting
     slots = []
     for spec in specs:
         name, options = parse_reward_spec(spec)
         info = get_reward_info(name)
-        module = create_reward(name, device=device, dtype=dtype, weights=weights.get(name), **options)
+        module = create_reward(name, device=device, dtype=dtype, weights=weights_for(name, options, weights), **options)
         resolved = {**info.defaults, **module.options}
         inner = getattr(module, "image_reward", None)  # a wrapper (patch): its base's options count too
         if hasattr(inner, "info"):
             resolved = {**inner.info.defaults, **inner.options, **resolved}
-        video_options = {"frames": frames, "weighting": weighting}
-        if "random" in frames:
+        video_options = {"frames": sampler.spec, "weighting": frame_weighting.spec}
+        if "random" in sampler.spec:
             video_options["seed"] = seed
         slots.append(
             ScorerSlot(
@@ -312,112 +203,6 @@ class _DecodeDataset(Dataset):
         return result
 
 
-# --------------------------------------------------------------------------------------------- results
-
-
-class ResultsWriter:
-    """Appends rows to CSV or JSONL as they come (Parquet: to a JSONL journal, converted at the end)."""
-
-    def __init__(self, out: str | os.PathLike[str] | None, columns: Sequence[str] = COLUMNS) -> None:
-        self.out = Path(out) if out is not None else None
-        self.columns = list(columns)
-        if self.out is None:
-            self.journal = None
-        else:
-            suffix = self.out.suffix.lower()
-            if suffix not in (".csv", ".jsonl", ".parquet"):
-                raise ValueError(f"--out must end in .csv, .jsonl or .parquet, got {str(self.out)!r}")
-            self.journal = self.out if suffix in (".csv", ".jsonl") else self.out.with_name(self.out.name + ".partial.jsonl")
-        self._handle = None
-        self._writer = None
-
-    def existing(self) -> pd.DataFrame:
-        """Rows already written by earlier runs (the final file plus any unfinished journal)."""
-        frames = []
-        if self.out is not None and self.out.exists() and self.out.stat().st_size > 0:
-            frames.append(_read_table(self.out))
-        if self.journal is not None and self.journal != self.out and self.journal.exists():
-            frames.append(_read_table(self.journal))
-        if not frames:
-            return pd.DataFrame(columns=self.columns)
-        table = pd.concat(frames, ignore_index=True)
-        return table.drop_duplicates(subset=["path", "reward", "options"], keep="last")
-
-    def write(self, row: dict[str, Any]) -> None:
-        if self.journal is None:
-            return
-        if self._handle is None:
-            self.journal.parent.mkdir(parents=True, exist_ok=True)
-            new_file = not self.journal.exists() or self.journal.stat().st_size == 0
-            if self.journal.suffix == ".csv" and not new_file:
-                self._widen_csv_header()
-            self._handle = open(self.journal, "a", newline="", encoding="utf-8")
-            if self.journal.suffix == ".csv":
-                self._writer = csv.DictWriter(self._handle, fieldnames=self.columns)
-                if new_file:
-                    self._writer.writeheader()
-        if self._writer is not None:
-            self._writer.writerow(row)
-        else:
-            record = {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in row.items()}
-            self._handle.write(json.dumps(record, default=str) + "\n")
-        self._handle.flush()
-
-    def _widen_csv_header(self) -> None:
-        """Rewrite an earlier CSV whose columns differ (other rewards, other outputs) with the union."""
-        with open(self.journal, newline="", encoding="utf-8") as handle:
-            header = next(csv.reader(handle), [])
-        if header == self.columns:
-            return
-        self.columns = header + [column for column in self.columns if column not in header]
-        earlier = _read_table(self.journal).reindex(columns=self.columns)
-        temporary = self.journal.with_name(self.journal.name + ".tmp")
-        earlier.to_csv(temporary, index=False)
-        temporary.replace(self.journal)
-
-    def close(self, final: pd.DataFrame | None) -> None:
-        """Close the journal; given the final table, rewrite ``out`` compacted (one row per key)."""
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-            self._writer = None
-        if self.out is None or final is None:
-            return
-        temporary = self.out.with_name(self.out.name + ".tmp")
-        if self.out.suffix.lower() == ".csv":
-            final.to_csv(temporary, index=False)
-        elif self.out.suffix.lower() == ".jsonl":
-            final.to_json(temporary, orient="records", lines=True)
-        else:
-            final.to_parquet(temporary, index=False)
-        temporary.replace(self.out)
-        if self.journal != self.out and self.journal.exists():
-            self.journal.unlink()
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    """Read earlier results; a last row cut short by a killed process is dropped (it is redone)."""
-    suffix = path.suffix.lower()
-    text_columns = {"prompt": str, "error": str, "warning": str, "weights_sha256": str, "options": str}
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix == ".csv":
-        table = pd.read_csv(path, dtype=text_columns, keep_default_na=False, on_bad_lines="skip")
-        table["score"] = pd.to_numeric(table["score"], errors="coerce")
-        return table
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    table = pd.DataFrame(records)
-    return table.reindex(columns=list(dict.fromkeys([*COLUMNS, *table.columns])))
-
-
-# ---------------------------------------------------------------------------------------------- engine
-
-
 @dataclass
 class _Pending:
     """Frames of files waiting for a full batch of one image reward."""
@@ -434,8 +219,8 @@ def score(
     rewards: Sequence[str] = WEIGHT_FREE_REWARDS,
     *,
     prompts: str | os.PathLike[str] | Mapping[str, str] | None = None,
-    frames: str = "segmental:4",
-    weighting: str = "mean",
+    frames: str | FrameSampler = "segmental:4",
+    weighting: str | FrameWeighting = "mean",
     batch_size: int = 8,
     device: str = "cpu",
     dtype: str = "fp32",
@@ -448,16 +233,17 @@ def score(
     """Score files and folders with rewards; one row per file and reward (see ``COLUMNS``).
 
     ``rewards`` are specs ``NAME[:key=value,...]``. ``frames`` and ``weighting`` say how image rewards
-    score videos (``segmental:4`` takes the first frame of 4 equal segments, InstructVideo's evaluation
+    score videos, as objects (``Segmental(4, "first")``, ``TemporalAttenuation(1.0)``) or as the CLI's
+    strings (``segmental:4`` takes the first frame of 4 equal segments, InstructVideo's evaluation
     setting; ``tar:1.0`` weights frames by temporal attenuation). ``weights`` maps a reward name to a
     local weights path. With ``out``, rows are appended as they are produced and rows that succeeded in
     an earlier run with the same ``out`` are skipped.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise UserInputError(f"batch_size must be at least 1, got {batch_size}")
     path_list = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     media, _ = collect_media(path_list)
-    table = _prompt_table(prompts)
+    table = prompt_table(prompts)
     items = [MediaItem(path, media_kind(path), find_prompt(path, table)) for path in media]
     writer = ResultsWriter(out)
     done = writer.existing()
@@ -467,34 +253,21 @@ def score(
     extra = [column for slot in slots for column in slot.extra_columns.values()]
     writer.columns = list(dict.fromkeys([*COLUMNS, *done.columns, *extra]))
     finished = {(row.path, row.reward, row.options) for row in done.itertuples() if row.status in ("ok", "skipped")}
-    engine = _Engine(slots, writer, finished)
+    engine = Engine(slots, writer, finished)
     try:
         engine.run(items, batch_size=batch_size, workers=workers, progress=progress)
     finally:
-        combined = _combine(done, pd.DataFrame(engine.rows, columns=writer.columns), writer.columns)
+        combined = combine_results(done, pd.DataFrame(engine.rows, columns=writer.columns), writer.columns)
         writer.close(combined if out is not None else None)
     wanted = {item.path for item in items}
     return combined[combined["path"].isin(wanted)].reset_index(drop=True)
 
 
-def _prompt_table(prompts: str | os.PathLike[str] | Mapping[str, str] | None) -> dict[str, str]:
-    if prompts is None:
-        return {}
-    if isinstance(prompts, Mapping):
-        return {str(Path(key).resolve()) if Path(key).exists() else key: value for key, value in prompts.items()}
-    return load_prompt_table(prompts)
+class Engine:
+    """Runs the rewards over decoded files: batches image frames across files, scores videos one by one,
+    and emits one row per file and reward."""
 
 
-def _combine(done: pd.DataFrame, new: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """Earlier rows plus this run's, one row per (path, reward, options), the newest winning."""
-    parts = [frame for frame in (done, new) if not frame.empty]
-    if not parts:
-        return pd.DataFrame(columns=columns)
-    combined = pd.concat(parts, ignore_index=True).reindex(columns=columns)
-    return combined.drop_duplicates(subset=["path", "reward", "options"], keep="last").reset_index(drop=True)
-
-
-class _Engine:
     def __init__(self, slots: Sequence[ScorerSlot], writer: ResultsWriter, finished: set[tuple[str, str, str]]) -> None:
         self.slots = slots
         self.writer = writer
@@ -687,31 +460,3 @@ def _device_of(module: torch.nn.Module) -> torch.device:
 
 def _default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
-
-
-def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """Per reward and options: n scored, mean, std, min, max, failures, skipped, truncated prompts."""
-    if results.empty:
-        return pd.DataFrame(columns=["reward", "options", "n", "mean", "std", "min", "max", "failed", "skipped", "truncated"])
-    rows = []
-    for (reward, options), group in results.groupby(["reward", "options"], sort=False):
-        ok = group[group["status"] == "ok"]["score"].astype(float)
-        rows.append({
-            "reward": reward,
-            "options": options,
-            "n": len(ok),
-            "mean": ok.mean() if len(ok) else math.nan,
-            "std": ok.std(ddof=1) if len(ok) > 1 else math.nan,
-            "min": ok.min() if len(ok) else math.nan,
-            "max": ok.max() if len(ok) else math.nan,
-            "failed": int((group["status"] == "failed").sum()),
-            "skipped": int((group["status"] == "skipped").sum()),
-            "truncated": int(group["warning"].fillna("").str.contains("truncated").sum()),
-        })
-    return pd.DataFrame(rows)
-
-
-def iter_failures(results: pd.DataFrame) -> Iterator[tuple[str, str, str]]:
-    """(path, reward, error) of every failed row."""
-    for row in results[results["status"] == "failed"].itertuples():
-        yield row.path, row.reward, row.error

@@ -87,3 +87,8 @@ def pattern_video(frames: int, height: int, width: int, seed: int = 0) -> np.nda
         frame += rng.normal(0, 8, frame.shape)
         video[t] = np.clip(np.round(frame), 0, 255).astype(np.uint8)
     return video
+
+
+def tiny_dover(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """``create_reward("dover", **options)`` on the tiny DOVER."""
+    return {"weights": str(write_dover_checkpoint(Path(folder) / "DOVER.pth"))}
