@@ -174,6 +174,7 @@ BUILTIN_REWARDS: dict[str, str] = {
     "pickscore": "rewardkit.rewards.pickscore",
     "subject_consistency": "rewardkit.rewards.dino",
     "temporal_flickering": "rewardkit.rewards.flicker",
+    "temporal_style": "rewardkit.rewards.viclip",
     "videoreward": "rewardkit.rewards.videoreward",
     "videoscore": "rewardkit.rewards.videoscore",
 }

@@ -162,6 +162,18 @@ def test_overall_consistency_equals_viclip_written_out(files, viclip):
     assert viclip.weights_sha256 and len(viclip.weights_sha256) == 64
 
 
+def test_temporal_style_is_the_same_computation_on_its_own_prompts(files):
+    """VBench's temporal_style.py computes exactly what overall_consistency.py does (read side by side):
+    the written-out ViCLIP cosine on the 8 middle frames, here with a temporal-style prompt."""
+    style = create_reward("temporal_style", weights=files["viclip"])
+    state = torch.load(files["viclip"], weights_only=True)["model"]
+    clip = moving_square_clip(12, 48, 64, speed=3)
+    prompt = "a red square slides to the right, in slow motion"
+    assert style(to_video_tensor(clip), [prompt]).item() == pytest.approx(vbench_overall_consistency(state, clip, prompt), abs=1e-5)
+    with pytest.raises(ValueError, match="temporal_style"):
+        style(to_video_tensor(clip), None)
+
+
 def test_viclip_tokens_and_truncation(viclip):
     # CLIP BPE: <start>=49406, "a"=320, "cat"=2368, <end>=49407, zero padding to ViCLIP's 32 positions
     tokens = viclip.tokenizer(["a cat"])[0]

@@ -1,4 +1,5 @@
-"""ViCLIP (Wang et al., "InternVid", arXiv:2307.06942) and VBench's ``overall_consistency`` on it.
+"""ViCLIP (Wang et al., "InternVid", arXiv:2307.06942) and VBench's ``overall_consistency`` and
+``temporal_style`` on it.
 
 Huang et al., "VBench: Comprehensive Benchmark Suite for Video Generative Models" (CVPR 2024,
 arXiv:2311.17982), https://github.com/Vchitect/VBench (vbench/overall_consistency.py; VBench's copy of
@@ -11,7 +12,10 @@ per frame and are attended jointly (one class token for the video) and a CLIP te
 32-token context, both with ViCLIP's parameter names so ``ViClip-InternVid-10M-FLT.pth`` (``{"model":
 state_dict}``) loads strictly. The transformer blocks and the text tower are open_clip's modules, whose
 parameter names and computation are those of ViCLIP's blocks (QuickGELU, pre-norm, argmax pooling).
-The dimension value is the plain mean over videos.
+The dimension value is the plain mean over videos. VBench's vbench/temporal_style.py is the same
+computation as vbench/overall_consistency.py (same 8 middle frames, transform, ViCLIP features and
+cosine); the two dimensions differ only in their prompt lists (the temporal-style prompts, such as
+"... , in slow motion"), so both are registered on one scorer here.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ Transformer = lazy_import("open_clip.transformer", "Transformer")
 
 __all__ = [
     "VICLIP_WEIGHTS",
-    "OverallConsistency",
+    "ViClipTextVideoScore",
+    "build_viclip_score",
     "ViClip",
     "ViClipVision",
     "VBenchMiddleFrames",
@@ -174,13 +179,15 @@ class ViClip(torch.nn.Module):
         return model
 
 
-class OverallConsistency(VideoScorer):
-    """VBench overall_consistency: cosine of ViCLIP's video embedding (8 middle frames) and text embedding."""
+class ViClipTextVideoScore(VideoScorer):
+    """VBench overall_consistency / temporal_style: cosine of ViCLIP's video embedding (8 middle frames)
+    and text embedding; ``dimension`` names the scorer in error messages."""
 
     needs_prompt = True
 
-    def __init__(self, viclip: ViClip, *, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, viclip: ViClip, *, dtype: torch.dtype = torch.float32, dimension: str = "overall_consistency") -> None:
         super().__init__()
+        self.dimension = dimension
         self.viclip = viclip.eval().requires_grad_(False)
         self.dtype = dtype
         frames = viclip.vision_encoder.temporal_positional_embedding.shape[1]
@@ -213,12 +220,24 @@ class OverallConsistency(VideoScorer):
         """Scores ``[B]`` of frames ``[B, K, 3, H, W]`` decoded at ``self.sampler``'s indices, in order."""
         videos = as_float_videos(frames, keep_uint8=True)
         batch, count = videos.shape[:2]
-        texts = check_prompts(prompts, batch, "overall_consistency", needs_prompt=True)
+        texts = check_prompts(prompts, batch, self.dimension, needs_prompt=True)
         if videos.dtype != torch.uint8:
             videos = videos * 255.0  # VBench's frames are uint8 0..255; float [0, 1] input is rescaled
         pixels = vbench_clip_transform(videos.flatten(0, 1).to(self.device)).view(batch, count, 3, 224, 224)
         video = torch.nn.functional.normalize(self.viclip.vision_encoder(pixels.to(self.dtype)).float(), dim=-1)
         return (video * self.text_features(texts)).sum(dim=-1)
+
+
+def build_viclip_score(dimension: str, *, device: torch.device, dtype: torch.dtype, weights: WeightsArgument) -> ViClipTextVideoScore:
+    """A ViCLIP text-video scorer registered as ``dimension``; ``weights`` is ``ViClip-InternVid-10M-FLT.pth``
+    (downloaded from the Hugging Face repo OpenGVLab/VBench_Used_Models when absent)."""
+
+    def build(paths: Mapping[str, Path]) -> ViClipTextVideoScore:
+        path = paths["model"]
+        viclip = ViClip.from_state_dict(load_state_dict(path), str(path)).to(device=device, dtype=dtype)
+        return ViClipTextVideoScore(viclip, dtype=dtype, dimension=dimension)
+
+    return build_with_weights(dimension, weights, {}, build)
 
 
 @register_reward(
@@ -232,13 +251,22 @@ class OverallConsistency(VideoScorer):
     paper="arXiv:2311.17982; ViCLIP arXiv:2307.06942",
     repository="https://github.com/Vchitect/VBench",
 )
-def create_overall_consistency(*, device: torch.device, dtype: torch.dtype, weights: WeightsArgument) -> OverallConsistency:
-    """VBench's overall consistency; ``weights`` is ``ViClip-InternVid-10M-FLT.pth`` (downloaded from the
-    Hugging Face repo OpenGVLab/VBench_Used_Models when absent)."""
+def create_overall_consistency(*, device: torch.device, dtype: torch.dtype, weights: WeightsArgument) -> ViClipTextVideoScore:
+    """VBench's overall consistency (its prompt list: overall_consistency)."""
+    return build_viclip_score("overall_consistency", device=device, dtype=dtype, weights=weights)
 
-    def build(paths: Mapping[str, Path]) -> OverallConsistency:
-        path = paths["model"]
-        viclip = ViClip.from_state_dict(load_state_dict(path), str(path)).to(device=device, dtype=dtype)
-        return OverallConsistency(viclip, dtype=dtype)
 
-    return build_with_weights("overall_consistency", weights, {}, build)
+@register_reward(
+    "temporal_style",
+    modality="video",
+    needs_prompt=True,
+    differentiable=True,
+    score_range=(-1.0, 1.0),
+    weights={"model": VICLIP_WEIGHTS},
+    description="VBench temporal style: ViCLIP ViT-L/14 video-text cosine on 8 frames (temporal-style prompts)",
+    paper="arXiv:2311.17982; ViCLIP arXiv:2307.06942",
+    repository="https://github.com/Vchitect/VBench",
+)
+def create_temporal_style(*, device: torch.device, dtype: torch.dtype, weights: WeightsArgument) -> ViClipTextVideoScore:
+    """VBench's temporal style (its prompt list: temporal_style, e.g. camera motion and slow motion)."""
+    return build_viclip_score("temporal_style", device=device, dtype=dtype, weights=weights)

@@ -76,6 +76,7 @@ TINY_REWARDS = {
     "pickscore": "rewardkit.testing.clip:tiny_pickscore",
     "subject_consistency": "rewardkit.testing.vbench:tiny_subject_consistency",
     "temporal_flickering": "rewardkit.testing:weight_free",
+    "temporal_style": "rewardkit.testing.vbench:tiny_overall_consistency",
     "videoreward": "rewardkit.testing.videoreward:tiny_videoreward",
     "videoscore": "rewardkit.testing.videoscore:tiny_videoscore",
 }
