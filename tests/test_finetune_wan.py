@@ -1,5 +1,5 @@
 """Wan 2.1, the flow-matching family (rewardkit.finetune.models.flow / .wan), on a tiny random WanPipeline
-saved with save_pretrained (rewardkit.testing_wan) and loaded through the user's path.
+saved with save_pretrained (rewardkit.testing.wan) and loaded through the user's path.
 
 Compared against: diffusers' schedulers (their ``sigmas`` and ``scale_noise``), diffusers' own WanPipeline
 sampling loop (same latents, same prompts), the AutoencoderKLWan decoding the whole video, the exact
@@ -24,7 +24,7 @@ from rewardkit.finetune.models.flow import (
     guided_velocity,
     logit_normal_levels,
 )
-from rewardkit.testing_wan import TINY_WAN, WAN_SCHEDULER
+from rewardkit.testing.wan import TINY_WAN, WAN_SCHEDULER
 
 SIZE = {key: TINY_WAN[key] for key in ("num_frames", "height", "width")}
 
@@ -40,7 +40,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    from rewardkit.testing_wan import write_tiny_wan_pipeline
+    from rewardkit.testing.wan import write_tiny_wan_pipeline
 
     return write_tiny_wan_pipeline(tmp_path_factory.mktemp("tiny-wan"))
 

@@ -59,14 +59,14 @@ def _text_encoders(kind: str, width: int):
     if kind == "clip":
         from transformers import CLIPTextConfig, CLIPTextModel
 
-        from rewardkit.testing_finetune import tiny_t2v_pipeline
+        from rewardkit.testing.finetune import tiny_t2v_pipeline
 
         config = CLIPTextConfig(hidden_size=width, intermediate_size=width, num_attention_heads=8, num_hidden_layers=1,
                                 vocab_size=49408, max_position_embeddings=77)
         return CLIPTextModel(config), tiny_t2v_pipeline().tokenizer
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from rewardkit.testing_wan import tiny_wan_tokenizer
+    from rewardkit.testing.wan import tiny_wan_tokenizer
 
     tokenizer = tiny_wan_tokenizer()
     config = UMT5Config(vocab_size=len(tokenizer), d_model=width, d_kv=64, d_ff=width, num_layers=1, num_heads=8,
@@ -79,7 +79,7 @@ def build_modelscope(tiny: bool, device, dtype):
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
 
     from rewardkit.finetune.models.unet3d import UNet3DAdapter
-    from rewardkit.testing_finetune import MODELSCOPE_SCHEDULER, TINY_T2V, tiny_t2v_pipeline
+    from rewardkit.testing.finetune import MODELSCOPE_SCHEDULER, TINY_T2V, tiny_t2v_pipeline
 
     if tiny:
         pipe = tiny_t2v_pipeline()
@@ -110,7 +110,7 @@ def build_wan(tiny: bool, device, dtype):
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
 
     from rewardkit.finetune.models.wan import WanAdapter
-    from rewardkit.testing_wan import TINY_WAN, WAN_SCHEDULER, tiny_wan_pipeline
+    from rewardkit.testing.wan import TINY_WAN, WAN_SCHEDULER, tiny_wan_pipeline
 
     if tiny:
         pipe = tiny_wan_pipeline()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from rewardkit.errors import UserInputError
 from rewardkit.finetune.models.base import as_levels
 
 __all__ = [
@@ -48,12 +49,12 @@ def flow_scheduler_settings(scheduler) -> tuple[str, float, int]:
     config = scheduler.config
     name = FLOW_SCHEDULERS.get(class_name)
     if name is None:
-        raise ValueError(f"unsupported flow scheduler {class_name}; supported: {', '.join(FLOW_SCHEDULERS)}")
+        raise UserInputError(f"unsupported flow scheduler {class_name}; supported: {', '.join(FLOW_SCHEDULERS)}")
     if config.get("use_dynamic_shifting", False):
-        raise ValueError(f"{class_name} with use_dynamic_shifting (resolution-dependent shift) is not supported; set a fixed shift")
+        raise UserInputError(f"{class_name} with use_dynamic_shifting (resolution-dependent shift) is not supported; set a fixed shift")
     if name == "unipc":
         if not config.get("use_flow_sigmas", False) or config.get("prediction_type") != "flow_prediction":
-            raise ValueError("UniPCMultistepScheduler must have use_flow_sigmas = true and prediction_type = 'flow_prediction' for a flow model")
+            raise UserInputError("UniPCMultistepScheduler must have use_flow_sigmas = true and prediction_type = 'flow_prediction' for a flow model")
         shift = float(config.get("flow_shift", 1.0))
     else:
         shift = float(config.get("shift", 1.0))

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import torch
 
+from rewardkit.errors import UserInputError
 from rewardkit.finetune.models import register_family
 from rewardkit.finetune.models.base import (
     Conditioning,
@@ -47,9 +48,6 @@ from rewardkit.finetune.models.flow import (
 )
 
 __all__ = ["WanAdapter", "load_wan", "latent_window", "build"]
-
-TINY_MODEL = "testing:tiny-wan"
-
 
 def latent_window(pixel_index: int, temporal_factor: int = 4) -> int:
     """How many leading latent frames a causal VAE needs to decode pixel frame ``pixel_index``:
@@ -74,12 +72,12 @@ class WanAdapter(VideoDiffusionAdapter):
         patch = transformer.config.patch_size
         multiple = self.size_multiple = self.spatial_factor * int(patch[1])
         if num_frames < 1 or (num_frames - 1) % self.temporal_factor:
-            raise ValueError(
+            raise UserInputError(
                 f"model.num_frames = {num_frames}: Wan's causal VAE needs {self.temporal_factor}k + 1 frames "
                 f"(e.g. 33 or 81); use {max(1, (num_frames - 1) // self.temporal_factor * self.temporal_factor + 1)}"
             )
         if height % multiple or width % multiple:
-            raise ValueError(
+            raise UserInputError(
                 f"model.height and model.width must be multiples of {multiple} for Wan (VAE x{self.spatial_factor}, "
                 f"patch {patch[1]}), got {height}x{width}; e.g. 480x832"
             )
@@ -167,9 +165,9 @@ class WanAdapter(VideoDiffusionAdapter):
             raise ValueError(f"videos must be [B, F, 3, H, W], got shape {tuple(videos.shape)}")
         frames, height, width = videos.shape[1], videos.shape[3], videos.shape[4]
         if (frames - 1) % self.temporal_factor:
-            raise ValueError(f"Wan encodes {self.temporal_factor}k + 1 frames; got {frames} (trim or pad the clip, e.g. to {self.num_frames})")
+            raise UserInputError(f"Wan encodes {self.temporal_factor}k + 1 frames; got {frames} (trim or pad the clip, e.g. to {self.num_frames})")
         if height % self.size_multiple or width % self.size_multiple:
-            raise ValueError(f"video sizes must be multiples of {self.size_multiple} for Wan (VAE x{self.spatial_factor}, patch 2), got {height}x{width}")
+            raise UserInputError(f"video sizes must be multiples of {self.size_multiple} for Wan (VAE x{self.spatial_factor}, patch 2), got {height}x{width}")
         pixels = (videos * 2 - 1).permute(0, 2, 1, 3, 4).to(self.vae.device, self.vae.dtype)
         with torch.no_grad():
             mu = self.vae.encode(pixels).latent_dist.mean.float()
@@ -190,12 +188,6 @@ class WanAdapter(VideoDiffusionAdapter):
             for position, row in enumerate(members):
                 rows[row] = pixels[position][:, indices[row].to(pixels.device)].transpose(0, 1)
         return ((torch.stack(rows) + 1) / 2).clamp(0, 1)
-
-
-def _write_tiny(folder):
-    from rewardkit.testing_wan import write_tiny_wan_pipeline
-
-    return write_tiny_wan_pipeline(folder)
 
 
 def load_wan(
@@ -219,14 +211,14 @@ def load_wan(
     from diffusers.schedulers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
     from transformers import AutoTokenizer, UMT5EncoderModel
 
-    source = resolve_model_path(path, TINY_MODEL.removeprefix("testing:"), _write_tiny)
+    source = resolve_model_path(path)
     options = {"revision": revision or None}
     weights = {"variant": variant or None, "torch_dtype": dtype}
     try:
         scheduler_class = UniPCMultistepScheduler.load_config(source, subfolder="scheduler", **options).get("_class_name")
         schedulers = {"UniPCMultistepScheduler": UniPCMultistepScheduler, "FlowMatchEulerDiscreteScheduler": FlowMatchEulerDiscreteScheduler}
         if scheduler_class not in schedulers:
-            raise ValueError(f"{path!r} has a {scheduler_class} scheduler; Wan needs one of {', '.join(schedulers)}")
+            raise UserInputError(f"{path!r} has a {scheduler_class} scheduler; Wan needs one of {', '.join(schedulers)}")
         scheduler = schedulers[scheduler_class].from_pretrained(source, subfolder="scheduler", **options)
         transformer = WanTransformer3DModel.from_pretrained(source, subfolder="transformer", **options, **weights)
         vae = AutoencoderKLWan.from_pretrained(source, subfolder="vae", **options, **weights)
