@@ -87,7 +87,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def reward(files) -> torch.nn.Module:
     checkpoint, tokenizer = files
-    return create_reward("imagereward", weights=str(checkpoint), tokenizer=str(tokenizer), mode="reference")
+    return create_reward("imagereward", weights={"model": str(checkpoint), "tokenizer": str(tokenizer)}, mode="reference")
 
 
 @pytest.fixture(scope="module")

@@ -58,13 +58,13 @@ def main() -> None:
     setups = {
         "hpsv2": {"weights": str(write_hps_checkpoint(folder / "hps.pt", str(config))), "architecture": str(config)},
         "clip": {"weights": clip_weights, "architecture": str(config)},
-        "pickscore": {"weights": str(model_dir), "processor": str(processor_dir)},
-        "aesthetic": {"weights": str(write_aesthetic_head(folder / "laion.pth", "laion", embed_dim=width)),
-                      "clip_weights": clip_weights, "architecture": str(config)},
-        "aesthetic:head=vbench": {"weights": str(write_aesthetic_head(folder / "vbench.pth", "vbench", embed_dim=width)),
-                                  "clip_weights": clip_weights, "architecture": str(config), "head": "vbench"},
-        "imagereward": {"weights": str(write_imagereward_checkpoint(folder / "ir").parent),
-                        "tokenizer": str(write_bert_vocab(folder / "bert"))},
+        "pickscore": {"weights": {"model": str(model_dir), "processor": str(processor_dir)}},
+        "aesthetic": {"weights": {"head": str(write_aesthetic_head(folder / "laion.pth", "laion", embed_dim=width)),
+                                  "backbone": clip_weights}, "architecture": str(config)},
+        "aesthetic:head=vbench": {"weights": {"head": str(write_aesthetic_head(folder / "vbench.pth", "vbench", embed_dim=width)),
+                                              "backbone": clip_weights}, "architecture": str(config), "head": "vbench"},
+        "imagereward": {"weights": {"model": str(write_imagereward_checkpoint(folder / "ir").parent),
+                                    "tokenizer": str(write_bert_vocab(folder / "bert"))}},
     }
     frames = image_set()
     prompt = "a red circle moving from left to right on a blue background"

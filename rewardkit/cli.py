@@ -50,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (UserInputError, FileNotFoundError) as error:  # missing weights are a FileNotFoundError
-        print(f"rewardkit {args.command}: error: {error}", file=sys.stderr)
+        advice = getattr(error, "advice", None)  # MissingWeightsError: the remedy in this command's syntax
+        print(f"rewardkit {args.command}: error: {advice(args.command) if advice else error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("\ninterrupted: finished rows are saved; run the same command again to resume", file=sys.stderr)
@@ -114,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: cores - 1, at most 4)")
     scoring.add_argument(
         "--weights", action="append", default=[], metavar="[NAME=]PATH",
-        help="local weights instead of the Hugging Face cache; NAME= picks the reward when several are scored",
+        help="local weights instead of the Hugging Face cache; NAME= picks the reward when several are scored, "
+        "NAME.ROLE= one file of a reward made of several (e.g. aesthetic.backbone=PATH)",
     )
     scoring.add_argument("--no-progress", action="store_true", help="no progress bar")
     scoring.set_defaults(run=_run_score)
@@ -201,8 +203,8 @@ def _run_list(args: argparse.Namespace) -> int:
             "prompt": "yes" if info.needs_prompt else "no",
             "differentiable": "yes" if info.differentiable else "no",
             "weights": ", ".join(w.label for w in files) or "none (weight-free)",
-            "size": ", ".join(w.size_text for w in files if w.size) or "-",
-            "cached": ("yes" if all(_is_cached(w) for w in files) else "no") if files else "-",
+            "size": ", ".join(w.size_text for w in files) or "-",
+            "cached": _cached_text(files),
             "licence": ", ".join(sorted({w.license for w in files})) or "-",
         })
     columns = list(rows[0])
@@ -222,10 +224,14 @@ def _run_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _is_cached(weight: WeightFile) -> bool:
+def _cached_text(files: Sequence[WeightFile]) -> str:
     from rewardkit.weights import cached_weight_path
 
-    return cached_weight_path(weight) is not None
+    if not files:
+        return "-"
+    if not all(weight.downloadable for weight in files):
+        return "by path"  # rewardkit cannot fetch it; `rewardkit download NAME` says where to get it
+    return "yes" if all(cached_weight_path(weight) is not None for weight in files) else "no"
 
 
 def _markdown(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -242,9 +248,9 @@ def _weights_by_reward(values: Sequence[str], specs: Sequence[str]) -> dict[str,
     with_weights = [name for name in names if get_reward_info(name).weight_files()]
     mapping: dict[str, str] = {}
     for value in values:
-        name, separator, path = value.partition("=")
-        if separator and name in names:
-            mapping[name] = path
+        key, separator, path = value.partition("=")
+        if separator and key.partition(".")[0] in names:  # NAME=PATH, or NAME.ROLE=PATH for one file of several
+            mapping[key] = path
         elif len(with_weights) == 1:
             mapping[with_weights[0]] = value
         else:
@@ -335,12 +341,12 @@ def _per_file_table(results: pd.DataFrame) -> str:
 
 def _short_options(options: str) -> str:
     values = json.loads(options)
-    return ",".join(f"{key}={value}" for key, value in values.items() if key not in ("architecture", "processor", "clip_weights", "tokenizer")) or "-"
+    return ",".join(f"{key}={value}" for key, value in values.items() if key != "architecture") or "-"
 
 
 def _run_download(args: argparse.Namespace) -> int:
     from rewardkit.registry import get_reward_info, parse_reward_spec, validate_options
-    from rewardkit.weights import is_offline, resolve_weight_file, sha256_of
+    from rewardkit.weights import MissingWeightsError, fetch_weight_file, is_offline, sha256_of
 
     if is_offline():
         raise UserInputError("HF_HUB_OFFLINE is set; unset it to download (`rewardkit download` needs the network)")
@@ -348,11 +354,19 @@ def _run_download(args: argparse.Namespace) -> int:
         name, options = parse_reward_spec(spec)
         info = get_reward_info(name)
         validate_options(info, options)
-        files = info.weight_files(options)
+        files = info.weight_roles(options)
         if not files:
             print(f"{name}: weight-free, nothing to download")
-        for weight in files:
-            path = resolve_weight_file(weight, reward=name)
+        for role, weight in files.items():
+            if not weight.downloadable:
+                flag = name if role == next(iter(files)) else f"{name}.{role}"
+                print(f"{name}: {weight.filename} ({weight.size_text}) cannot be downloaded by rewardkit: it is "
+                      f"{weight.manual}. Pass it with `--weights {flag}=PATH` (or weights=PATH in Python)")
+                continue
+            try:
+                path = fetch_weight_file(weight, reward=name)
+            except MissingWeightsError as error:
+                raise MissingWeightsError(f"{name}: {weight.filename} from {weight.source}: {error}") from error
             print(f"{name}: {weight.source} -> {path} ({os.path.getsize(path):,} bytes, sha256 {sha256_of(path)})")
     return EXIT_OK
 
@@ -386,7 +400,7 @@ def _run_env(args: argparse.Namespace) -> int:
         except metadata.PackageNotFoundError:
             lines[package] = "not installed"
     lines["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"
-    lines["video backend"] = "decord" if io._decord() else "PyAV"
+    lines["video backend"] = io.video_backend()
     from huggingface_hub import constants
 
     lines["HF cache"] = str(Path(constants.HF_HUB_CACHE))

@@ -22,6 +22,7 @@ import importlib
 import importlib.metadata
 import inspect
 import math
+import os
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,12 +53,15 @@ COMMON_ARGUMENTS = ("device", "dtype", "weights")
 
 @dataclass(frozen=True)
 class WeightFile:
-    """One downloadable file a scorer needs.
+    """One file a scorer needs (with ``extra_files``, the companions that sit beside it).
 
     ``sha256`` is the published hash when one is pinned; when it is None the file is checked against the
-    Hugging Face Hub's own LFS hash instead (the blob name in the HF cache). ``size`` is in bytes.
-    Files hosted outside the Hub set ``url``: they are downloaded from it into the rewardkit cache
-    (``REWARDKIT_CACHE``), and ``repo`` then only names the project the file comes from.
+    Hugging Face Hub's own LFS hash instead (the blob name in the HF cache). ``size`` is in bytes (0: not
+    known). Files hosted outside the Hub set ``url``: they are downloaded from it into the rewardkit cache
+    (``REWARDKIT_CACHE``), and ``repo`` then only names the project the file comes from. Files that
+    rewardkit cannot download set ``manual`` to the instructions for getting them; the user passes their
+    path. ``holds_weights`` is False for configuration files (tokenizer, processor, architecture): they do
+    not enter the recorded ``weights_sha256``.
     """
 
     repo: str
@@ -68,6 +72,13 @@ class WeightFile:
     revision: str | None = None
     extra_files: tuple[str, ...] = ()
     url: str | None = None
+    manual: str = ""
+    holds_weights: bool = True
+
+    @property
+    def downloadable(self) -> bool:
+        """False for files only the user can supply (by path); see ``manual``."""
+        return not self.manual
 
     @property
     def size_text(self) -> str:
@@ -81,6 +92,8 @@ class WeightFile:
     @property
     def label(self) -> str:
         """A short name for tables: ``repo/filename``, with the host when the file is not on the Hub."""
+        if not self.downloadable:
+            return f"{self.repo}/{self.filename} (path only)"
         if self.url is None:
             return f"{self.repo}/{self.filename}"
         from urllib.parse import urlparse
@@ -101,7 +114,7 @@ class RewardInfo:
     description: str
     score_range: tuple[float, float] | Callable[[Mapping[str, Any]], tuple[float, float]] = (-math.inf, math.inf)
     """The range scores can take (infinite ends: unbounded), or a function of the options giving it."""
-    weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], list[WeightFile]] = field(
+    weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], Mapping[str, WeightFile]] = field(
         default_factory=dict
     )
     paper: str = ""
@@ -117,15 +130,17 @@ class RewardInfo:
             if name not in COMMON_ARGUMENTS and parameter.kind is inspect.Parameter.KEYWORD_ONLY
         }
 
-    def weight_files(self, options: Mapping[str, Any] | None = None) -> list[WeightFile]:
-        """The files the given options need: a ``version`` option picks one of several, else all of them."""
-        options = {**self.defaults, **(options or {})}
+    def weight_roles(self, options: Mapping[str, Any] | None = None) -> dict[str, WeightFile]:
+        """The files the given options need, by role (``model``, ``head``, ``backbone``, ``tokenizer``, ...).
+
+        The first role is the main one: a plain ``weights=PATH`` supplies it; ``weights={ROLE: PATH}`` any."""
         if callable(self.weights):
-            return self.weights(options)
-        version = options.get("version")
-        if version is not None and version in self.weights:
-            return [self.weights[version]]
-        return list(self.weights.values())
+            return dict(self.weights({**self.defaults, **(options or {})}))
+        return dict(self.weights)
+
+    def weight_files(self, options: Mapping[str, Any] | None = None) -> list[WeightFile]:
+        """The files the given options need (``weight_roles`` without the roles)."""
+        return list(self.weight_roles(options).values())
 
     def score_range_for(self, options: Mapping[str, Any] | None = None) -> tuple[float, float]:
         """The range of scores with the given options (e.g. ``clip:form=x100`` scores 0-100)."""
@@ -143,22 +158,23 @@ _REGISTRY: dict[str, RewardInfo] = {}
 # Built-in reward name -> the module whose import registers it (checked against the modules by the tests).
 BUILTIN_REWARDS: dict[str, str] = {
     "aesthetic": "rewardkit.rewards.aesthetic",
-    "aesthetic_quality": "rewardkit.rewards.vbench",
-    "appearance_style": "rewardkit.rewards.vbench_semantic",
-    "background_consistency": "rewardkit.rewards.vbench",
+    "aesthetic_quality": "rewardkit.rewards.aesthetic",
+    "appearance_style": "rewardkit.rewards.clip",
+    "background_consistency": "rewardkit.rewards.clip",
     "clip": "rewardkit.rewards.clip",
     "dover": "rewardkit.rewards.dover",
-    "dynamic_degree": "rewardkit.rewards.vbench",
+    "dynamic_degree": "rewardkit.rewards.raft",
     "dynamic_degree_flow": "rewardkit.rewards.motion",
     "hpsv2": "rewardkit.rewards.hpsv2",
     "imagereward": "rewardkit.rewards.imagereward",
     "imaging_quality": "rewardkit.rewards.musiq",
     "motion_smoothness_flow": "rewardkit.rewards.motion",
-    "overall_consistency": "rewardkit.rewards.vbench_semantic",
+    "overall_consistency": "rewardkit.rewards.viclip",
     "patch": "rewardkit.rewards.wrappers",
     "pickscore": "rewardkit.rewards.pickscore",
-    "subject_consistency": "rewardkit.rewards.vbench",
+    "subject_consistency": "rewardkit.rewards.dino",
     "temporal_flickering": "rewardkit.rewards.flicker",
+    "temporal_style": "rewardkit.rewards.viclip",
     "videoreward": "rewardkit.rewards.videoreward",
     "videoscore": "rewardkit.rewards.videoscore",
 }
@@ -175,13 +191,15 @@ def register_reward(
     higher_is_better: bool = True,
     score_range: tuple[float, float] | Callable[[Mapping[str, Any]], tuple[float, float]] = (-math.inf, math.inf),
     description: str = "",
-    weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], list[WeightFile]] | None = None,
+    weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], Mapping[str, WeightFile]] | None = None,
     paper: str = "",
     repository: str = "",
 ) -> Callable[[Callable[..., torch.nn.Module]], Callable[..., torch.nn.Module]]:
     """Decorator registering a scorer factory under ``name``.
 
-    The factory takes keyword-only options plus ``device``, ``dtype`` and ``weights``.
+    The factory takes keyword-only options plus ``device``, ``dtype`` and ``weights``. ``weights``
+    declares the files by role (a mapping, or a function of the options returning one); the factory
+    loads them through ``rewardkit.weights.build_with_weights``.
     """
     if modality not in ("image", "video"):
         raise ValueError(f"modality must be 'image' or 'video', got {modality!r}")
@@ -250,13 +268,14 @@ def create_reward(
     *,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
-    weights: str | None = None,
+    weights: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]] | None = None,
     **options: Any,
 ) -> torch.nn.Module:
     """Build the scorer registered as ``name``.
 
-    ``weights`` is an explicit path to the weights (file or folder) and skips the Hugging Face cache and
-    download. Option values may be strings (as from the command line); they are converted to the types
+    ``weights`` is an explicit path (file or folder) to the main weights file, or a mapping from role to
+    path for rewards made of several files (``{"head": ..., "backbone": ...}``; see
+    ``get_reward_info(name).weight_roles()``); what it leaves out comes from the caches or a download. Option values may be strings (as from the command line); they are converted to the types
     the factory declares.
     """
     info = get_reward_info(name)

@@ -19,6 +19,11 @@ from rewardkit.weights import MissingWeightsError, WeightsMismatchError, cached_
 SHAPES = [(200, 300, 3), (300, 200, 3), (224, 224, 3), (31, 97, 3), (480, 640, 3)]
 
 
+def _with_head(tiny_rewards, head):
+    """The tiny reward's weights with another head file (the backbone stays the tiny one)."""
+    return {**tiny_rewards["aesthetic"]["weights"], "head": str(head)}
+
+
 @pytest.fixture(scope="module")
 def build(tiny_rewards, aesthetic_heads):
     built = {}
@@ -26,7 +31,7 @@ def build(tiny_rewards, aesthetic_heads):
     def make(head="laion", **options):
         key = (head, tuple(sorted(options.items())))
         if key not in built:
-            arguments = {**tiny_rewards["aesthetic"], "weights": str(aesthetic_heads[head]), **options}
+            arguments = {**tiny_rewards["aesthetic"], "weights": _with_head(tiny_rewards, aesthetic_heads[head]), **options}
             built[key] = create_reward("aesthetic", head=head, **arguments)
         return built[key]
 
@@ -157,19 +162,19 @@ def _head_variant(tmp_path, name, edit):
 def test_bad_head_checkpoints_are_clear_errors(tmp_path, tiny_rewards, edit, message):
     path = _head_variant(tmp_path, "bad.pth", edit)
     with pytest.raises(WeightsMismatchError, match=message):
-        create_reward("aesthetic", **{**tiny_rewards["aesthetic"], "weights": path})
+        create_reward("aesthetic", **{**tiny_rewards["aesthetic"], "weights": _with_head(tiny_rewards, path)})
 
 
 def test_head_width_must_match_the_backbone(tmp_path, tiny_rewards):
     # A real-size head (768 inputs) with the tiny backbone (32-dim embeddings).
     path = write_aesthetic_head(tmp_path / "sac+logos+ava1-l14-linearMSE.pth", "laion", embed_dim=768)
     with pytest.raises(WeightsMismatchError, match=r"takes 768-dim image embeddings.*produces 32-dim"):
-        create_reward("aesthetic", **{**tiny_rewards["aesthetic"], "weights": str(path)})
+        create_reward("aesthetic", **{**tiny_rewards["aesthetic"], "weights": _with_head(tiny_rewards, str(path))})
 
 
 def test_swapped_head_files_say_which_head_they_are(tiny_rewards, aesthetic_heads):
     with pytest.raises(WeightsMismatchError, match=r"keys of the 'vbench' head.*head=vbench"):
-        create_reward("aesthetic", **{**tiny_rewards["aesthetic"], "weights": str(aesthetic_heads["vbench"])})
+        create_reward("aesthetic", **{**tiny_rewards["aesthetic"], "weights": _with_head(tiny_rewards, str(aesthetic_heads["vbench"]))})
     with pytest.raises(WeightsMismatchError, match=r"keys of the 'laion' head.*head=laion"):
         create_reward("aesthetic", head="vbench", **tiny_rewards["aesthetic"])
 
@@ -177,7 +182,7 @@ def test_swapped_head_files_say_which_head_they_are(tiny_rewards, aesthetic_head
 def test_a_checkpoint_that_is_not_a_state_dict(tmp_path, tiny_rewards):
     torch.save(torch.zeros(3), tmp_path / "tensor.pth")
     with pytest.raises(WeightsMismatchError, match="not an aesthetic head.*flat state dict"):
-        create_reward("aesthetic", **{**tiny_rewards["aesthetic"], "weights": str(tmp_path / "tensor.pth")})
+        create_reward("aesthetic", **{**tiny_rewards["aesthetic"], "weights": _with_head(tiny_rewards, str(tmp_path / "tensor.pth"))})
 
 
 @pytest.mark.parametrize(("head", "filename", "size"), [
@@ -190,7 +195,7 @@ def test_missing_weights_offline_name_both_files_sizes_and_remedies(head, filena
     message = str(raised.value)
     for expected in (filename, size, AESTHETIC_HEADS[head].url, "HF_HUB_OFFLINE", "rewardkit download aesthetic",
                      "--weights PATH", "open_clip_model.safetensors", "1.71 GB",
-                     "timm/vit_large_patch14_clip_224.openai", "--reward aesthetic:clip_weights=PATH"):
+                     "timm/vit_large_patch14_clip_224.openai", "--weights aesthetic.backbone=PATH"):
         assert expected in message
 
 
@@ -204,7 +209,8 @@ def test_head_is_found_in_the_rewardkit_cache(tiny_rewards, aesthetic_heads):
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(aesthetic_heads["laion"], target)
     try:
-        options = {key: value for key, value in tiny_rewards["aesthetic"].items() if key != "weights"}
+        backbone = tiny_rewards["aesthetic"]["weights"]["backbone"]
+        options = {**tiny_rewards["aesthetic"], "weights": {"backbone": backbone}}
         # The tiny file is not the published one: the pinned sha256 catches it.
         with pytest.raises(WeightsMismatchError, match="21dd590f"):
             create_reward("aesthetic", **options)
@@ -219,8 +225,8 @@ def test_cli_scores_every_file_including_ones_without_prompts(capsys, tmp_path, 
     options = tiny_rewards["aesthetic"]
     out = tmp_path / "results.csv"
     code = main([
-        "score", str(media), "--reward", f"aesthetic:architecture={options['architecture']},clip_weights={options['clip_weights']}",
-        "--weights", f"aesthetic={options['weights']}", "--out", str(out), "--no-progress", "--workers", "0",
+        "score", str(media), "--reward", f"aesthetic:architecture={options['architecture']}",
+        "--weights", f"aesthetic={options['weights']['head']}", "--weights", f"aesthetic.backbone={options['weights']['backbone']}", "--out", str(out), "--no-progress", "--workers", "0",
     ])
     assert code == 0, capsys.readouterr().err
     rows = pd.read_csv(out)

@@ -84,7 +84,7 @@ def test_score_examples_with_dover_and_imagereward(tmp_path, capsys):
     tokenizer = write_bert_vocab(tmp_path / "bert")
     out = tmp_path / "results.csv"
     code = main([
-        "score", str(EXAMPLES), "--reward", "dover", "--reward", f"imagereward:tokenizer={tokenizer}",
+        "score", str(EXAMPLES), "--reward", "dover", "--reward", "imagereward", "--weights", f"imagereward.tokenizer={tokenizer}",
         "--weights", f"dover={dover}", "--weights", f"imagereward={imagereward}", "--out", str(out),
         "--workers", "0", "--no-progress",
     ])

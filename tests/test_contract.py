@@ -22,7 +22,16 @@ from rewardkit.testing import TINY_REWARDS, pattern_image
 from rewardkit.testing.vbench import moving_square_clip
 
 REWARDS = sorted(info.name for info in list_rewards())
-DIFFERENTIABLE = [name for name in REWARDS if get_reward_info(name).differentiable]
+# One score of two clips takes over 5 s on a loaded 2-core machine (DOVER ~20 s, MUSIQ on every frame
+# ~20 s, VideoReward ~13 s, VideoScore ~7 s, full-size RAFT ~6 s): their contract tests run in the slow step.
+HEAVY = {"dover", "imaging_quality", "videoreward", "videoscore", "dynamic_degree"}
+
+
+def params(names: list[str]) -> list:
+    return [pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name for name in names]
+
+
+DIFFERENTIABLE = params([name for name in REWARDS if get_reward_info(name).differentiable])
 BOTH_MODES = [name for name in REWARDS if "mode" in get_reward_info(name).options]
 PROMPTS = ["a red fox running through the snow", "a cat sitting on a chair"]
 
@@ -50,10 +59,11 @@ def build(tiny_reward_options):
 
 def pixels(name: str, count: int = 2) -> torch.Tensor:
     """uint8 inputs with real structure: 224 px images (the models' own size, so no resampling differs
-    between the modes), or 16-frame 64 px clips of a textured square moving over a textured background."""
+    between the modes), or 4-frame 128 px clips (RAFT's smallest size) of a textured square moving over a
+    textured background."""
     if get_reward_info(name).modality == "image":
         return torch.stack([torch.from_numpy(pattern_image(224, 224, seed)).permute(2, 0, 1) for seed in range(count)])
-    clips = [moving_square_clip(16, 64, 64, speed=1.0 + seed, seed=seed) for seed in range(count)]
+    clips = [moving_square_clip(4, 128, 128, speed=2.0 + seed, seed=seed) for seed in range(count)]
     return torch.from_numpy(np.stack(clips)).permute(0, 1, 4, 2, 3).contiguous()
 
 
@@ -68,21 +78,23 @@ def run(reward: torch.nn.Module, name: str, inputs: torch.Tensor, texts: list[st
     return reward(inputs, texts)
 
 
-@pytest.mark.parametrize("name", REWARDS)
+@pytest.mark.parametrize("name", params(REWARDS))
 def test_scores_are_float32_one_per_item(build, name):
     scores = run(build(name), name, pixels(name), prompts(name))
     assert scores.shape == (2,) and scores.dtype == torch.float32 and torch.isfinite(scores).all()
 
 
-@pytest.mark.parametrize("name", REWARDS)
+@pytest.mark.parametrize("name", params(REWARDS))
 def test_uint8_input_equals_the_same_pixels_as_float(build, name):
+    """Equal up to rounding: a pipeline that resizes uint8 tensors as the official code does (VBench's
+    ViCLIP transform) rounds after resizing, which moves its score by ~1e-4 here."""
     reward, inputs = build(name), pixels(name)
     as_uint8 = run(reward, name, inputs, prompts(name))
     as_float = run(reward, name, inputs.float() / 255, prompts(name))
-    assert torch.allclose(as_uint8, as_float, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(as_uint8, as_float, rtol=1e-3, atol=1e-3), (as_uint8, as_float)
 
 
-@pytest.mark.parametrize("name", REWARDS)
+@pytest.mark.parametrize("name", params(REWARDS))
 def test_an_item_scores_the_same_alone_and_in_a_batch(build, name):
     """Items of a batch do not influence each other. A reward that draws randomness per video from the
     generator (DOVER's fragments) gives the first video the same draws alone and in the batch; the others
@@ -98,7 +110,7 @@ def test_an_item_scores_the_same_alone_and_in_a_batch(build, name):
     assert torch.allclose(together[1], alone[1], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", REWARDS)
+@pytest.mark.parametrize("name", params(REWARDS))
 def test_bad_input_is_a_value_error(build, name):
     reward, inputs, texts = build(name), pixels(name), prompts(name)
     wrong_rank = inputs[:, 0] if inputs.dim() == 5 else inputs[:, None]
@@ -120,10 +132,10 @@ def test_gradients_reach_the_pixels_not_the_weights(build, name):
     assert not any(parameter.requires_grad for parameter in reward.parameters()), "rewards are frozen judges"
 
 
-@pytest.mark.parametrize("name", BOTH_MODES)
+@pytest.mark.parametrize("name", params(BOTH_MODES))
 def test_reference_and_differentiable_modes_agree(build, name):
     """The same pixels through the official (PIL) preprocessing and the all-torch one. Images are at the
-    models' 224 px, so only rounding differs; clips are resampled from 64 px, where PIL's and torch's
+    models' 224 px, so only rounding differs; clips are resampled from 128 px, where PIL's and torch's
     antialiased bicubic differ by a few grey levels (the documented gap, benchmarks/report_gap.py)."""
     inputs, texts = pixels(name), prompts(name)
     reference = run(build(name, "reference"), name, inputs, texts)

@@ -34,7 +34,7 @@ def build(imagereward_files):
     def make(**options):
         key = tuple(sorted(options.items()))
         if key not in built:
-            built[key] = create_reward("imagereward", weights=str(model_dir), tokenizer=str(tokenizer_dir), **options)
+            built[key] = create_reward("imagereward", weights={"model": str(model_dir), "tokenizer": str(tokenizer_dir)}, **options)
         return built[key]
 
     return make
@@ -162,35 +162,35 @@ def test_checkpoint_key_mismatch_is_a_clear_error(imagereward_files, tmp_path, e
     model_dir, tokenizer_dir = imagereward_files
     folder = _write_variant(tmp_path / "bad", model_dir, edit)
     with pytest.raises(WeightsMismatchError, match=message):
-        create_reward("imagereward", weights=str(folder), tokenizer=str(tokenizer_dir))
+        create_reward("imagereward", weights={"model": str(folder), "tokenizer": str(tokenizer_dir)})
 
 
 def test_unused_official_keys_may_be_absent(imagereward_files, tmp_path, build):
     model_dir, tokenizer_dir = imagereward_files
     folder = _write_variant(tmp_path / "lean", model_dir, lambda sd: [sd.pop(key) for key in UNUSED_KEYS])
-    lean = create_reward("imagereward", weights=str(folder / "ImageReward.pt"), tokenizer=str(tokenizer_dir))
+    lean = create_reward("imagereward", weights={"model": str(folder / "ImageReward.pt"), "tokenizer": str(tokenizer_dir)})
     torch.testing.assert_close(lean(images(), PROMPTS), build()(images(), PROMPTS), atol=0, rtol=0)
 
 
 def test_missing_med_config_and_checkpoint_are_clear_errors(imagereward_files, tmp_path):
     _, tokenizer_dir = imagereward_files
     with pytest.raises(MissingWeightsError, match="THUDM/ImageReward"):
-        create_reward("imagereward", weights=str(tmp_path / "nowhere.pt"), tokenizer=str(tokenizer_dir))
+        create_reward("imagereward", weights={"model": str(tmp_path / "nowhere.pt"), "tokenizer": str(tokenizer_dir)})
     torch.save({}, tmp_path / "ImageReward.pt")
     with pytest.raises(MissingWeightsError, match="med_config.json"):
-        create_reward("imagereward", weights=str(tmp_path), tokenizer=str(tokenizer_dir))
+        create_reward("imagereward", weights={"model": str(tmp_path), "tokenizer": str(tokenizer_dir)})
 
 
 def test_small_tokenizer_that_maps_words_to_unk_is_refused(imagereward_files, tmp_path):
     model_dir, _ = imagereward_files
     (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n")
     with pytest.raises(MissingWeightsError, match=r"5 tokens.*30522"):
-        create_reward("imagereward", weights=str(model_dir), tokenizer=str(tmp_path))
+        create_reward("imagereward", weights={"model": str(model_dir), "tokenizer": str(tmp_path)})
     with pytest.raises(MissingWeightsError, match="does not exist"):
-        create_reward("imagereward", weights=str(model_dir), tokenizer=str(tmp_path / "nowhere"))
+        create_reward("imagereward", weights={"model": str(model_dir), "tokenizer": str(tmp_path / "nowhere")})
     (tmp_path / "empty").mkdir()
     with pytest.raises(MissingWeightsError, match="no vocab.txt"):
-        create_reward("imagereward", weights=str(model_dir), tokenizer=str(tmp_path / "empty"))
+        create_reward("imagereward", weights={"model": str(model_dir), "tokenizer": str(tmp_path / "empty")})
 
 
 def test_weights_and_tokenizer_from_hf_cache_and_clear_error_when_missing_offline(imagereward_files, hf_cache):
@@ -207,7 +207,7 @@ def test_weights_and_tokenizer_from_hf_cache_and_clear_error_when_missing_offlin
     )
     reward = create_reward("imagereward")
     scores = reward(images(), PROMPTS)
-    explicit = create_reward("imagereward", weights=str(model_dir), tokenizer=str(tokenizer_dir))
+    explicit = create_reward("imagereward", weights={"model": str(model_dir), "tokenizer": str(tokenizer_dir)})
     torch.testing.assert_close(scores, explicit(images(), PROMPTS), atol=0, rtol=0)
     assert reward.weights_sha256 == explicit.weights_sha256
 

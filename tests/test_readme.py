@@ -40,7 +40,7 @@ NEEDS_WEIGHTS = {
     "--reward hpsv2 --reward pickscore": "rewardkit download hpsv2",
     "--reward hpsv2:version=v2.0": "HPS_v2_compressed.pt",
     "--weights clip=/models/open_clip_model.safetensors": "/models/open_clip_model.safetensors",
-    "aesthetic:head=vbench,clip_weights=/models/open_clip_model.safetensors": "/models/open_clip_model.safetensors",
+    "aesthetic.backbone=/models/open_clip_model.safetensors": "/models/open_clip_model.safetensors",
     "patch:base=hpsv2": "rewardkit download",
     "instructvideo-modelscope.toml": "ali-vilab/text-to-video-ms-1.7b",
     'create_reward("hpsv2"': "rewardkit download hpsv2",

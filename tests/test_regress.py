@@ -98,7 +98,7 @@ def test_lower_is_better_metrics_and_improvements(monkeypatch):
     risen = table("m", BASE[:50] + 0.05 + zero_mean_noise(50, 1e-4))
     assert verdict(risen, baseline, tolerances={"m": 1e-3}).verdict == "improved"
     # For a lower-is-better metric the same rise is a drop in quality.
-    monkeypatch.setattr(regress, "get_reward_info", lambda name: SimpleNamespace(higher_is_better=False, score_range=(0.0, 1.0)))
+    monkeypatch.setattr(regress, "get_reward_info", lambda name: SimpleNamespace(higher_is_better=False, score_range_for=lambda options=None: (0.0, 1.0)))
     assert verdict(risen, baseline, tolerances={"m": 1e-3}).verdict == "regressed"
 
 
@@ -127,6 +127,7 @@ def test_default_tolerance_follows_the_metric_scale():
     absolute for an unknown (unbounded) one."""
     assert default_tolerance("temporal_flickering") == pytest.approx(1e-3)
     assert default_tolerance("pickscore") == pytest.approx(0.1)
+    assert default_tolerance("clip:form=x100") == pytest.approx(0.1)  # max(100 cos, 0): 0-100
     assert default_tolerance("no_such_metric") == pytest.approx(1e-3)
 
 

@@ -1,4 +1,7 @@
-"""Model rewards on tiny random-weight checkpoints in the official layouts, loaded through create_reward."""
+"""Model rewards on tiny random-weight checkpoints in the official layouts, loaded through create_reward.
+
+What every reward must do (shape, dtype, uint8, gradients, bad input) is in test_contract.py; here: the
+open_clip-family image rewards against independent computations, and their own behaviour."""
 
 import numpy as np
 import open_clip
@@ -27,15 +30,6 @@ def build(tiny_rewards):
         return built[key]
 
     return make
-
-
-@pytest.mark.parametrize("name", ["hpsv2", "clip", "pickscore", "aesthetic"])
-def test_gradients_reach_pixels_in_differentiable_mode(build, name):
-    reward = build(name, mode="differentiable")
-    pixels = images().requires_grad_(True)
-    reward(pixels, PROMPTS).sum().backward()
-    assert pixels.grad is not None and torch.isfinite(pixels.grad).all() and pixels.grad.abs().sum() > 0
-    assert all(not parameter.requires_grad for parameter in reward.parameters()), "rewards must stay frozen"
 
 
 def test_gradients_reach_pixels_through_video_reward(build):
@@ -165,12 +159,6 @@ def test_long_prompts_are_detected_as_truncated(build, name):
     reward = build(name)
     assert reward.prompt_truncated(LONG_PROMPT) and not reward.prompt_truncated("a cat")
     assert torch.isfinite(reward(images(count=1), [LONG_PROMPT])).all()
-
-
-def test_uint8_input_equals_float_input(build):
-    reward = build("hpsv2")
-    pixels = (torch.rand(2, 3, 64, 80) * 255).round().to(torch.uint8)
-    assert torch.allclose(reward(pixels, ["a", "b"]), reward(pixels.float() / 255, ["a", "b"]), atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Model-based VBench dimensions (rewardkit.rewards.vbench) on tiny random-weight checkpoints in the official
+"""Model-based VBench dimensions (rewardkit.rewards.raft, .dino, .clip, .aesthetic) on tiny random-weight checkpoints in the official
 layouts, loaded through ``create_reward(name, weights=PATH)``.
 
 References: VBench's loops written out below (vbench/subject_consistency.py, background_consistency.py,
@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torchvision import transforms
 
 from rewardkit import create_reward
+from rewardkit.rewards.consistency import consistency_scores
 from rewardkit.rewards.errors import NotApplicable
-from rewardkit.rewards.vbench import consistency_scores, map_raft_keys
+from rewardkit.rewards.raft import map_raft_keys
 from rewardkit.testing.clip import write_aesthetic_head, write_open_clip_config, write_open_clip_safetensors
 from rewardkit.testing.vbench import (
     moving_square_clip,
@@ -116,7 +117,7 @@ def test_background_consistency_equals_vbench_loop(files):
 
 def test_aesthetic_quality_is_the_frame_mean_of_aesthetic_vbench(files):
     """vbench/aesthetic_quality.py: per frame linear(normalize(CLIP)) / 10, mean over every frame."""
-    options = {"architecture": files["clip_config"], "clip_weights": files["clip"], "weights": files["head"]}
+    options = {"architecture": files["clip_config"], "weights": {"head": files["head"], "backbone": files["clip"]}}
     metric = create_reward("aesthetic_quality", **options)
     per_frame = create_reward("aesthetic", head="vbench", **options)
     clip = moving_square_clip(3, height=40, width=40, speed=3, size=12)

@@ -1,4 +1,4 @@
-"""VBench's prompt-conditioned dimensions (rewardkit.rewards.vbench_semantic) on tiny random-weight checkpoints
+"""VBench's prompt-conditioned dimensions (rewardkit.rewards.clip: appearance_style; rewardkit.rewards.viclip: overall_consistency) on tiny random-weight checkpoints
 in the official layouts, loaded through ``create_reward(name, weights=PATH)``.
 
 References: VBench's loops written out below (vbench/appearance_style.py with ``clip_transform_Image`` on PIL
@@ -16,7 +16,7 @@ from PIL import Image
 from torchvision import transforms
 
 from rewardkit import create_reward
-from rewardkit.rewards.vbench_semantic import VBenchMiddleFrames
+from rewardkit.rewards.viclip import VBenchMiddleFrames
 from rewardkit.testing.clip import write_open_clip_config, write_open_clip_safetensors
 from rewardkit.testing.vbench import (
     flicker_clip,
@@ -160,6 +160,18 @@ def test_overall_consistency_equals_viclip_written_out(files, viclip):
     assert batched[0].item() == pytest.approx(scores[0], abs=1e-5)
     assert batched[1].item() == pytest.approx(viclip(pair[1:], prompts[1]).item(), abs=1e-5)
     assert viclip.weights_sha256 and len(viclip.weights_sha256) == 64
+
+
+def test_temporal_style_is_the_same_computation_on_its_own_prompts(files):
+    """VBench's temporal_style.py computes exactly what overall_consistency.py does (read side by side):
+    the written-out ViCLIP cosine on the 8 middle frames, here with a temporal-style prompt."""
+    style = create_reward("temporal_style", weights=files["viclip"])
+    state = torch.load(files["viclip"], weights_only=True)["model"]
+    clip = moving_square_clip(12, 48, 64, speed=3)
+    prompt = "a red square slides to the right, in slow motion"
+    assert style(to_video_tensor(clip), [prompt]).item() == pytest.approx(vbench_overall_consistency(state, clip, prompt), abs=1e-5)
+    with pytest.raises(ValueError, match="temporal_style"):
+        style(to_video_tensor(clip), None)
 
 
 def test_viclip_tokens_and_truncation(viclip):

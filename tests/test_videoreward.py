@@ -326,7 +326,7 @@ def test_missing_files_are_clear_errors(videoreward_files, tmp_path):
     with pytest.raises(MissingWeightsError, match="LoRA adapter"):
         create_reward("videoreward", weights=str(tmp_path / "adapter"))
     with pytest.raises(MissingWeightsError, match="preprocessor_config.json"):
-        create_reward("videoreward", weights=str(folder), base=str(tmp_path / "adapter"))
+        create_reward("videoreward", weights={"model": str(folder), "base": str(tmp_path / "adapter")})
     settings = json.loads((folder / "model_config.json").read_text())
     settings["data_config"]["prompt_template_type"] = "simple"
     (tmp_path / "other").mkdir()
@@ -490,7 +490,7 @@ def _real_files() -> tuple[Path, Path] | None:
 def test_real_weights_load_strictly_and_score():
     folder, base = _real_files()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    reward = create_reward("videoreward", weights=str(folder), base=str(base), device=device)
+    reward = create_reward("videoreward", weights={"model": str(folder), "base": str(base)}, device=device)
     assert len(reward.processor.tokenizer) == 151660
     frames, indices, num_frames = sampled(reward, videos(count=1, frames=8))
     details = reward.score_sampled_details(frames, indices, num_frames, PROMPTS[:1])

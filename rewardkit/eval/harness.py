@@ -28,7 +28,9 @@ import rewardkit
 from rewardkit.errors import UserInputError
 from rewardkit.eval.suite import Suite, load_suite
 from rewardkit.eval.vbench import QUALITY, SEMANTIC, normalize, vbench_totals
+from rewardkit.registry import parse_reward_spec
 from rewardkit.scoring import collect_media, find_prompt, load_prompt_table, score
+from rewardkit.weights import require_weights, weights_for
 
 __all__ = ["EvalRun", "evaluate", "aggregate", "load_run"]
 
@@ -74,6 +76,13 @@ def _device(device: str | None) -> str:
     return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
 
 
+def _reward_spec(spec: str, extra: Mapping[str, str]) -> str:
+    """A dimension's reward spec with the options given for it on the command line appended."""
+    if not extra:
+        return spec
+    return spec + ("," if ":" in spec else ":") + ",".join(f"{key}={value}" for key, value in extra.items())
+
+
 def evaluate(
     suite: str | os.PathLike[str] | Suite,
     videos: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
@@ -107,13 +116,15 @@ def evaluate(
     media, _ = collect_media(paths)
     table = load_prompt_table(prompts) if prompts is not None else {}
     mine = media[rank::world]
+    specs = {dimension.name: _reward_spec(dimension.reward, (options or {}).get(dimension.name, {})) for dimension in suite.dimensions}
+    # Every missing weights file of the suite in one error, before anything is scored.
+    require_weights(
+        (name, spec_options, weights_for(name, spec_options, weights or {}))
+        for name, spec_options in map(parse_reward_spec, specs.values())
+    )
     parts = []
     for dimension in suite.dimensions:
-        spec = dimension.reward
-        extra = dict((options or {}).get(dimension.name, {}))
-        if extra:
-            separator = "," if ":" in spec else ":"
-            spec += separator + ",".join(f"{key}={value}" for key, value in extra.items())
+        spec = specs[dimension.name]
         shard_name = f"{dimension.name}.csv" if world == 1 else f"{dimension.name}.rank{rank}.csv"
         result = score(
             mine,

@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from rewardkit.errors import UserInputError
-from rewardkit.registry import get_reward_info
+from rewardkit.registry import get_reward_info, parse_reward_spec
 
 __all__ = [
     "Comparison",
@@ -167,7 +167,7 @@ def default_tolerance(reward: str) -> float:
     """``DEFAULT_RELATIVE_TOLERANCE`` times the width of the reward's declared score range; 1e-3 when the
     range is unbounded or the reward unknown."""
     info = _reward_info(reward)
-    low, high = getattr(info, "score_range", (-math.inf, math.inf)) if info is not None else (-math.inf, math.inf)
+    low, high = info.score_range_for(parse_reward_spec(reward)[1]) if info is not None else (-math.inf, math.inf)
     if math.isfinite(low) and math.isfinite(high) and high > low:
         return DEFAULT_RELATIVE_TOLERANCE * (high - low)
     return DEFAULT_TOLERANCE

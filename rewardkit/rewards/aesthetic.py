@@ -14,7 +14,7 @@ for Video Generative Models", arXiv:2311.17982, https://github.com/Vchitect/VBen
 ``vbench/aesthetic_quality.py``): the same CLIP embedding, ``F.normalize``-d, into LAION's first predictor
 ``sa_0_4_vit_l_14_linear.pth`` (https://github.com/LAION-AI/aesthetic-predictor; one ``nn.Linear(768, 1)``,
 keys ``weight``, ``bias``), divided by 10: about 0-1. VBench scores every frame of a video and averages
-(``rewardkit score --frames all``).
+(``rewardkit score --frames all``); the ``aesthetic_quality`` reward does exactly that.
 
 Preprocessing, ``reference`` mode: ``laion`` uses ``clip.load``'s preprocess, which is open_clip's eval
 transform for this model (PIL bicubic resize of the shortest side to 224, centre crop, RGB, ToTensor,
@@ -37,26 +37,37 @@ import torch
 import torch.nn.functional as F
 
 from rewardkit.registry import WeightFile, register_reward
-from rewardkit.rewards.base import ImageScorer, PreprocessMode
+from rewardkit.rewards.base import ImageScorer, PreprocessMode, VideoScorer
 from rewardkit.rewards.clip import (
-    _clip_weight_files,
     build_pretrained_open_clip,
+    clip_weight_file,
     open_clip_image_size,
     open_clip_reference_transform,
 )
-from rewardkit.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ShortestSideCropPreprocess
+from rewardkit.transforms import (
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    ShortestSideCropPreprocess,
+    as_float_videos,
+)
+from rewardkit.video.sampling import All
 from rewardkit.weights import (
-    MissingWeightsError,
+    WeightsArgument,
     WeightsMismatchError,
+    build_with_weights,
     check_keys,
-    explicit_weights_file,
     load_state_dict,
     load_strict,
-    resolve_weight_file,
-    sha256_of,
 )
 
-__all__ = ["AestheticPredictor", "AESTHETIC_HEADS", "LaionAestheticMLP"]
+__all__ = [
+    "AestheticPredictor",
+    "AestheticQuality",
+    "AESTHETIC_HEADS",
+    "LaionAestheticMLP",
+    "aesthetic_weight_roles",
+    "build_aesthetic",
+]
 
 HeadName = Literal["laion", "vbench"]
 
@@ -196,68 +207,23 @@ class AestheticPredictor(ImageScorer):
         return scores / 10 if self.head_name == "vbench" else scores
 
 
-def _aesthetic_weight_files(options: Mapping[str, Any]) -> list[WeightFile]:
-    backbone = _clip_weight_files({"architecture": options["architecture"], "pretrained": _BACKBONE_PRETRAINED})
-    return [AESTHETIC_HEADS[options["head"]], *backbone]
+def aesthetic_weight_roles(head: str, architecture: str) -> dict[str, WeightFile]:
+    """The head file and the CLIP backbone (open_clip's Hub file for ``architecture``/openai)."""
+    return {"head": AESTHETIC_HEADS[head], "backbone": clip_weight_file(architecture, _BACKBONE_PRETRAINED)}
 
 
-@register_reward(
-    "aesthetic",
-    modality="image",
-    needs_prompt=False,
-    differentiable=True,
-    score_range=(0.0, 10.0),
-    description="LAION aesthetic predictor v2 on CLIP ViT-L/14 (~1-10), or VBench's aesthetic head (/10, ~0-1)",
-    weights=_aesthetic_weight_files,
-    paper="no paper (LAION); VBench arXiv:2311.17982",
-    repository="https://github.com/christophschuhmann/improved-aesthetic-predictor",
-)
-def create_aesthetic(
-    *,
-    head: Literal["laion", "vbench"] = "laion",
-    clip_weights: str | None = None,
-    architecture: str = "ViT-L-14",
-    mode: Literal["reference", "differentiable"] = "reference",
-    device: torch.device,
-    dtype: torch.dtype,
-    weights: str | None,
+def build_aesthetic(
+    paths: Mapping[str, Path], *, head: str, architecture: str, mode: PreprocessMode, device: torch.device, dtype: torch.dtype
 ) -> AestheticPredictor:
-    """LAION aesthetic predictor (``head=laion``, default) or VBench's aesthetic quality (``head=vbench``).
-
-    ``weights`` is the head file (``sac+logos+ava1-l14-linearMSE.pth`` or ``sa_0_4_vit_l_14_linear.pth``;
-    on the command line ``--weights aesthetic=PATH``); ``clip_weights`` the CLIP backbone, an open_clip
-    checkpoint of ``architecture`` (default: open_clip's Hub file for ViT-L-14/openai,
-    ``open_clip_model.safetensors``, the ``clip`` reward's default). Either left out is resolved from the
-    caches or downloaded. The score tensor carries no prompt dependence: prompts are ignored.
-    """
-    head_file = AESTHETIC_HEADS[head]
-    missing: list[str] = []
-    head_path = backbone_path = None
-    try:
-        head_path = (
-            explicit_weights_file(weights, reward="aesthetic") if weights else resolve_weight_file(head_file, reward="aesthetic")
-        )
-    except MissingWeightsError as error:
-        missing.append(str(error))
-    if clip_weights is None:
-        try:
-            backbone_file = _clip_weight_files({"architecture": architecture, "pretrained": _BACKBONE_PRETRAINED})[0]
-            backbone_path = resolve_weight_file(backbone_file, reward="aesthetic", option="clip_weights")
-        except MissingWeightsError as error:
-            missing.append(str(error))
-    else:
-        backbone_path = explicit_weights_file(clip_weights, reward="aesthetic")
-    if missing or head_path is None or backbone_path is None:
-        raise MissingWeightsError("\n\n".join(missing))
+    """The predictor from its resolved ``head`` and ``backbone`` files; the head's keys are checked before
+    the (large) backbone is built."""
+    head_path = paths["head"]
     head_state = load_state_dict(head_path)
-    _check_head_keys(head, head_state, str(head_path))  # before the (large) backbone is built
-
-    model, _, backbone_path = build_pretrained_open_clip(
-        architecture, _BACKBONE_PRETRAINED, str(backbone_path), reward="aesthetic", option="clip_weights"
-    )
+    _check_head_keys(head, head_state, str(head_path))
+    model, _ = build_pretrained_open_clip(architecture, _BACKBONE_PRETRAINED, paths["backbone"])
     visual = model.visual
     head_module = _load_head(head, head_state, int(visual.output_dim), str(head_path), architecture)
-    reward = AestheticPredictor(
+    return AestheticPredictor(
         visual,
         head_module,
         head=head,
@@ -268,6 +234,90 @@ def create_aesthetic(
         device=device,
         dtype=dtype,
     )
-    del model  # the text tower is not needed
-    reward.weights_sha256 = f"{sha256_of(Path(head_path))}+{sha256_of(Path(backbone_path))}"
-    return reward
+
+
+@register_reward(
+    "aesthetic",
+    modality="image",
+    needs_prompt=False,
+    differentiable=True,
+    score_range=(0.0, 10.0),
+    description="LAION aesthetic predictor v2 on CLIP ViT-L/14 (~1-10), or VBench's aesthetic head (/10, ~0-1)",
+    weights=lambda options: aesthetic_weight_roles(options["head"], options["architecture"]),
+    paper="no paper (LAION); VBench arXiv:2311.17982",
+    repository="https://github.com/christophschuhmann/improved-aesthetic-predictor",
+)
+def create_aesthetic(
+    *,
+    head: Literal["laion", "vbench"] = "laion",
+    architecture: str = "ViT-L-14",
+    mode: Literal["reference", "differentiable"] = "reference",
+    device: torch.device,
+    dtype: torch.dtype,
+    weights: WeightsArgument,
+) -> AestheticPredictor:
+    """LAION aesthetic predictor (``head=laion``, default) or VBench's aesthetic quality (``head=vbench``).
+
+    ``weights`` is the head file (``sac+logos+ava1-l14-linearMSE.pth`` or ``sa_0_4_vit_l_14_linear.pth``),
+    or ``{"head": PATH, "backbone": PATH}`` (on the command line ``--weights aesthetic.backbone=PATH``) where
+    the backbone is an open_clip checkpoint of ``architecture`` (default: open_clip's Hub file for
+    ViT-L-14/openai, ``open_clip_model.safetensors``, the ``clip`` reward's default). What is left out is
+    resolved from the caches or downloaded. The score tensor carries no prompt dependence: prompts are ignored.
+    """
+    return build_with_weights(
+        "aesthetic",
+        weights,
+        {"head": head, "architecture": architecture},
+        lambda paths: build_aesthetic(paths, head=head, architecture=architecture, mode=mode, device=device, dtype=dtype),
+    )
+
+
+class AestheticQuality(VideoScorer):
+    """VBench aesthetic_quality: the aesthetic predictor (``head=vbench``) on every frame, averaged."""
+
+    needs_prompt = False
+    max_prompt_tokens = None
+
+    def __init__(self, aesthetic: AestheticPredictor) -> None:
+        super().__init__()
+        self.aesthetic = aesthetic
+        self.sampler = All()
+        self.weights_sha256: str | None = None
+
+    def score_sampled(self, frames: torch.Tensor, indices: torch.Tensor | None, num_frames: int, prompts: Any = None, rng: Any = None) -> torch.Tensor:
+        """Mean over every frame ``[B, T, 3, H, W]`` of the per-frame VBench aesthetic score (/10)."""
+        videos = as_float_videos(frames, keep_uint8=True)
+        batch, count = videos.shape[:2]
+        scores = torch.cat([self.aesthetic(chunk) for chunk in videos.flatten(0, 1).split(32)])
+        return scores.view(batch, count).float().mean(dim=1)
+
+
+@register_reward(
+    "aesthetic_quality",
+    modality="video",
+    needs_prompt=False,
+    differentiable=True,
+    score_range=(0.0, 1.0),
+    weights=lambda options: aesthetic_weight_roles("vbench", options["architecture"]),
+    description="VBench aesthetic quality: LAION linear aesthetic head on CLIP ViT-L/14, /10, mean over frames",
+    paper="arXiv:2311.17982",
+    repository="https://github.com/Vchitect/VBench",
+)
+def create_aesthetic_quality(
+    *,
+    architecture: str = "ViT-L-14",
+    mode: Literal["reference", "differentiable"] = "reference",
+    device: torch.device,
+    dtype: torch.dtype,
+    weights: WeightsArgument,
+) -> AestheticQuality:
+    """The aesthetic predictor with ``head=vbench`` (``weights``: the head file, or ``{"head": ...,
+    "backbone": ...}``) on every frame, averaged per video as VBench does."""
+    return build_with_weights(
+        "aesthetic_quality",
+        weights,
+        {"architecture": architecture},
+        lambda paths: AestheticQuality(
+            build_aesthetic(paths, head="vbench", architecture=architecture, mode=mode, device=device, dtype=dtype)
+        ),
+    )

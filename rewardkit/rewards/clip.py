@@ -1,4 +1,5 @@
-"""CLIP score with open_clip models.
+"""CLIP (open_clip models): the ``clip`` score, and VBench's ``appearance_style`` and
+``background_consistency``, which run CLIP ViT-B/32 on every frame.
 
 Radford et al., "Learning Transferable Visual Models From Natural Language Supervision" (ICML 2021),
 https://github.com/mlfoundations/open_clip. Score forms:
@@ -10,6 +11,23 @@ https://github.com/mlfoundations/open_clip. Score forms:
 
 The model is built with ``pretrained=None`` and the checkpoint loaded through rewardkit's safe, strict
 loader; ``architecture`` is an open_clip model name or a path to an open_clip JSON model config.
+
+VBench (Huang et al., CVPR 2024, arXiv:2311.17982, https://github.com/Vchitect/VBench), with open_clip's copy
+of the OpenAI ViT-B/32 weights that VBench loads with ``clip.load``:
+
+- ``appearance_style`` (vbench/appearance_style.py): CLIP on *every* frame, each frame through
+  ``clip_transform_Image(224)`` (PIL bicubic resize of the short side to 224, centre crop, ToTensor, CLIP
+  mean/std: open_clip's OpenAI eval transform, the ``clip`` reward's ``reference`` mode). Per frame VBench
+  keeps ``logits_per_text / 100`` = ``exp(logit_scale) * cos / 100`` (``exp(logit_scale)`` is 100.03 for
+  the OpenAI ViT-B/32 checkpoint, whose fp16 ``logit_scale`` is 4.6055); the video score is the mean over
+  its frames. The prompt is the style text (VBench's ``auxiliary_info.appearance_style``, e.g. "Van Gogh
+  style"), not the whole generation prompt. VBench tokenizes with ``clip.tokenize`` (77 tokens, an error
+  beyond); open_clip truncates instead. VBench's dimension value is frame-weighted (sum of frame scores /
+  number of frames, over all videos); it equals the mean of these per-video scores when every video has
+  the same number of frames.
+- ``background_consistency`` (vbench/background_consistency.py): VBench's consistency formula
+  (rewardkit.rewards.consistency) on the image embeddings, frames resized to 224 on the short side
+  (bicubic, ``antialias=False``), centre-cropped, /255, CLIP mean/std.
 """
 
 from __future__ import annotations
@@ -26,21 +44,19 @@ from PIL import Image
 
 from rewardkit.lazy import lazy_import
 from rewardkit.registry import WeightFile, register_reward
-from rewardkit.rewards.base import ImageScorer, PreprocessMode, TextFeatureCache
-from rewardkit.transforms import ShortestSideCropPreprocess
-from rewardkit.weights import (
-    explicit_weights_file,
-    load_state_dict,
-    load_strict,
-    resolve_weight_file,
-    sha256_of,
-)
+from rewardkit.rewards.base import ImageScorer, PreprocessMode, TextFeatureCache, VideoScorer
+from rewardkit.rewards.consistency import FeatureConsistency
+from rewardkit.transforms import ShortestSideCropPreprocess, as_float_videos, check_prompts
+from rewardkit.video.sampling import All
+from rewardkit.weights import WeightsArgument, build_with_weights, load_state_dict, load_strict
 
 open_clip = lazy_import("open_clip")
 
 __all__ = [
+    "AppearanceStyle",
     "OpenClipReward",
     "ClipScore",
+    "clip_weight_file",
     "build_open_clip",
     "build_pretrained_open_clip",
     "open_clip_image_size",
@@ -116,22 +132,13 @@ def open_clip_reference_transform(model: torch.nn.Module) -> PilTransform:
     )
 
 
-def build_pretrained_open_clip(
-    architecture: str, pretrained: str, weights: str | None, *, reward: str, option: str = "weights"
-) -> tuple[torch.nn.Module, Any, Path]:
-    """An open_clip model loaded strictly from ``weights`` or, when None, from open_clip's Hub file for
-    ``architecture``/``pretrained`` (resolved like every rewardkit weight). Returns model, tokenizer and path.
-
-    The activation follows open_clip's pretrained config (OpenAI models use QuickGELU)."""
+def build_pretrained_open_clip(architecture: str, pretrained: str, path: Path) -> tuple[torch.nn.Module, Any]:
+    """An open_clip model of ``architecture`` loaded strictly from the checkpoint at ``path``, and its
+    tokenizer. The activation follows open_clip's pretrained config (OpenAI models use QuickGELU)."""
     config = {} if architecture.endswith(".json") else (open_clip.get_pretrained_cfg(architecture, pretrained) or {})
     model, tokenizer = build_open_clip(architecture, quick_gelu=bool(config.get("quick_gelu", False)))
-    if weights is None:
-        weight_file = _clip_weight_files({"architecture": architecture, "pretrained": pretrained})[0]
-        path = resolve_weight_file(weight_file, reward=reward, option=option)
-    else:
-        path = explicit_weights_file(weights, reward=reward)
     load_strict(model, load_state_dict(path), str(path))
-    return model, tokenizer, path
+    return model, tokenizer
 
 
 class OpenClipReward(ImageScorer):
@@ -157,7 +164,6 @@ class OpenClipReward(ImageScorer):
     def load_checkpoint(self, path: Path, state_dict: Mapping[str, torch.Tensor]) -> None:
         load_strict(self.model, state_dict, str(path))
         self.model.to(dtype=self.dtype)
-        self.weights_sha256 = sha256_of(path)
         self.text_features.clear()
 
     def _encode_text(self, prompts: list[str]) -> torch.Tensor:
@@ -199,8 +205,8 @@ class ClipScore(OpenClipReward):
         return cosine
 
 
-def _clip_weight_files(options: Mapping[str, Any]) -> list[WeightFile]:
-    architecture, pretrained = options["architecture"], options["pretrained"]
+def clip_weight_file(architecture: str, pretrained: str) -> WeightFile:
+    """open_clip's Hugging Face file for ``architecture``/``pretrained`` (``open_clip_model.safetensors``)."""
     # The defaults' Hub repos (as open_clip's pretrained configs name them, so `rewardkit list` need not
     # import open_clip) and sizes: parameter counts x 4 bytes (fp32 safetensors), from open_clip's configs.
     known = {
@@ -209,14 +215,18 @@ def _clip_weight_files(options: Mapping[str, Any]) -> list[WeightFile]:
     }
     if (architecture, pretrained) in known:
         repo, size, license_name = known[(architecture, pretrained)]
-        return [WeightFile(repo, "open_clip_model.safetensors", size, license_name)]
+        return WeightFile(repo, "open_clip_model.safetensors", size, license_name)
     config = open_clip.get_pretrained_cfg(architecture, pretrained) if not architecture.endswith(".json") else {}
-    if not config.get("hf_hub"):
-        raise ValueError(
-            f"open_clip has no Hugging Face weights for architecture={architecture!r} pretrained={pretrained!r}; "
-            f"see open_clip.list_pretrained() or pass --weights PATH"
+    if not config.get("hf_hub"):  # a JSON config or a pretrained tag without Hub weights: the user's file
+        return WeightFile(
+            "open_clip",
+            "open_clip_model.safetensors",
+            0,
+            "see the model card",
+            manual=f"an open_clip checkpoint of architecture={architecture!r} (open_clip has no Hugging Face weights "
+            f"for pretrained={pretrained!r}; see open_clip.list_pretrained())",
         )
-    return [WeightFile(config["hf_hub"].rstrip("/"), "open_clip_model.safetensors", 0, "see the model card")]
+    return WeightFile(config["hf_hub"].rstrip("/"), "open_clip_model.safetensors", 0, "see the model card")
 
 
 # The range of each score form (see the module docstring).
@@ -230,7 +240,7 @@ CLIP_SCORE_RANGES = {"cosine": (-1.0, 1.0), "hessel": (0.0, 2.5), "x100": (0.0, 
     differentiable=True,
     score_range=lambda options: CLIP_SCORE_RANGES[options["form"]],
     description="CLIP image-text similarity (open_clip; cosine, Hessel's CLIPScore or x100)",
-    weights=_clip_weight_files,
+    weights=lambda options: {"model": clip_weight_file(options["architecture"], options["pretrained"])},
     paper="arXiv:2103.00020; CLIPScore arXiv:2104.08718",
     repository="https://github.com/mlfoundations/open_clip",
 )
@@ -242,10 +252,111 @@ def create_clip_score(
     mode: Literal["reference", "differentiable"] = "reference",
     device: torch.device,
     dtype: torch.dtype,
-    weights: str | None,
+    weights: WeightsArgument,
 ) -> ClipScore:
     """CLIP score with an open_clip model (default ViT-L-14, OpenAI weights)."""
-    model, tokenizer, path = build_pretrained_open_clip(architecture, pretrained, weights, reward="clip")
-    reward = ClipScore(model, tokenizer, form=form, mode=mode, device=device, dtype=dtype)
-    reward.weights_sha256 = sha256_of(path)
-    return reward
+
+    def build(paths: Mapping[str, Path]) -> ClipScore:
+        model, tokenizer = build_pretrained_open_clip(architecture, pretrained, paths["model"])
+        return ClipScore(model, tokenizer, form=form, mode=mode, device=device, dtype=dtype)
+
+    return build_with_weights("clip", weights, {"architecture": architecture, "pretrained": pretrained}, build)
+
+
+# ------------------------------------------------------------------------ VBench dimensions on CLIP B/32
+
+
+class AppearanceStyle(VideoScorer):
+    """VBench appearance_style: per frame ``exp(logit_scale) * cos(CLIP image, CLIP text) / 100``, averaged
+    over every frame of the video. ``clip`` is a ``ClipScore`` (``form="cosine"``)."""
+
+    needs_prompt = True
+
+    def __init__(self, clip: ClipScore) -> None:
+        super().__init__()
+        self.clip = clip
+        self.sampler = All()
+        self.weights_sha256: str | None = None
+        self.max_prompt_tokens: int | None = clip.max_prompt_tokens
+
+    def prompt_truncated(self, prompt: str) -> bool:
+        """Whether ``prompt`` exceeds CLIP's 77 tokens (VBench's ``clip.tokenize`` would raise; it is truncated)."""
+        return bool(self.clip.prompt_truncated(prompt))
+
+    def score_sampled(
+        self,
+        frames: torch.Tensor,
+        indices: torch.Tensor | None,
+        num_frames: int,
+        prompts: Sequence[str] | str | None = None,
+        rng: Any = None,
+    ) -> torch.Tensor:
+        """Mean over the frames ``[B, K, 3, H, W]`` of VBench's per-frame style similarity."""
+        videos = as_float_videos(frames, keep_uint8=True)
+        batch, count = videos.shape[:2]
+        texts = check_prompts(prompts, batch, "appearance_style", needs_prompt=True)
+        per_frame = [text for text in texts for _ in range(count)]
+        images = videos.flatten(0, 1)
+        cosine = torch.cat([
+            self.clip(images[start : start + 32], per_frame[start : start + 32]) for start in range(0, len(images), 32)
+        ])
+        scale = self.clip.model.logit_scale.detach().float().exp() / 100
+        return (cosine.float().view(batch, count) * scale.to(cosine.device)).mean(dim=1)
+
+
+def _vbench_clip_weights(options: Mapping[str, Any]) -> dict[str, WeightFile]:
+    return {"model": clip_weight_file(options["architecture"], "openai")}
+
+
+@register_reward(
+    "appearance_style",
+    modality="video",
+    needs_prompt=True,
+    differentiable=True,
+    score_range=(-1.0, 1.0),
+    weights=_vbench_clip_weights,
+    description="VBench appearance style: CLIP ViT-B/32 frame-text similarity (logits / 100), mean over frames",
+    paper="arXiv:2311.17982",
+    repository="https://github.com/Vchitect/VBench",
+)
+def create_appearance_style(
+    *,
+    architecture: str = "ViT-B-32",
+    mode: Literal["reference", "differentiable"] = "reference",
+    device: torch.device,
+    dtype: torch.dtype,
+    weights: WeightsArgument,
+) -> AppearanceStyle:
+    """VBench's appearance style; ``weights`` an open_clip checkpoint of ``architecture`` (default open_clip's
+    Hub file of ViT-B-32/openai, the weights VBench loads with ``clip.load("ViT-B/32")``); ``mode=reference``
+    preprocesses with PIL as VBench does, ``differentiable`` in torch."""
+
+    def build(paths: Mapping[str, Path]) -> AppearanceStyle:
+        model, tokenizer = build_pretrained_open_clip(architecture, "openai", paths["model"])
+        return AppearanceStyle(ClipScore(model, tokenizer, form="cosine", mode=mode, device=device, dtype=dtype))
+
+    return build_with_weights("appearance_style", weights, {"architecture": architecture}, build)
+
+
+@register_reward(
+    "background_consistency",
+    modality="video",
+    needs_prompt=False,
+    differentiable=True,
+    score_range=(0.0, 1.0),
+    weights=_vbench_clip_weights,
+    description="VBench background consistency: CLIP ViT-B/32 similarity to the previous and first frame",
+    paper="arXiv:2311.17982",
+    repository="https://github.com/Vchitect/VBench",
+)
+def create_background_consistency(
+    *, architecture: str = "ViT-B-32", device: torch.device, dtype: torch.dtype, weights: WeightsArgument
+) -> FeatureConsistency:
+    """VBench's background consistency; ``weights`` an open_clip checkpoint of ``architecture`` (default
+    open_clip's Hub file of ViT-B-32/openai, the OpenAI weights VBench loads with ``clip.load``)."""
+
+    def build(paths: Mapping[str, Path]) -> FeatureConsistency:
+        model, _ = build_pretrained_open_clip(architecture, "openai", paths["model"])
+        return FeatureConsistency(model.visual.to(device=device, dtype=dtype), "clip", dtype=dtype)
+
+    return build_with_weights("background_consistency", weights, {"architecture": architecture}, build)

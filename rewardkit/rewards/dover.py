@@ -100,11 +100,11 @@ from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards.base import VideoScorer
 from rewardkit.transforms import as_float_videos
 from rewardkit.weights import (
+    WeightsArgument,
     WeightsMismatchError,
+    build_with_weights,
     load_state_dict,
     load_strict,
-    resolve_weight_file,
-    sha256_of,
 )
 
 __all__ = [
@@ -966,8 +966,8 @@ def _to_pixels(frames: torch.Tensor, exact: bool) -> torch.Tensor:
     return frames.float() if frames.dtype == torch.uint8 else frames.float() * 255.0
 
 
-def _dover_weight_files(options: Mapping[str, Any]) -> list[WeightFile]:
-    return [DOVER_WEIGHTS[options["variant"]]]
+def _dover_weight_files(options: Mapping[str, Any]) -> dict[str, WeightFile]:
+    return {"model": DOVER_WEIGHTS[options["variant"]]}
 
 
 @register_reward(
@@ -989,7 +989,7 @@ def create_dover(
     antialias: bool = False,
     device: torch.device,
     dtype: torch.dtype,
-    weights: str | None,
+    weights: WeightsArgument,
 ) -> DoverReward:
     """DOVER (``variant=dover``, ``DOVER.pth``) or DOVER-Mobile (``variant=mobile``, ``DOVER-Mobile.pth``).
 
@@ -999,8 +999,9 @@ def create_dover(
     aesthetic resize: False as the pinned torchvision 0.14 (default), True as torchvision >= 0.17.
     ``weights`` is the checkpoint file (or a folder holding it).
     """
-    path = resolve_weight_file(DOVER_WEIGHTS[variant], reward="dover", explicit=weights)
-    model = load_dover_model(path, variant).to(device=device, dtype=dtype)
-    reward = DoverReward(model, branch=branch, mode=mode, antialias=antialias)
-    reward.weights_sha256 = sha256_of(path)
-    return reward
+
+    def build(paths: Mapping[str, Path]) -> DoverReward:
+        model = load_dover_model(paths["model"], variant).to(device=device, dtype=dtype)
+        return DoverReward(model, branch=branch, mode=mode, antialias=antialias)
+
+    return build_with_weights("dover", weights, {"variant": variant}, build)

@@ -11,7 +11,7 @@ finds static, so that flicker is not confused with motion; moving videos are lef
 not scored. The option ``static_filter`` chooses: ``none`` (default) scores every video, so scores on
 moving videos also measure motion; ``flow`` applies VBench's filter with OpenCV DIS flow instead of RAFT
 (rewardkit.rewards.motion); ``raft`` applies it with RAFT raft-things as VBench does
-(rewardkit.rewards.vbench). With a filter, a batch holding a moving video raises
+(rewardkit.rewards.raft). With a filter, a batch holding a moving video raises
 ``rewardkit.rewards.errors.NotApplicable`` (its ``scores`` carry NaN for the moving videos), which the
 scoring engine records as *skipped*, the way VBench drops the video. An exception rather than a NaN score:
 a NaN next to status ``ok`` would silently enter or distort the dimension's mean and count.
@@ -19,18 +19,20 @@ a NaN next to status ``ok`` would silently enter or distort the dimension's mean
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from rewardkit.registry import register_reward
+from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards.base import VideoScorer
 from rewardkit.rewards.errors import NotApplicable
 from rewardkit.rewards.motion import flow_is_static, videos_to_uint8
 from rewardkit.transforms import as_float_videos
 from rewardkit.video.sampling import All
+from rewardkit.weights import WeightsArgument, build_with_weights
 
 StaticFilter = Literal["none", "flow", "raft"]
 
@@ -81,6 +83,15 @@ class TemporalFlickering(VideoScorer):
         return scores
 
 
+def _raft_weights(options: Mapping[str, Any]) -> dict[str, WeightFile]:
+    """RAFT's raft-things.pth (supplied by path) with ``static_filter=raft``; nothing otherwise."""
+    if options["static_filter"] != "raft":
+        return {}
+    from rewardkit.rewards.raft import RAFT_WEIGHTS
+
+    return {"model": RAFT_WEIGHTS}
+
+
 @register_reward(
     "temporal_flickering",
     modality="video",
@@ -88,6 +99,7 @@ class TemporalFlickering(VideoScorer):
     differentiable=True,
     score_range=(0.0, 1.0),
     description="VBench temporal flickering, optionally only on static videos (static_filter=flow|raft)",
+    weights=_raft_weights,
     paper="arXiv:2311.17982",
     repository="https://github.com/Vchitect/VBench",
 )
@@ -97,20 +109,20 @@ def create_temporal_flickering(
     static_filter: Literal["none", "flow", "raft"] = "none",
     device: torch.device,
     dtype: torch.dtype,
-    weights: str | None,
+    weights: WeightsArgument,
 ) -> TemporalFlickering:
     """VBench's temporal flickering score; ``mode`` is accepted for uniformity (both modes are identical);
     ``static_filter`` keeps only static videos (VBench's filter with OpenCV flow or with RAFT, whose
     raft-things.pth ``weights`` it then takes)."""
     if static_filter not in ("none", "flow", "raft"):
         raise ValueError(f"static_filter must be 'none', 'flow' or 'raft', got {static_filter!r}")
-    if static_filter == "raft":
-        from rewardkit.rewards.vbench import RaftStaticFilter, load_raft
 
-        raft, sha256 = load_raft(weights, reward="temporal_flickering", device=device)
-        metric = TemporalFlickering(RaftStaticFilter(raft)).to(device)
-        metric.weights_sha256 = sha256
-        return metric
-    if weights is not None:
-        raise ValueError("temporal_flickering has no weights without static_filter='raft'; drop --weights")
-    return TemporalFlickering("flow" if static_filter == "flow" else None).to(device)
+    def build(paths: Mapping[str, Path]) -> TemporalFlickering:
+        if static_filter == "raft":
+            from rewardkit.rewards.raft import RaftStaticFilter, load_raft
+
+            return TemporalFlickering(RaftStaticFilter(load_raft(paths["model"]))).to(device)
+        return TemporalFlickering("flow" if static_filter == "flow" else None).to(device)
+
+    return build_with_weights("temporal_flickering", weights, {"static_filter": static_filter}, build)
+

@@ -18,6 +18,8 @@ official transform keeps RGBA images as four channels, which its ViT cannot take
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -25,12 +27,7 @@ import torch
 from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards.clip import OpenClipReward, build_open_clip
 from rewardkit.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, LongestSidePadPreprocess
-from rewardkit.weights import (
-    WeightsMismatchError,
-    explicit_weights_file,
-    load_state_dict,
-    resolve_weight_file,
-)
+from rewardkit.weights import WeightsArgument, WeightsMismatchError, build_with_weights, load_state_dict
 
 __all__ = ["HPSv2", "HPS_WEIGHTS"]
 
@@ -61,7 +58,7 @@ class HPSv2(OpenClipReward):
     differentiable=True,
     score_range=(-1.0, 1.0),
     description="Human Preference Score v2 / v2.1 (open_clip ViT-H-14)",
-    weights=HPS_WEIGHTS,
+    weights=lambda options: {"model": HPS_WEIGHTS[options["version"]]},
     paper="arXiv:2306.09341",
     repository="https://github.com/tgxs002/HPSv2",
 )
@@ -72,18 +69,22 @@ def create_hpsv2(
     architecture: str = "ViT-H-14",
     device: torch.device,
     dtype: torch.dtype,
-    weights: str | None,
+    weights: WeightsArgument,
 ) -> HPSv2:
     """HPSv2 (version v2.0) or HPSv2.1 (v2.1, the default)."""
-    weight_file = HPS_WEIGHTS[version]
-    path = explicit_weights_file(weights, reward="hpsv2") if weights else resolve_weight_file(weight_file, reward="hpsv2")
-    checkpoint = load_state_dict(path)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise WeightsMismatchError(
-            f"{path} is not an HPS checkpoint: expected a dict with key 'state_dict' "
-            f"(as in {weight_file.repo}/{weight_file.filename})"
-        )
-    model, tokenizer = build_open_clip(architecture)
-    reward = HPSv2(model, tokenizer, mode=mode, device=device, dtype=dtype)
-    reward.load_checkpoint(path, checkpoint["state_dict"])
-    return reward
+
+    def build(paths: Mapping[str, Path]) -> HPSv2:
+        path = paths["model"]
+        checkpoint = load_state_dict(path)
+        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+            weight_file = HPS_WEIGHTS[version]
+            raise WeightsMismatchError(
+                f"{path} is not an HPS checkpoint: expected a dict with key 'state_dict' "
+                f"(as in {weight_file.repo}/{weight_file.filename})"
+            )
+        model, tokenizer = build_open_clip(architecture)
+        reward = HPSv2(model, tokenizer, mode=mode, device=device, dtype=dtype)
+        reward.load_checkpoint(path, checkpoint["state_dict"])
+        return reward
+
+    return build_with_weights("hpsv2", weights, {"version": version}, build)

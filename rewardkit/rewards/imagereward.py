@@ -49,12 +49,12 @@ from rewardkit.rewards.base import ImageScorer, PreprocessMode, TextFeatureCache
 from rewardkit.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ShortestSideCropPreprocess
 from rewardkit.weights import (
     MissingWeightsError,
+    WeightsArgument,
     WeightsMismatchError,
+    build_with_weights,
     check_keys,
     load_state_dict,
     load_strict,
-    resolve_weight_file,
-    sha256_of,
 )
 
 __all__ = [
@@ -94,7 +94,7 @@ IMAGEREWARD_WEIGHTS = {
         "THUDM/ImageReward", "ImageReward.pt", 1_786_663_812, "Apache-2.0", extra_files=("med_config.json",)
     ),
     "tokenizer": WeightFile(
-        TOKENIZER_REPO, "vocab.txt", 231_508, "Apache-2.0", extra_files=("tokenizer_config.json",)
+        TOKENIZER_REPO, "vocab.txt", 231_508, "Apache-2.0", extra_files=("tokenizer_config.json",), holds_weights=False
     ),
 }
 
@@ -234,7 +234,7 @@ def build_tokenizer(folder: str | Path) -> Any:
             f"the tokenizer in {folder} has {len(tokenizer)} tokens, but ImageReward needs the 30522-token "
             f"bert-base-uncased vocabulary (a smaller one maps words to [UNK] and gives meaningless scores). "
             f"Supply the vocab.txt of {TOKENIZER_REPO}: `rewardkit download imagereward` on a connected "
-            f"machine, or tokenizer=FOLDER"
+            f"machine, or weights={{'tokenizer': FOLDER}} (--weights imagereward.tokenizer=FOLDER)"
         )
     tokenizer.add_special_tokens({"bos_token": "[DEC]"})
     tokenizer.add_special_tokens({"additional_special_tokens": ["[ENC]"]})
@@ -287,37 +287,20 @@ class ImageReward(ImageScorer):
         return self.model(pixel_values.to(self.device, self.dtype), tokens[:, 0], tokens[:, 1])
 
 
-def _model_files(weights: str | None) -> tuple[Path, Path]:
-    if weights is None:
-        path = resolve_weight_file(IMAGEREWARD_WEIGHTS["model"], reward="imagereward")
-    else:
-        path = Path(weights).expanduser()
-        if path.is_dir():
-            path = path / "ImageReward.pt"
-        if not path.is_file():
-            raise MissingWeightsError(
-                f"the weights path {weights!r} given for reward 'imagereward' is not ImageReward.pt nor a folder "
-                f"holding it (with med_config.json beside it), from the Hugging Face repo THUDM/ImageReward"
-            )
-    med_config = path.parent / "med_config.json"
-    if not med_config.is_file():
+def _locate(role: str, folder: Path) -> Path:
+    """The declared file in a folder the user gave, or an error that says which file it needs."""
+    declared = folder / IMAGEREWARD_WEIGHTS[role].filename
+    if declared.is_file():
+        return declared
+    if role == "tokenizer":
         raise MissingWeightsError(
-            f"reward 'imagereward' needs med_config.json (from the Hugging Face repo THUDM/ImageReward) in the "
-            f"folder of its checkpoint, {path.parent}"
+            f"no vocab.txt in {folder}: reward 'imagereward' needs the bert-base-uncased tokenizer files "
+            f"(vocab.txt, tokenizer_config.json) from the Hugging Face repo {TOKENIZER_REPO}"
         )
-    return path, med_config
-
-
-def _tokenizer_folder(tokenizer: str) -> Path:
-    folder = Path(tokenizer).expanduser()
-    if folder.is_dir():
-        return folder
-    if tokenizer not in (TOKENIZER_REPO, "bert-base-uncased"):
-        raise MissingWeightsError(
-            f"the tokenizer folder {tokenizer!r} given for reward 'imagereward' does not exist; give "
-            f"{TOKENIZER_REPO!r} (resolved through the Hugging Face cache) or a folder with its vocab.txt"
-        )
-    return resolve_weight_file(IMAGEREWARD_WEIGHTS["tokenizer"], reward="imagereward").parent
+    raise MissingWeightsError(
+        f"the weights folder {str(folder)!r} given for reward 'imagereward' holds no ImageReward.pt (with "
+        f"med_config.json beside it), from the Hugging Face repo THUDM/ImageReward"
+    )
 
 
 def load_imagereward_model(path: Path, med_config_path: Path) -> ImageRewardModel:
@@ -352,21 +335,28 @@ def load_imagereward_model(path: Path, med_config_path: Path) -> ImageRewardMode
 def create_imagereward(
     *,
     mode: Literal["reference", "differentiable"] = "reference",
-    tokenizer: str = TOKENIZER_REPO,
     device: torch.device,
     dtype: torch.dtype,
-    weights: str | None,
+    weights: WeightsArgument,
 ) -> ImageReward:
-    """ImageReward v1.0; ``weights`` is ImageReward.pt (med_config.json beside it) or their folder,
-    ``tokenizer`` the bert-base-uncased repo or a local folder with its vocab.txt."""
-    path, med_config = _model_files(weights)
-    text_tokenizer = build_tokenizer(_tokenizer_folder(tokenizer))
-    model = load_imagereward_model(path, med_config)
-    if len(text_tokenizer) > model.text.config.vocab_size:
-        raise WeightsMismatchError(
-            f"the tokenizer has {len(text_tokenizer)} tokens but the checkpoint's text embedding only "
-            f"{model.text.config.vocab_size} rows"
-        )
-    reward = ImageReward(model.to(device=device, dtype=dtype), text_tokenizer, mode=mode, dtype=dtype)
-    reward.weights_sha256 = sha256_of(path)
-    return reward
+    """ImageReward v1.0; ``weights`` is ImageReward.pt (med_config.json beside it) or their folder, or
+    ``{"model": ..., "tokenizer": FOLDER}`` with a folder holding bert-base-uncased's vocab.txt."""
+
+    def build(paths: Mapping[str, Path]) -> ImageReward:
+        path = paths["model"]
+        med_config = path.parent / "med_config.json"
+        if not med_config.is_file():
+            raise MissingWeightsError(
+                f"reward 'imagereward' needs med_config.json (from the Hugging Face repo THUDM/ImageReward) in the "
+                f"folder of its checkpoint, {path.parent}"
+            )
+        text_tokenizer = build_tokenizer(paths["tokenizer"].parent)
+        model = load_imagereward_model(path, med_config)
+        if len(text_tokenizer) > model.text.config.vocab_size:
+            raise WeightsMismatchError(
+                f"the tokenizer has {len(text_tokenizer)} tokens but the checkpoint's text embedding only "
+                f"{model.text.config.vocab_size} rows"
+            )
+        return ImageReward(model.to(device=device, dtype=dtype), text_tokenizer, mode=mode, dtype=dtype)
+
+    return build_with_weights("imagereward", weights, {}, build, locate=_locate)

@@ -45,6 +45,7 @@ from rewardkit.registry import register_reward
 from rewardkit.rewards.base import VideoScorer
 from rewardkit.transforms import as_float_videos
 from rewardkit.video.sampling import All
+from rewardkit.weights import WeightsArgument, build_with_weights
 
 cv2 = lazy_import("cv2", extra="eval")
 
@@ -282,13 +283,11 @@ def create_dynamic_degree_flow(
     flow: Literal["dis", "farneback"] = "dis",
     device: torch.device,
     dtype: torch.dtype,
-    weights: str | None,
+    weights: WeightsArgument,
 ) -> DynamicDegreeFlow:
     """VBench's dynamic-degree decision on OpenCV flow; ``fps`` is the videos' frame rate (VBench keeps
     every ``round(fps / 8)``-th frame), ``flow`` the OpenCV method."""
-    if weights is not None:
-        raise ValueError("dynamic_degree_flow has no weights; drop --weights")
-    return DynamicDegreeFlow(fps=fps, method=flow)
+    return build_with_weights("dynamic_degree_flow", weights, {}, lambda paths: DynamicDegreeFlow(fps=fps, method=flow))
 
 
 @register_reward(
@@ -306,9 +305,7 @@ def create_motion_smoothness_flow(
     flow: Literal["dis", "farneback"] = "dis",
     device: torch.device,
     dtype: torch.dtype,
-    weights: str | None,
+    weights: WeightsArgument,
 ) -> MotionSmoothnessFlow:
     """VBench's motion-smoothness formula with bidirectional OpenCV-flow interpolation of the odd frames."""
-    if weights is not None:
-        raise ValueError("motion_smoothness_flow has no weights; drop --weights")
-    return MotionSmoothnessFlow(method=flow)
+    return build_with_weights("motion_smoothness_flow", weights, {}, lambda paths: MotionSmoothnessFlow(method=flow))

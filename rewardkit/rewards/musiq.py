@@ -47,11 +47,11 @@ from rewardkit.rewards.base import VideoScorer
 from rewardkit.transforms import as_float_videos
 from rewardkit.video.sampling import All
 from rewardkit.weights import (
+    WeightsArgument,
     WeightsMismatchError,
+    build_with_weights,
     load_state_dict,
     load_strict,
-    resolve_weight_file,
-    sha256_of,
 )
 
 center_crop = lazy_import("torchvision.transforms.functional", "center_crop")
@@ -74,7 +74,10 @@ VBENCH_RESIZE_MODES = ("longer", "shorter", "shorter_centercrop", "none")
 MUSIQ_SPAQ_WEIGHTS = WeightFile(
     "chaofengc/IQA-PyTorch",
     "musiq_spaq_ckpt-358bb6af.pth",
-    0,  # not published; the file name's 358bb6af is only a sha256 prefix, so no hash is pinned
+    # Size: the tensor bytes of pyiqa's MUSIQ (SPAQ) state dict, 27,125,825 fp32 parameters counted from the
+    # architecture (rewardkit.testing_musiq.official_musiq_shapes); the file adds its pickle framing. No hash
+    # is published (the file name's 358bb6af is only a prefix), so none is pinned.
+    108_503_300,
     "Apache-2.0 (google-research MUSIQ weights, converted by IQA-PyTorch)",
     url="https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/musiq_spaq_ckpt-358bb6af.pth",
 )
@@ -351,11 +354,11 @@ class MusiqModel(torch.nn.Module):
         return self.score_tokens(self.tokens(images))
 
 
-def load_musiq(path: str | Path) -> tuple[MusiqModel, str]:
-    """MUSIQ from a pyiqa checkpoint file, strictly; returns the model (eval, frozen) and the file's sha256."""
+def load_musiq(path: str | Path) -> MusiqModel:
+    """MUSIQ from a pyiqa checkpoint file, strictly (eval, frozen)."""
     model = MusiqModel.from_state_dict(load_state_dict(path), str(path))
     model.eval().requires_grad_(False)
-    return model, sha256_of(path)
+    return model
 
 
 # ------------------------------------------------------------------------------------ VBench dimension
@@ -420,7 +423,7 @@ class ImagingQuality(VideoScorer):
     needs_prompt=False,
     differentiable=True,
     score_range=(0.0, 1.0),
-    weights={"weights": MUSIQ_SPAQ_WEIGHTS},
+    weights={"model": MUSIQ_SPAQ_WEIGHTS},
     description="VBench imaging quality: MUSIQ (SPAQ) on every frame, longer side <= 512, mean / 100",
     paper="arXiv:2311.17982",
     repository="https://github.com/Vchitect/VBench",
@@ -430,13 +433,14 @@ def create_imaging_quality(
     preprocessing: Literal["longer", "shorter", "shorter_centercrop", "none"] = "longer",
     device: torch.device,
     dtype: torch.dtype,
-    weights: str | None,
+    weights: WeightsArgument,
 ) -> ImagingQuality:
     """VBench's imaging quality; ``weights`` is pyiqa's ``musiq_spaq_ckpt-358bb6af.pth`` (downloaded from the
     IQA-PyTorch GitHub release when absent); ``preprocessing`` is VBench's
     ``imaging_quality_preprocessing_mode`` (``none`` for its ``'None'``)."""
-    path = resolve_weight_file(MUSIQ_SPAQ_WEIGHTS, reward="imaging_quality", explicit=weights)
-    musiq, sha256 = load_musiq(path)
-    metric = ImagingQuality(musiq.to(device=device, dtype=dtype), preprocessing, dtype=dtype)
-    metric.weights_sha256 = sha256
-    return metric
+    return build_with_weights(
+        "imaging_quality",
+        weights,
+        {},
+        lambda paths: ImagingQuality(load_musiq(paths["model"]).to(device=device, dtype=dtype), preprocessing, dtype=dtype),
+    )

@@ -15,7 +15,7 @@ Text is padded and truncated to 77 tokens.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +26,7 @@ from PIL import Image
 from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards.base import ImageScorer, PreprocessMode, TextFeatureCache
 from rewardkit.transforms import ShortestSideCropPreprocess
-from rewardkit.weights import MissingWeightsError, WeightsMismatchError, resolve_weight_file, sha256_of
+from rewardkit.weights import MissingWeightsError, WeightsArgument, WeightsMismatchError, build_with_weights
 
 __all__ = ["PickScore", "PICKSCORE_WEIGHTS"]
 
@@ -36,7 +36,9 @@ PROCESSOR_FILES = ("preprocessor_config.json", "tokenizer.json", "tokenizer_conf
 # Size: the CLIP ViT-H-14 has 986,109,441 parameters, stored in fp32.
 PICKSCORE_WEIGHTS = {
     "model": WeightFile("yuvalkirstain/PickScore_v1", "pytorch_model.bin", 3_944_437_764, "MIT", extra_files=("config.json",)),
-    "processor": WeightFile(PROCESSOR_REPO, PROCESSOR_FILES[0], 0, "MIT", extra_files=PROCESSOR_FILES[1:]),
+    "processor": WeightFile(
+        PROCESSOR_REPO, PROCESSOR_FILES[0], 0, "MIT", extra_files=PROCESSOR_FILES[1:], holds_weights=False
+    ),
 }
 
 
@@ -81,28 +83,21 @@ class PickScore(ImageScorer):
         return self.model.logit_scale.float().exp() * (image * text).sum(dim=-1)
 
 
-def _model_folder(weights: str | None) -> Path:
-    if weights is None:
-        return resolve_weight_file(PICKSCORE_WEIGHTS["model"], reward="pickscore").parent
-    folder = Path(weights).expanduser()
+def _weights_file(role: str, folder: Path) -> Path:
+    """The weights file in a transformers model folder the user gave (``save_pretrained`` writes safetensors)."""
+    if role != "model":
+        if (folder / PROCESSOR_FILES[0]).is_file():
+            return folder / PROCESSOR_FILES[0]
+        raise MissingWeightsError(
+            f"the processor folder {str(folder)!r} given for reward 'pickscore' lacks {PROCESSOR_FILES[0]}; it needs "
+            f"{', '.join(PROCESSOR_FILES)} of {PROCESSOR_REPO}"
+        )
     if not (folder / "config.json").is_file():
         raise MissingWeightsError(
             f"the weights path {str(folder)!r} given for reward 'pickscore' must be a transformers model folder "
             f"with config.json and the weights (as saved by CLIPModel.save_pretrained, or a download of "
             f"{PICKSCORE_WEIGHTS['model'].repo})"
         )
-    return folder
-
-
-def _processor_folder(processor: str) -> Path:
-    if Path(processor).expanduser().is_dir():
-        return Path(processor).expanduser()
-    if processor != PROCESSOR_REPO:
-        raise ValueError(f"processor must be {PROCESSOR_REPO!r} or a local folder with its processor files, got {processor!r}")
-    return resolve_weight_file(PICKSCORE_WEIGHTS["processor"], reward="pickscore").parent
-
-
-def _weights_file(folder: Path) -> Path:
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (folder / name).is_file():
             return folder / name
@@ -123,27 +118,27 @@ def _weights_file(folder: Path) -> Path:
 def create_pickscore(
     *,
     mode: Literal["reference", "differentiable"] = "reference",
-    processor: str = PROCESSOR_REPO,
     device: torch.device,
     dtype: torch.dtype,
-    weights: str | None,
+    weights: WeightsArgument,
 ) -> PickScore:
-    """PickScore v1; ``weights`` is a model folder, ``processor`` the repo or a folder of processor files."""
+    """PickScore v1; ``weights`` is the model folder, or ``{"model": FOLDER, "processor": FOLDER}`` where the
+    processor folder holds the processor files of ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K``."""
     from transformers import AutoTokenizer, CLIPModel
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    model_folder = _model_folder(weights)
-    model, loading = CLIPModel.from_pretrained(model_folder, dtype=dtype, output_loading_info=True)
-    problems = {kind: keys for kind, keys in loading.items() if kind in ("missing_keys", "unexpected_keys", "mismatched_keys") and keys}
-    if problems:
-        raise WeightsMismatchError(f"checkpoint in {model_folder} does not match CLIPModel: {problems}")
-    processor_folder = _processor_folder(processor)
-    reward = PickScore(
-        model.to(device),
-        CLIPImageProcessorPil.from_pretrained(processor_folder),
-        AutoTokenizer.from_pretrained(processor_folder),
-        mode=mode,
-        dtype=dtype,
-    )
-    reward.weights_sha256 = sha256_of(_weights_file(model_folder))
-    return reward
+    def build(paths: Mapping[str, Path]) -> PickScore:
+        model_folder, processor_folder = paths["model"].parent, paths["processor"].parent
+        model, loading = CLIPModel.from_pretrained(model_folder, dtype=dtype, output_loading_info=True)
+        problems = {kind: keys for kind, keys in loading.items() if kind in ("missing_keys", "unexpected_keys", "mismatched_keys") and keys}
+        if problems:
+            raise WeightsMismatchError(f"checkpoint in {model_folder} does not match CLIPModel: {problems}")
+        return PickScore(
+            model.to(device),
+            CLIPImageProcessorPil.from_pretrained(processor_folder),
+            AutoTokenizer.from_pretrained(processor_folder),
+            mode=mode,
+            dtype=dtype,
+        )
+
+    return build_with_weights("pickscore", weights, {}, build, locate=_weights_file)

@@ -82,12 +82,13 @@ from rewardkit.rewards.base import VideoScorer
 from rewardkit.transforms import as_float_videos, check_prompts
 from rewardkit.weights import (
     MissingWeightsError,
+    WeightsArgument,
     WeightsMismatchError,
+    build_with_weights,
     check_keys,
     load_state_dict,
     load_strict,
-    resolve_weight_file,
-    sha256_of,
+    split_weights_argument,
 )
 
 __all__ = [
@@ -186,7 +187,9 @@ VIDEOREWARD_WEIGHTS = {
         extra_files=("model_config.json", *(f"{CHECKPOINT_DIR}/tokenizer/{name}" for name in TOKENIZER_FILES)),
     ),
     # Architecture and image statistics only: model.pth holds every weight.
-    "base": WeightFile(BASE_REPO, "config.json", 0, "Apache-2.0", extra_files=("preprocessor_config.json",)),
+    "base": WeightFile(
+        BASE_REPO, "config.json", 0, "Apache-2.0", extra_files=("preprocessor_config.json",), holds_weights=False
+    ),
 }
 
 
@@ -436,66 +439,65 @@ def convert_official_state_dict(
     return converted
 
 
-def _checkpoint_files(weights: str | None) -> tuple[Path, Path]:
-    """(model.pth, model_config.json) from the Hub, a VideoReward folder, a checkpoint-N folder or model.pth."""
-    if weights is None:
-        path = resolve_weight_file(VIDEOREWARD_WEIGHTS["model"], reward="videoreward")
-        return path, path.parent.parent / "model_config.json"
-    path = Path(weights).expanduser()
-    if path.is_dir() and (path / "model_config.json").is_file():
-        # As utils.py: load_model_from_checkpoint with step -1: the latest checkpoint-N folder.
-        steps = [
-            (int(match.group(1)), child)
-            for child in path.iterdir()
-            if child.is_dir() and (match := re.fullmatch(r"checkpoint-(\d+)", child.name))
-        ]
-        if not steps:
-            raise MissingWeightsError(f"{path} holds model_config.json but no checkpoint-N folder with model.pth")
-        path = max(steps)[1]
-    if path.is_dir():
-        path = path / "model.pth"
-    if not path.is_file():
-        adapter = path.parent / "adapter_model.safetensors"
-        hint = (
-            " It holds a LoRA adapter (adapter_model.safetensors + non_lora_state_dict.pth, saved with "
-            "save_full_model=False), which needs the Qwen2-VL base weights; rewardkit reads the full model.pth "
-            "that the released checkpoint uses."
-            if adapter.is_file()
-            else ""
-        )
-        raise MissingWeightsError(
-            f"the weights path {weights!r} given for reward 'videoreward' is not a VideoReward checkpoint: give the "
-            f"folder with model_config.json and checkpoint-N/model.pth (the Hugging Face repo {REPO}), a "
-            f"checkpoint-N folder or its model.pth.{hint}"
-        )
-    model_config = path.parent.parent / "model_config.json"
-    if not model_config.is_file():
-        raise MissingWeightsError(f"no model_config.json next to {path.parent} (it belongs to {REPO})")
-    return path, model_config
-
-
-def _base_folder(base: str, model_config: Mapping[str, Any]) -> Path:
-    """The Qwen2-VL folder with config.json and preprocessor_config.json: ``base``, or the base named in
-    model_config.json (``model_name_or_path``), as a local folder or a Hub repo."""
-    name = base or model_config["model_config"].get("model_name_or_path") or BASE_REPO
-    folder = Path(name).expanduser()
-    if folder.is_dir():
+def _locate(role: str, folder: Path) -> Path:
+    """A folder the user gave: for ``model`` a VideoReward folder (its latest checkpoint-N, as utils.py's
+    load_model_from_checkpoint with step -1) or a checkpoint-N folder -> its model.pth; for ``base`` a
+    Qwen2-VL folder -> its config.json."""
+    if role == "base":
         if not (folder / "config.json").is_file() or not (folder / "preprocessor_config.json").is_file():
             raise MissingWeightsError(
                 f"the Qwen2-VL base folder {str(folder)!r} needs config.json and preprocessor_config.json "
                 f"(from the Hugging Face repo {BASE_REPO})"
             )
-        return folder
-    if "/" not in name or name.startswith(("/", ".", "~")):
+        return folder / "config.json"
+    path = folder
+    if (folder / "model_config.json").is_file():
+        steps = [
+            (int(match.group(1)), child)
+            for child in folder.iterdir()
+            if child.is_dir() and (match := re.fullmatch(r"checkpoint-(\d+)", child.name))
+        ]
+        if not steps:
+            raise MissingWeightsError(f"{folder} holds model_config.json but no checkpoint-N folder with model.pth")
+        path = max(steps)[1]
+    if (path / "model.pth").is_file():
+        return path / "model.pth"
+    hint = (
+        " It holds a LoRA adapter (adapter_model.safetensors + non_lora_state_dict.pth, saved with "
+        "save_full_model=False), which needs the Qwen2-VL base weights; rewardkit reads the full model.pth "
+        "that the released checkpoint uses."
+        if (path / "adapter_model.safetensors").is_file()
+        else ""
+    )
+    raise MissingWeightsError(
+        f"the weights path {str(folder)!r} given for reward 'videoreward' is not a VideoReward checkpoint: give the "
+        f"folder with model_config.json and checkpoint-N/model.pth (the Hugging Face repo {REPO}), a "
+        f"checkpoint-N folder or its model.pth.{hint}"
+    )
+
+
+def _model_config_path(model_path: Path) -> Path:
+    model_config = model_path.parent.parent / "model_config.json"
+    if not model_config.is_file():
+        raise MissingWeightsError(f"no model_config.json next to {model_path.parent} (it belongs to {REPO})")
+    return model_config
+
+
+def _named_base(model: Path) -> Path | None:
+    """The base that a user-given checkpoint's model_config.json names (``model_name_or_path``), when it is a
+    local folder; None for the released base, which resolves like every file. Another Hub base is an error."""
+    model_path = _locate("model", model) if model.is_dir() else model
+    if not model_path.is_file():
+        return None  # the builder reports the bad path
+    name = json.loads(_model_config_path(model_path).read_text())["model_config"].get("model_name_or_path") or BASE_REPO
+    if Path(name).expanduser().is_dir():
+        return Path(name).expanduser()
+    if name != BASE_REPO:
         raise MissingWeightsError(
-            f"the Qwen2-VL base {name!r} for reward 'videoreward' is neither an existing folder nor a Hub repo id"
+            f"{model_path}'s model_config.json names the base {name!r}, which is not a local folder; rewardkit "
+            f"fetches only {BASE_REPO}: pass the base folder, weights={{'base': FOLDER}} (--weights videoreward.base=FOLDER)"
         )
-    return resolve_weight_file(_base_weight_file(name), reward="videoreward", option="base").parent
-
-
-def _base_weight_file(repo: str) -> WeightFile:
-    base = VIDEOREWARD_WEIGHTS["base"]
-    return base if repo == base.repo else WeightFile(repo, base.filename, 0, "unknown", extra_files=base.extra_files)
+    return None
 
 
 def _check_model_config(config: Mapping[str, Any], path: Path) -> None:
@@ -691,20 +693,13 @@ class VideoReward(VideoScorer):
 
 
 
-def _weight_files(options: Mapping[str, Any]) -> list[WeightFile]:
-    base = str(options.get("base") or "")
-    if base and Path(base).expanduser().is_dir():
-        return [VIDEOREWARD_WEIGHTS["model"]]
-    return [VIDEOREWARD_WEIGHTS["model"], _base_weight_file(base or BASE_REPO)]
-
-
 @register_reward(
     "videoreward",
     modality="video",
     needs_prompt=True,
     differentiable=False,
     description="VideoReward (VideoAlign): Qwen2-VL-2B reward model, visual/motion quality and text alignment",
-    weights=_weight_files,
+    weights=VIDEOREWARD_WEIGHTS,
     paper="arXiv:2501.13918",
     repository="https://github.com/KwaiVGI/VideoAlign",
 )
@@ -714,30 +709,39 @@ def create_videoreward(
     normalize: bool = True,
     video_fps: float = 24.0,
     num_frames: int = 0,
-    base: str = "",
     device: torch.device,
     dtype: torch.dtype,
-    weights: str | None,
+    weights: WeightsArgument,
 ) -> VideoReward:
     """VideoReward; ``weights`` is the VideoReward folder (model_config.json + checkpoint-N/), a checkpoint-N
     folder or its model.pth. ``output`` picks the main score; ``normalize`` applies the official
     z-normalisation; ``video_fps`` is the frame rate assumed for the videos (the sampler takes 2 frames per
-    second of video) unless ``num_frames`` fixes the count (the official ``num_frames``); ``base`` is the Qwen2-VL folder or repo with
-    config.json and preprocessor_config.json (default: the one model_config.json names)."""
-    model_path, config_path = _checkpoint_files(weights)
-    model_config = json.loads(config_path.read_text())
-    _check_model_config(model_config, config_path)
-    base_folder = _base_folder(base, model_config)
-    tokenizer = load_tokenizer(model_path.parent / "tokenizer")
-    model = load_videoalign(model_path, model_config, base_folder, tokenizer, dtype)
-    scorer = VideoReward(
-        model.to(device=device, dtype=dtype),
-        build_processor(base_folder, tokenizer),
-        model_config,
-        output=output,
-        normalize=normalize,
-        video_fps=video_fps,
-        num_frames=num_frames,
-    )
-    scorer.weights_sha256 = sha256_of(model_path)
-    return scorer
+    second of video) unless ``num_frames`` fixes the count (the official ``num_frames``). ``{"model": ...,
+    "base": FOLDER}`` also gives the Qwen2-VL folder with config.json and preprocessor_config.json (default:
+    the base model_config.json names when it is a local folder, else Qwen/Qwen2-VL-2B-Instruct from the Hub)."""
+    given: dict[str, Any] = split_weights_argument("videoreward", weights, list(VIDEOREWARD_WEIGHTS))
+    if "model" in given and "base" not in given and given["model"].exists():
+        named = _named_base(given["model"])
+        if named is not None:
+            given["base"] = named
+
+    def build(paths: Mapping[str, Path]) -> VideoReward:
+        model_path, base_folder = paths["model"], paths["base"].parent
+        if not (base_folder / "preprocessor_config.json").is_file():
+            _locate("base", base_folder)  # raises, naming the files a base folder needs
+        config_path = _model_config_path(model_path)
+        model_config = json.loads(config_path.read_text())
+        _check_model_config(model_config, config_path)
+        tokenizer = load_tokenizer(model_path.parent / "tokenizer")
+        model = load_videoalign(model_path, model_config, base_folder, tokenizer, dtype)
+        return VideoReward(
+            model.to(device=device, dtype=dtype),
+            build_processor(base_folder, tokenizer),
+            model_config,
+            output=output,
+            normalize=normalize,
+            video_fps=video_fps,
+            num_frames=num_frames,
+        )
+
+    return build_with_weights("videoreward", given or None, {}, build, locate=_locate)

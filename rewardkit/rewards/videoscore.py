@@ -37,7 +37,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -51,10 +51,11 @@ from rewardkit.rewards.base import VideoScorer
 from rewardkit.transforms import as_float_videos, check_prompts, to_pil
 from rewardkit.weights import (
     MissingWeightsError,
+    WeightsArgument,
     WeightsMismatchError,
-    _hub_blob_hash,
+    build_with_weights,
     check_keys,
-    resolve_weight_file,
+    hub_blob_hash,
     sha256_of,
 )
 
@@ -264,7 +265,7 @@ class VideoScore(VideoScorer):
             digest = hashlib.sha256()
             for shard in self._shards:
                 # A Hub cache blob is named by its sha256: no need to read 16 GB again.
-                digest.update(f"{shard.name} {_hub_blob_hash(shard) or sha256_of(shard)}\n".encode())
+                digest.update(f"{shard.name} {hub_blob_hash(shard) or sha256_of(shard)}\n".encode())
             self._weights_sha256 = digest.hexdigest()
         return self._weights_sha256
 
@@ -332,21 +333,16 @@ class VideoScore(VideoScorer):
 
 
 
-def _model_folder(version: str, weights: str | None) -> Path:
-    """The folder holding the checkpoint: ``weights`` (the folder, or a file in it), else the HF cache/download."""
-    repo = VIDEOSCORE_REPOS[version]
-    if weights is None:
-        folder = resolve_weight_file(VIDEOSCORE_WEIGHTS[version], reward="videoscore").parent
-    else:
-        path = Path(weights).expanduser()
-        if not path.exists():
-            raise MissingWeightsError(
-                f"the weights path {weights!r} given for reward 'videoscore' does not exist; it should be the model "
-                f"folder of the Hugging Face repo {repo} (or a file in it)"
-            )
-        folder = path if path.is_dir() else path.parent
-    _require(folder, ("config.json", "preprocessor_config.json", "processor_config.json", "tokenizer.json"), repo)
-    return folder
+def _single_file(role: str, folder: Path) -> Path:
+    """The shard index in a model folder the user gave, or its single ``model.safetensors``."""
+    if (folder / "model.safetensors.index.json").is_file():
+        return folder / "model.safetensors.index.json"
+    if not (folder / "model.safetensors").is_file():
+        raise MissingWeightsError(
+            f"the folder {str(folder)!r} given for reward 'videoscore' lacks model.safetensors.index.json and "
+            f"model.safetensors; it should be the model folder of {' or '.join(VIDEOSCORE_REPOS.values())}"
+        )
+    return folder / "model.safetensors"
 
 
 def _shard_files(folder: Path, repo: str) -> list[Path]:
@@ -409,7 +405,7 @@ def load_videoscore_model(folder: Path, shards: Sequence[Path], *, device: torch
     score_range=(1.0, 4.0),
     description="VideoScore (Idefics2 regression): visual quality, temporal consistency, dynamic degree, "
     "text alignment, factual consistency on the 1-4 human scale",
-    weights=VIDEOSCORE_WEIGHTS,
+    weights=lambda options: {"model": VIDEOSCORE_WEIGHTS[options["version"]]},
     paper="arXiv:2406.15252",
     repository="https://github.com/TIGER-AI-Lab/VideoScore",
 )
@@ -419,11 +415,17 @@ def create_videoscore(
     output: Output = "mean",
     device: torch.device,
     dtype: torch.dtype,
-    weights: str | None,
+    weights: WeightsArgument,
 ) -> VideoScore:
-    """VideoScore; ``version`` v1 (16 frames) or v1.1 (48 frames); ``output`` the main score (default: mean of five)."""
-    folder = _model_folder(version, weights)
-    shards = _shard_files(folder, VIDEOSCORE_REPOS[version])
-    model = load_videoscore_model(folder, shards, device=device, dtype=dtype)
-    processor = load_videoscore_processor(folder)
-    return VideoScore(model, processor, num_frames=VIDEOSCORE_FRAMES[version], output=output, shards=shards)
+    """VideoScore; ``version`` v1 (16 frames) or v1.1 (48 frames); ``output`` the main score (default: mean of
+    five); ``weights`` the model folder (or a file in it)."""
+
+    def build(paths: Mapping[str, Path]) -> VideoScore:
+        folder, repo = paths["model"].parent, VIDEOSCORE_REPOS[version]
+        _require(folder, ("config.json", "preprocessor_config.json", "processor_config.json", "tokenizer.json"), repo)
+        shards = _shard_files(folder, repo)
+        model = load_videoscore_model(folder, shards, device=device, dtype=dtype)
+        processor = load_videoscore_processor(folder)
+        return VideoScore(model, processor, num_frames=VIDEOSCORE_FRAMES[version], output=output, shards=shards)
+
+    return build_with_weights("videoscore", weights, {"version": version}, build, locate=_single_file)

@@ -11,6 +11,7 @@ and ``TemporalAttenuation(1.0)`` this is InstructVideo's segmental, temporally a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -21,6 +22,7 @@ from rewardkit.rewards.base import ImageScorer, VideoScorer
 from rewardkit.transforms import Preprocess, as_float_images, as_float_videos, check_prompts, to_uint8_hwc
 from rewardkit.video.sampling import FrameSampler, Segmental
 from rewardkit.video.weighting import FrameWeighting, TemporalAttenuation
+from rewardkit.weights import WeightsArgument, build_with_weights
 
 __all__ = ["PerFrameReward", "PatchReward", "PatchScores", "PatchPreprocess", "patch_boxes", "parse_grid"]
 
@@ -208,9 +210,9 @@ def parse_grid(grid: str | Sequence[int]) -> tuple[int, int]:
     raise ValueError(f"cannot read patch grid {grid!r}; write ROWSxCOLS, e.g. 3x3 or 2x4")
 
 
-def _patch_weight_files(options: Mapping[str, Any]) -> list[WeightFile]:
+def _patch_weight_files(options: Mapping[str, Any]) -> dict[str, WeightFile]:
     base_info = get_reward_info(options["base"])
-    return base_info.weight_files({key: value for key, value in options.items() if key in base_info.options})
+    return base_info.weight_roles({key: value for key, value in options.items() if key in base_info.options})
 
 
 @register_reward(
@@ -231,7 +233,7 @@ def create_patch_reward(
     mode: Literal["reference", "differentiable"] = "reference",
     device: torch.device,
     dtype: torch.dtype,
-    weights: str | None,
+    weights: WeightsArgument,
     **base_options: Any,
 ) -> PatchReward:
     """``base`` (an image reward) scored on each patch of a ``grid``; the per-patch scores go to the
@@ -239,5 +241,11 @@ def create_patch_reward(
     info = get_reward_info(base)
     if info.modality != "image" or base == "patch":
         raise ValueError(f"patch needs an image reward as base, got {base!r} ({info.modality}); e.g. base=hpsv2")
-    image_reward = create_reward(base, device=device, dtype=dtype, weights=weights, mode=mode, **base_options)
-    return PatchReward(image_reward, parse_grid(grid), overlap, pooling)
+    cells = parse_grid(grid)
+
+    def build(paths: Mapping[str, Path]) -> PatchReward:
+        image_reward = create_reward(base, device=device, dtype=dtype, weights=paths, mode=mode, **base_options)
+        return PatchReward(image_reward, cells, overlap, pooling)
+
+    # Resolved as ``patch`` so that missing files are reported for the reward the user asked for.
+    return build_with_weights("patch", weights, {"base": base, **base_options}, build)

@@ -33,6 +33,7 @@ from rewardkit.scoring.results import COLUMNS, ResultsWriter, combine_results
 from rewardkit.video.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, DecodeError, media_kind, probe, read_frames
 from rewardkit.video.sampling import FrameSampler, parse_sampler
 from rewardkit.video.weighting import FrameWeighting, parse_weighting
+from rewardkit.weights import weights_for
 
 __all__ = ["Engine", "ScorerSlot", "WEIGHT_FREE_REWARDS", "build_slots", "score"]
 
@@ -106,7 +107,7 @@ def build_slots(
     for spec in specs:
         name, options = parse_reward_spec(spec)
         info = get_reward_info(name)
-        module = create_reward(name, device=device, dtype=dtype, weights=weights.get(name), **options)
+        module = create_reward(name, device=device, dtype=dtype, weights=weights_for(name, options, weights), **options)
         resolved = {**info.defaults, **module.options}
         inner = getattr(module, "image_reward", None)  # a wrapper (patch): its base's options count too
         if hasattr(inner, "info"):

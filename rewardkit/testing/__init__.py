@@ -17,7 +17,7 @@ import os
 import shutil
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,12 +74,13 @@ TINY_REWARDS = {
     "pickscore": "rewardkit.testing.clip:tiny_pickscore",
     "subject_consistency": "rewardkit.testing.vbench:tiny_subject_consistency",
     "temporal_flickering": "rewardkit.testing:weight_free",
+    "temporal_style": "rewardkit.testing.vbench:tiny_overall_consistency",
     "videoreward": "rewardkit.testing.videoreward:tiny_videoreward",
     "videoscore": "rewardkit.testing.videoscore:tiny_videoscore",
 }
 
 
-def tiny_reward_options(name: str, folder: str | os.PathLike[str]) -> dict[str, str]:
+def tiny_reward_options(name: str, folder: str | os.PathLike[str]) -> dict[str, Any]:
     """Write reward ``name``'s tiny files into ``folder``; returns the ``create_reward`` options that load
     them (``create_reward(name, **options)``)."""
     from rewardkit.parsing import did_you_mean

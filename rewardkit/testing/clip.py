@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -233,21 +234,21 @@ def tiny_clip(folder: str | os.PathLike[str]) -> dict[str, str]:
     return {"weights": str(checkpoint), "architecture": str(config)}
 
 
-def tiny_pickscore(folder: str | os.PathLike[str]) -> dict[str, str]:
+def tiny_pickscore(folder: str | os.PathLike[str]) -> dict[str, Any]:
     model_dir, processor_dir = write_pickscore_folders(folder)
-    return {"weights": str(model_dir), "processor": str(processor_dir)}
+    return {"weights": {"model": str(model_dir), "processor": str(processor_dir)}}
 
 
-def tiny_aesthetic(folder: str | os.PathLike[str]) -> dict[str, str]:
+def tiny_aesthetic(folder: str | os.PathLike[str]) -> dict[str, Any]:
     config, checkpoint = _tiny_backbone(Path(folder))
     head = write_aesthetic_head(Path(folder) / "sac+logos+ava1-l14-linearMSE.pth", "laion", embed_dim=TINY_OPEN_CLIP["embed_dim"])
-    return {"weights": str(head), "clip_weights": str(checkpoint), "architecture": str(config)}
+    return {"weights": {"head": str(head), "backbone": str(checkpoint)}, "architecture": str(config)}
 
 
-def tiny_aesthetic_quality(folder: str | os.PathLike[str]) -> dict[str, str]:
+def tiny_aesthetic_quality(folder: str | os.PathLike[str]) -> dict[str, Any]:
     config, checkpoint = _tiny_backbone(Path(folder))
     head = write_aesthetic_head(Path(folder) / "sa_0_4_vit_l_14_linear.pth", "vbench", embed_dim=TINY_OPEN_CLIP["embed_dim"])
-    return {"weights": str(head), "clip_weights": str(checkpoint), "architecture": str(config)}
+    return {"weights": {"head": str(head), "backbone": str(checkpoint)}, "architecture": str(config)}
 
 
 def tiny_background_consistency(folder: str | os.PathLike[str]) -> dict[str, str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -200,8 +201,8 @@ def write_imagereward_checkpoint(
     return path
 
 
-def tiny_imagereward(folder: str | os.PathLike[str]) -> dict[str, str]:
+def tiny_imagereward(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """``create_reward("imagereward", **options)`` on the tiny checkpoint and tokenizer."""
     model_dir = Path(folder) / "model"
     write_imagereward_checkpoint(model_dir)
-    return {"weights": str(model_dir), "tokenizer": str(write_bert_vocab(Path(folder) / "tokenizer"))}
+    return {"weights": {"model": str(model_dir), "tokenizer": str(write_bert_vocab(Path(folder) / "tokenizer"))}}

@@ -69,10 +69,9 @@ def tiny_rewards(hps_checkpoint, clip_checkpoint, pickscore_folders, tiny_clip_c
     return {
         "hpsv2": {"weights": str(hps_checkpoint), "architecture": str(tiny_clip_config)},
         "clip": {"weights": str(clip_checkpoint), "architecture": str(tiny_clip_config)},
-        "pickscore": {"weights": str(model_dir), "processor": str(processor_dir)},
+        "pickscore": {"weights": {"model": str(model_dir), "processor": str(processor_dir)}},
         "aesthetic": {
-            "weights": str(aesthetic_heads["laion"]),
-            "clip_weights": str(clip_checkpoint),
+            "weights": {"head": str(aesthetic_heads["laion"]), "backbone": str(clip_checkpoint)},
             "architecture": str(tiny_clip_config),
         },
     }

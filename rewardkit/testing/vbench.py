@@ -108,7 +108,7 @@ _RAFT_UPDATE = {
 
 def official_raft_key(key: str) -> str:
     """torchvision ``raft_large`` key -> princeton-vl RAFT's (core/raft.py, extractor.py, update.py), written
-    from the official module names independently of rewardkit.rewards.vbench's forward map."""
+    from the official module names independently of rewardkit.rewards.raft's forward map."""
     name, _, parameter = key.rpartition(".")
     if name.startswith(("feature_encoder.", "context_encoder.")):
         encoder, _, rest = name.partition(".")
@@ -155,7 +155,7 @@ def write_dino_checkpoint(
     """A random DINO ViT in the layout of ``dino_vitbase16_pretrain.pth`` (flat state dict: ``cls_token``,
     ``pos_embed``, ``patch_embed.proj.*``, ``blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}.*``,
     ``norm.*``); the real one is ``dim=768, depth=12``. Heads are ``dim // 64``, as the loader assumes."""
-    from rewardkit.rewards.vbench import DinoVisionTransformer
+    from rewardkit.rewards.dino import DinoVisionTransformer
 
     torch.manual_seed(seed)
     model = DinoVisionTransformer(dim, depth, max(1, dim // 64), patch, grid)

@@ -48,6 +48,7 @@ __all__ = [
     "media_kind",
     "probe",
     "read_frames",
+    "video_backend",
     "write_video",
 ]
 
@@ -158,6 +159,11 @@ def _check_readable(path: PathLike) -> tuple[Path, str]:
     if p.stat().st_size == 0:
         raise _decode_error(p, "the file is empty (0 bytes)", "Regenerate or re-download it")
     return p, kind
+
+
+def video_backend() -> str:
+    """The library that decodes video files here: ``decord`` when it imports, else ``PyAV``."""
+    return "decord" if _decord() else "PyAV"
 
 
 def _decord() -> ModuleType | None:

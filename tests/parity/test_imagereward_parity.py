@@ -16,7 +16,7 @@ For 7 PIL images (224x224, 512x512, 640x360, 300x700, 1x1, 97x31, a grayscale ``
   ``inference_rank``: the package's PIL transform, tokenizer call and BLIP modules), fp32 on cpu, built and
   loaded by ``tests/parity/official_imagereward.py`` (transformers-5 compatibility patches, offline tokenizer,
   tiny sizes; every checkpoint key checked) and called under ``torch.no_grad()``;
-- rewardkit: ``create_reward("imagereward", weights=folder, tokenizer=vocab_folder, mode="reference")``
+- rewardkit: ``create_reward("imagereward", weights={"model": folder, "tokenizer": vocab_folder}, mode="reference")``
   on the same pixels as one uint8 batch ``[7, 3, H, W]`` per size group (``np.asarray(image.convert("RGB"))``).
 
 Every |official - rewardkit| must be <= 1e-4; the largest is printed (``pytest -s``). Not compared: palette
@@ -89,7 +89,7 @@ def _official_scores(model_dir: Path, tokenizer_dir: Path, images: list[Image.Im
 def _rewardkit_scores(model_dir: Path, tokenizer_dir: Path, images: list[Image.Image]) -> np.ndarray:
     from rewardkit import create_reward
 
-    reward = create_reward("imagereward", weights=str(model_dir), tokenizer=str(tokenizer_dir), mode="reference")
+    reward = create_reward("imagereward", weights={"model": str(model_dir), "tokenizer": str(tokenizer_dir)}, mode="reference")
     rows = []
     with torch.no_grad():
         for prompt in PROMPTS:
@@ -123,7 +123,7 @@ def test_batched_scores_equal_official_loop(official_available, tmp_path):
     model_dir, tokenizer_dir = _files(tmp_path, "tiny")
     images = [Image.fromarray(pattern_image(320, 240, seed)) for seed in range(4)]
     official = _official_scores(model_dir, tokenizer_dir, images)  # [prompts, images]
-    reward = create_reward("imagereward", weights=str(model_dir), tokenizer=str(tokenizer_dir))
+    reward = create_reward("imagereward", weights={"model": str(model_dir), "tokenizer": str(tokenizer_dir)})
     pixels = torch.stack([torch.from_numpy(np.asarray(image)).permute(2, 0, 1) for image in images])
     with torch.no_grad():
         got = reward(pixels.repeat(len(PROMPTS), 1, 1, 1), [p for p in PROMPTS for _ in images])

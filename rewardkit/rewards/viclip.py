@@ -1,31 +1,21 @@
-"""VBench's prompt-conditioned dimensions as registry scorers: ``appearance_style`` and ``overall_consistency``.
+"""ViCLIP (Wang et al., "InternVid", arXiv:2307.06942) and VBench's ``overall_consistency`` and
+``temporal_style`` on it.
 
 Huang et al., "VBench: Comprehensive Benchmark Suite for Video Generative Models" (CVPR 2024,
-arXiv:2311.17982), https://github.com/Vchitect/VBench. Per dimension, the official file and what is kept:
-
-- ``appearance_style`` (vbench/appearance_style.py): CLIP ViT-B/32 (OpenAI weights; VBench ``clip.load``,
-  here open_clip's copy of the same weights, loaded as ``background_consistency`` loads them) on *every*
-  frame, each frame through ``clip_transform_Image(224)`` (PIL bicubic resize of the short side to 224,
-  centre crop, ToTensor, CLIP mean/std: open_clip's OpenAI eval transform, the ``clip`` reward's
-  ``reference`` mode). Per frame VBench keeps ``logits_per_text / 100`` = ``exp(logit_scale) * cos / 100``
-  (``exp(logit_scale)`` is 100.03 for the OpenAI ViT-B/32 checkpoint, whose fp16 ``logit_scale`` is
-  4.6055); the video score is the mean over its frames. The prompt is the style text (VBench's
-  ``auxiliary_info.appearance_style``, e.g. "Van Gogh style"), not the whole generation prompt. VBench
-  tokenizes with ``clip.tokenize`` (77 tokens, an error beyond); open_clip truncates instead.
-- ``overall_consistency`` (vbench/overall_consistency.py): ViCLIP ViT-L/14 (Wang et al., "InternVid",
-  arXiv:2307.06942; VBench's copy in vbench/third_party/ViCLIP) video-text cosine on 8 frames picked
-  ``read_frames_decord_by_fps(num_frames=8, sample="middle")``: the video split at
-  ``linspace(0, T, 9).astype(int)``, the middle ``(start + end - 1) // 2`` of each part, the last index
-  repeated when T < 8 (``VBenchMiddleFrames``); frames through ``clip_transform(224)`` on uint8 tensors
-  (``vbench_clip_transform``). ViCLIP here: a CLIP ViT whose frame tokens get a learned temporal embedding
-  per frame and are attended jointly (one class token for the video) and a CLIP text transformer with a
-  32-token context, both with ViCLIP's parameter names so ``ViClip-InternVid-10M-FLT.pth`` (``{"model":
-  state_dict}``) loads strictly. The transformer blocks and the text tower are open_clip's modules, whose
-  parameter names and computation are those of ViCLIP's blocks (QuickGELU, pre-norm, argmax pooling).
-
-VBench's appearance_style dimension value is frame-weighted (sum of frame scores / number of frames, over all
-videos); it equals the mean of these per-video scores when every video has the same number of frames.
-overall_consistency's dimension value is the plain mean over videos.
+arXiv:2311.17982), https://github.com/Vchitect/VBench (vbench/overall_consistency.py; VBench's copy of
+ViCLIP in vbench/third_party/ViCLIP): ViCLIP ViT-L/14 video-text cosine on 8 frames picked
+``read_frames_decord_by_fps(num_frames=8, sample="middle")``: the video split at
+``linspace(0, T, 9).astype(int)``, the middle ``(start + end - 1) // 2`` of each part, the last index
+repeated when T < 8 (``VBenchMiddleFrames``); frames through ``clip_transform(224)`` on uint8 tensors
+(``vbench_clip_transform``). ViCLIP here: a CLIP ViT whose frame tokens get a learned temporal embedding
+per frame and are attended jointly (one class token for the video) and a CLIP text transformer with a
+32-token context, both with ViCLIP's parameter names so ``ViClip-InternVid-10M-FLT.pth`` (``{"model":
+state_dict}``) loads strictly. The transformer blocks and the text tower are open_clip's modules, whose
+parameter names and computation are those of ViCLIP's blocks (QuickGELU, pre-norm, argmax pooling).
+The dimension value is the plain mean over videos. VBench's vbench/temporal_style.py is the same
+computation as vbench/overall_consistency.py (same 8 middle frames, transform, ViCLIP features and
+cosine); the two dimensions differ only in their prompt lists (the temporal-style prompts, such as
+"... , in slow motion"), so both are registered on one scorer here.
 """
 
 from __future__ import annotations
@@ -33,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,16 +31,14 @@ import torch
 from rewardkit.lazy import lazy_import
 from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards.base import TextFeatureCache, VideoScorer
-from rewardkit.rewards.vbench import vbench_clip_transform
+from rewardkit.rewards.consistency import vbench_clip_transform
 from rewardkit.transforms import as_float_videos, check_prompts
-from rewardkit.video.sampling import All
 from rewardkit.weights import (
+    WeightsArgument,
     WeightsMismatchError,
-    explicit_weights_file,
+    build_with_weights,
     load_state_dict,
     load_strict,
-    resolve_weight_file,
-    sha256_of,
 )
 
 open_clip = lazy_import("open_clip")
@@ -60,14 +48,21 @@ Transformer = lazy_import("open_clip.transformer", "Transformer")
 
 __all__ = [
     "VICLIP_WEIGHTS",
-    "AppearanceStyle",
-    "OverallConsistency",
+    "ViClipTextVideoScore",
+    "build_viclip_score",
     "ViClip",
     "ViClipVision",
     "VBenchMiddleFrames",
 ]
 
-VICLIP_WEIGHTS = WeightFile("OpenGVLab/VBench_Used_Models", "ViClip-InternVid-10M-FLT.pth", 0, "see the model card")
+# Size and sha256 as the Hub lists the file (commit 83290ee, its Git LFS details: 1.71 GB); the repo's licence.
+VICLIP_WEIGHTS = WeightFile(
+    "OpenGVLab/VBench_Used_Models",
+    "ViClip-InternVid-10M-FLT.pth",
+    1_710_000_000,
+    "Apache-2.0",
+    sha256="7a4d6ad6eac6632db3693f4b97f9f8f6445b65b1e139a6fc6686150522238c56",
+)
 VICLIP_CONTEXT_LENGTH = 32  # ViCLIP: self.max_txt_l = 32
 
 
@@ -88,84 +83,6 @@ class VBenchMiddleFrames:
         edges = np.linspace(0, num_frames, min(self.frames, num_frames) + 1).astype(int)
         chosen = [int((start + end - 1) // 2) for start, end in zip(edges[:-1], edges[1:], strict=True)]
         return chosen + [chosen[-1]] * (self.frames - len(chosen))
-
-
-# ------------------------------------------------------------------------------------- appearance_style
-
-
-class AppearanceStyle(VideoScorer):
-    """VBench appearance_style: per frame ``exp(logit_scale) * cos(CLIP image, CLIP text) / 100``, averaged
-    over every frame of the video. ``clip`` is a ``clip`` reward (``form="cosine"``)."""
-
-    needs_prompt = True
-
-    def __init__(self, clip: torch.nn.Module) -> None:
-        super().__init__()
-        self.clip = clip
-        self.sampler = All()
-        self.weights_sha256: str | None = clip.weights_sha256
-        self.max_prompt_tokens: int | None = clip.max_prompt_tokens
-
-    def prompt_truncated(self, prompt: str) -> bool:
-        """Whether ``prompt`` exceeds CLIP's 77 tokens (VBench's ``clip.tokenize`` would raise; it is truncated)."""
-        return bool(self.clip.prompt_truncated(prompt))
-
-    def score_sampled(
-        self,
-        frames: torch.Tensor,
-        indices: torch.Tensor | None,
-        num_frames: int,
-        prompts: Sequence[str] | str | None = None,
-        rng: Any = None,
-    ) -> torch.Tensor:
-        """Mean over the frames ``[B, K, 3, H, W]`` of VBench's per-frame style similarity."""
-        videos = as_float_videos(frames, keep_uint8=True)
-        batch, count = videos.shape[:2]
-        texts = check_prompts(prompts, batch, "appearance_style", needs_prompt=True)
-        per_frame = [text for text in texts for _ in range(count)]
-        images = videos.flatten(0, 1)
-        cosine = torch.cat([
-            self.clip(images[start : start + 32], per_frame[start : start + 32]) for start in range(0, len(images), 32)
-        ])
-        scale = self.clip.model.logit_scale.detach().float().exp() / 100
-        return (cosine.float().view(batch, count) * scale.to(cosine.device)).mean(dim=1)
-
-
-@register_reward(
-    "appearance_style",
-    modality="video",
-    needs_prompt=True,
-    differentiable=True,
-    score_range=(-1.0, 1.0),
-    weights=lambda options: _clip_files(options["architecture"]),
-    description="VBench appearance style: CLIP ViT-B/32 frame-text similarity (logits / 100), mean over frames",
-    paper="arXiv:2311.17982",
-    repository="https://github.com/Vchitect/VBench",
-)
-def create_appearance_style(
-    *,
-    architecture: str = "ViT-B-32",
-    mode: Literal["reference", "differentiable"] = "reference",
-    device: torch.device,
-    dtype: torch.dtype,
-    weights: str | None,
-) -> AppearanceStyle:
-    """VBench's appearance style; ``weights`` an open_clip checkpoint of ``architecture`` (default open_clip's
-    Hub file of ViT-B-32/openai, the weights VBench loads with ``clip.load("ViT-B/32")``); ``mode=reference``
-    preprocesses with PIL as VBench does, ``differentiable`` in torch."""
-    from rewardkit.registry import create_reward
-
-    clip = create_reward(
-        "clip", architecture=architecture, pretrained="openai", form="cosine", mode=mode,
-        device=device, dtype=dtype, weights=weights,
-    )
-    return AppearanceStyle(clip)
-
-
-def _clip_files(architecture: str) -> list[WeightFile]:
-    from rewardkit.rewards.clip import _clip_weight_files
-
-    return _clip_weight_files({"architecture": architecture, "pretrained": "openai"})
 
 
 # ------------------------------------------------------------------------------------------------ ViCLIP
@@ -262,13 +179,15 @@ class ViClip(torch.nn.Module):
         return model
 
 
-class OverallConsistency(VideoScorer):
-    """VBench overall_consistency: cosine of ViCLIP's video embedding (8 middle frames) and text embedding."""
+class ViClipTextVideoScore(VideoScorer):
+    """VBench overall_consistency / temporal_style: cosine of ViCLIP's video embedding (8 middle frames)
+    and text embedding; ``dimension`` names the scorer in error messages."""
 
     needs_prompt = True
 
-    def __init__(self, viclip: ViClip, *, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, viclip: ViClip, *, dtype: torch.dtype = torch.float32, dimension: str = "overall_consistency") -> None:
         super().__init__()
+        self.dimension = dimension
         self.viclip = viclip.eval().requires_grad_(False)
         self.dtype = dtype
         frames = viclip.vision_encoder.temporal_positional_embedding.shape[1]
@@ -301,12 +220,24 @@ class OverallConsistency(VideoScorer):
         """Scores ``[B]`` of frames ``[B, K, 3, H, W]`` decoded at ``self.sampler``'s indices, in order."""
         videos = as_float_videos(frames, keep_uint8=True)
         batch, count = videos.shape[:2]
-        texts = check_prompts(prompts, batch, "overall_consistency", needs_prompt=True)
+        texts = check_prompts(prompts, batch, self.dimension, needs_prompt=True)
         if videos.dtype != torch.uint8:
             videos = videos * 255.0  # VBench's frames are uint8 0..255; float [0, 1] input is rescaled
         pixels = vbench_clip_transform(videos.flatten(0, 1).to(self.device)).view(batch, count, 3, 224, 224)
         video = torch.nn.functional.normalize(self.viclip.vision_encoder(pixels.to(self.dtype)).float(), dim=-1)
         return (video * self.text_features(texts)).sum(dim=-1)
+
+
+def build_viclip_score(dimension: str, *, device: torch.device, dtype: torch.dtype, weights: WeightsArgument) -> ViClipTextVideoScore:
+    """A ViCLIP text-video scorer registered as ``dimension``; ``weights`` is ``ViClip-InternVid-10M-FLT.pth``
+    (downloaded from the Hugging Face repo OpenGVLab/VBench_Used_Models when absent)."""
+
+    def build(paths: Mapping[str, Path]) -> ViClipTextVideoScore:
+        path = paths["model"]
+        viclip = ViClip.from_state_dict(load_state_dict(path), str(path)).to(device=device, dtype=dtype)
+        return ViClipTextVideoScore(viclip, dtype=dtype, dimension=dimension)
+
+    return build_with_weights(dimension, weights, {}, build)
 
 
 @register_reward(
@@ -315,19 +246,27 @@ class OverallConsistency(VideoScorer):
     needs_prompt=True,
     differentiable=True,
     score_range=(-1.0, 1.0),
-    weights={"weights": VICLIP_WEIGHTS},
+    weights={"model": VICLIP_WEIGHTS},
     description="VBench overall consistency: ViCLIP ViT-L/14 video-text cosine on 8 frames",
     paper="arXiv:2311.17982; ViCLIP arXiv:2307.06942",
     repository="https://github.com/Vchitect/VBench",
 )
-def create_overall_consistency(*, device: torch.device, dtype: torch.dtype, weights: str | None) -> OverallConsistency:
-    """VBench's overall consistency; ``weights`` is ``ViClip-InternVid-10M-FLT.pth`` (downloaded from the
-    Hugging Face repo OpenGVLab/VBench_Used_Models when absent)."""
-    if weights:
-        path = explicit_weights_file(weights, reward="overall_consistency")
-    else:
-        path = resolve_weight_file(VICLIP_WEIGHTS, reward="overall_consistency")
-    viclip = ViClip.from_state_dict(load_state_dict(path), str(path)).to(device=device, dtype=dtype)
-    metric = OverallConsistency(viclip, dtype=dtype)
-    metric.weights_sha256 = sha256_of(Path(path))
-    return metric
+def create_overall_consistency(*, device: torch.device, dtype: torch.dtype, weights: WeightsArgument) -> ViClipTextVideoScore:
+    """VBench's overall consistency (its prompt list: overall_consistency)."""
+    return build_viclip_score("overall_consistency", device=device, dtype=dtype, weights=weights)
+
+
+@register_reward(
+    "temporal_style",
+    modality="video",
+    needs_prompt=True,
+    differentiable=True,
+    score_range=(-1.0, 1.0),
+    weights={"model": VICLIP_WEIGHTS},
+    description="VBench temporal style: ViCLIP ViT-L/14 video-text cosine on 8 frames (temporal-style prompts)",
+    paper="arXiv:2311.17982; ViCLIP arXiv:2307.06942",
+    repository="https://github.com/Vchitect/VBench",
+)
+def create_temporal_style(*, device: torch.device, dtype: torch.dtype, weights: WeightsArgument) -> ViClipTextVideoScore:
+    """VBench's temporal style (its prompt list: temporal_style, e.g. camera motion and slow motion)."""
+    return build_viclip_score("temporal_style", device=device, dtype=dtype, weights=weights)
