@@ -1,7 +1,8 @@
 """Per-step time and peak memory of each objective, as ratios against reward_backprop ``editing``:
 InstructVideo ``editing`` (tau 0.6, D 20, K 1, decode 4 segmental frames) and ``full_chain`` (D 20, K 1,
 decode all 16 frames) on one video; ``dpo`` on one pair (policy with graph + reference, 2 videos) and
-``rwr`` on two videos (one denoising pass with graph), on the same small-but-not-trivial random UNet3D
+``rwr`` on two videos (one denoising pass with graph) and ``gran_dpo`` on one pair (as ``dpo``, with 2x2
+per-patch errors and patch weights), on the same small-but-not-trivial random UNet3D
 config (16 frames, 32x32 pixels, 16x16 latents), CPU, one thread, no CFG.
 
 Time: the benchmark times one step per round in this process. Memory: each mode runs in a fresh forked process: one warm-up
@@ -67,7 +68,7 @@ def _adapter() -> UNet3DAdapter:
 
 
 def _one_step(adapter, mode: str, seed: int) -> float:
-    if mode in ("dpo", "rwr"):
+    if mode in ("dpo", "rwr", "gran_dpo"):
         return _denoising_step(adapter, mode, seed)
     if mode == "editing":
         objective = RewardBackprop(mode="editing", num_inference_steps=20, tau=0.6, backprop_steps=1, guidance_scale=1.0)
@@ -88,9 +89,19 @@ def _one_step(adapter, mode: str, seed: int) -> float:
 
 def _denoising_step(adapter, mode: str, seed: int) -> float:
     """dpo: one pair (winner + loser share noise and level), policy with graph + reference (LoRA off);
-    rwr: two videos, one denoising pass with graph, softmax weights. The objectives' own functions."""
+    rwr: two videos, one denoising pass with graph, softmax weights; gran_dpo: one pair as dpo with 2x2
+    per-patch errors (policy with graph, reference LoRA off) and patch weights. The objectives' own functions."""
     from rewardkit.finetune.objectives.dpo import denoising_errors
-    from rewardkit.finetune.objectives.losses import dpo_loss, per_sample_mse, rwr_weights, weighted_loss
+    from rewardkit.finetune.objectives.gran_dpo import latent_patch_boxes
+    from rewardkit.finetune.objectives.losses import (
+        dpo_loss,
+        gran_dpo_loss,
+        patch_errors,
+        patch_weights,
+        per_sample_mse,
+        rwr_weights,
+        weighted_loss,
+    )
 
     generator = torch.Generator().manual_seed(seed)
     x0 = torch.randn(adapter.latent_shape(2), generator=generator)
@@ -100,6 +111,15 @@ def _denoising_step(adapter, mode: str, seed: int) -> float:
     if mode == "dpo":
         policy, reference = denoising_errors(adapter, x0, torch.cat([noise, noise]), torch.cat([levels, levels]), conditioning.repeat(2))
         loss, _ = dpo_loss(policy[:1], reference[:1], policy[1:], reference[1:], 5000.0)
+    elif mode == "gran_dpo":
+        boxes, areas = latent_patch_boxes(x0.shape[-2], x0.shape[-1], (2, 2))
+        both, both_noise = torch.cat([levels, levels]), torch.cat([noise, noise])
+        noisy, target = adapter.add_noise(x0, both_noise, both), adapter.target(x0, both_noise, both)
+        policy = patch_errors(adapter.predict(noisy, both, conditioning.repeat(2)), target, boxes)
+        with adapter.reference():
+            reference = patch_errors(adapter.predict(noisy, both, conditioning.repeat(2)), target, boxes)
+        weights = patch_weights(torch.tensor([[[0.8, 0.6], [0.7, 0.5]]]), torch.tensor([[[0.3, 0.5], [0.4, 0.5]]]), areas, 1.0)
+        loss, _ = gran_dpo_loss(policy[:1], reference[:1], policy[1:], reference[1:], weights, areas, 5000.0, 1.0)
     else:
         both = torch.cat([levels, levels])
         noisy = adapter.add_noise(x0, torch.cat([noise, noise]), both)
@@ -160,7 +180,7 @@ def peak_mb() -> dict[str, float]:
     return {mode: _step_peak_bytes(mode) / 2**20 for mode in MODES}
 
 
-MODES = ("editing", "full_chain", "dpo", "rwr")
+MODES = ("editing", "full_chain", "dpo", "rwr", "gran_dpo")
 
 
 STEP_SECONDS: dict[str, float] = {}
