@@ -73,8 +73,9 @@ def _held_out_accuracy(objective, items, draws=6) -> float:
 def test_dpo_learns_bright_over_dark(model_dir, data_dir, learning_rate):
     """DPO on 6 bright-vs-dark pairs: held-out implicit accuracy (2 unseen prompts, several noise draws)
     starts at 0 (policy = reference: the inside is exactly 0) and ends above 0.5; with learning rate 0 (a
-    model that does not learn) it stays at 0. (Sample brightness is not checked: the tiny random VAE
-    decodes the bright and the dark clips to the same ~0.51 mean, so pixels carry no preference signal.)"""
+    model that does not learn) it stays at 0. (Sample brightness is checked by
+    test_dpo_raises_sample_brightness below, on latents whose brightness is defined through the decoder:
+    the tiny random VAE decodes these bright and dark clips to the same ~0.51 mean.)"""
     objective, dataset, parameters = _objective(model_dir, data_dir, overrides=["objective.beta=500"])
     train, held = [dataset[i] for i in range(6)], [dataset[i] for i in range(6, 8)]
     assert _held_out_accuracy(objective, held) == 0.0
@@ -218,7 +219,7 @@ def _bright_dark_latents(adapter, count: int, seed: int) -> tuple[torch.Tensor, 
 
 @pytest.fixture(scope="module")
 def mixture_model_dir(model_dir, tmp_path_factory) -> Path:
-    """The tiny UNet3D pipeline after 100 steps of plain epsilon-prediction training (all UNet weights,
+    """The tiny UNet3D pipeline after 40 steps of plain epsilon-prediction training (all UNet weights,
     AdamW 2e-3, batch 16) on an even mixture of bright and dark latents, so that its samples, like a real
     base model's, are a mixture the preference objectives can shift. Saved next to a copy of the rest."""
     from rewardkit.finetune.models.unet3d import load_unet3d
@@ -232,7 +233,7 @@ def mixture_model_dir(model_dir, tmp_path_factory) -> Path:
     adapter.denoiser.requires_grad_(True)
     optimizer = torch.optim.AdamW(adapter.denoiser.parameters(), lr=2e-3)
     generator = torch.Generator().manual_seed(0)
-    for _ in range(100):
+    for _ in range(40):
         x0 = data[torch.randint(0, 64, (16,), generator=generator)]
         noise, levels = torch.randn(x0.shape, generator=generator), adapter.sample_training_levels(16, generator)
         prediction = adapter.predict(adapter.add_noise(x0, noise, levels), levels, conditioning)
