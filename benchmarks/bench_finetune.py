@@ -1,6 +1,8 @@
-"""Per-step time and peak memory of reward backprop: InstructVideo ``editing`` (tau 0.6, D 20, K 1, decode
-4 segmental frames) vs ``full_chain`` (D 20, K 1, decode all 16 frames), on the same small-but-not-trivial
-random UNet3D config (16 frames, 32x32 pixels, 16x16 latents), CPU, one thread, no CFG in either mode.
+"""Per-step time and peak memory of each objective, as ratios against reward_backprop ``editing``:
+InstructVideo ``editing`` (tau 0.6, D 20, K 1, decode 4 segmental frames) and ``full_chain`` (D 20, K 1,
+decode all 16 frames) on one video; ``dpo`` on one pair (policy with graph + reference, 2 videos) and
+``rwr`` on two videos (one denoising pass with graph), on the same small-but-not-trivial random UNet3D
+config (16 frames, 32x32 pixels, 16x16 latents), CPU, one thread, no CFG.
 
 Time: the benchmark times one step per round in this process. Memory: each mode runs in a fresh forked process: one warm-up
 step (lazy initialisation), freed heap handed back (``malloc_trim``), then a second step while a thread
@@ -26,9 +28,8 @@ import pytest
 import torch
 
 from rewardkit.finetune.lora import add_lora
-from rewardkit.finetune.models import UNet3DAdapter
-from rewardkit.finetune.objectives import RewardBackprop, RewardFunction
-from rewardkit.finetune.objectives.reward_backprop import RewardTerm
+from rewardkit.finetune.models.unet3d import UNet3DAdapter
+from rewardkit.finetune.objectives.reward_backprop import RewardBackprop, RewardFunction, RewardTerm
 from rewardkit.video.sampling import All, Segmental
 
 
@@ -66,6 +67,8 @@ def _adapter() -> UNet3DAdapter:
 
 
 def _one_step(adapter, mode: str, seed: int) -> float:
+    if mode in ("dpo", "rwr"):
+        return _denoising_step(adapter, mode, seed)
     if mode == "editing":
         objective = RewardBackprop(mode="editing", num_inference_steps=20, tau=0.6, backprop_steps=1, guidance_scale=1.0)
         reward = RewardFunction([RewardTerm("brightness", 1.0, Brightness(Segmental(4, "random")))])
@@ -78,6 +81,30 @@ def _one_step(adapter, mode: str, seed: int) -> float:
         adapter, reward, ["a cat"], generator=torch.Generator().manual_seed(seed), rng=np.random.default_rng(seed),
         device=torch.device("cpu"), clean_latents=clean,
     )
+    loss.backward()
+    adapter.unet.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def _denoising_step(adapter, mode: str, seed: int) -> float:
+    """dpo: one pair (winner + loser share noise and level), policy with graph + reference (LoRA off);
+    rwr: two videos, one denoising pass with graph, softmax weights. The objectives' own functions."""
+    from rewardkit.finetune.objectives.dpo import denoising_errors
+    from rewardkit.finetune.objectives.losses import dpo_loss, per_sample_mse, rwr_weights, weighted_loss
+
+    generator = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(adapter.latent_shape(2), generator=generator)
+    noise = torch.randn(adapter.latent_shape(1), generator=generator)
+    levels = adapter.sample_training_levels(1, generator)
+    conditioning = adapter.encode_prompts(["a cat"], guidance=False)
+    if mode == "dpo":
+        policy, reference = denoising_errors(adapter, x0, torch.cat([noise, noise]), torch.cat([levels, levels]), conditioning.repeat(2))
+        loss, _ = dpo_loss(policy[:1], reference[:1], policy[1:], reference[1:], 5000.0)
+    else:
+        both = torch.cat([levels, levels])
+        noisy = adapter.add_noise(x0, torch.cat([noise, noise]), both)
+        errors = per_sample_mse(adapter.predict(noisy, both, conditioning.repeat(2)), adapter.target(x0, torch.cat([noise, noise]), both))
+        loss = weighted_loss(errors, rwr_weights(torch.tensor([0.2, 0.3]), "exp", 0.1))
     loss.backward()
     adapter.unet.zero_grad(set_to_none=True)
     return loss.item()
@@ -130,18 +157,21 @@ def adapter() -> UNet3DAdapter:
 def peak_mb() -> dict[str, float]:
     if not Path("/proc/self/statm").exists():
         pytest.skip("step memory is read from /proc (Linux)")
-    return {mode: _step_peak_bytes(mode) / 2**20 for mode in ("editing", "full_chain")}
+    return {mode: _step_peak_bytes(mode) / 2**20 for mode in MODES}
+
+
+MODES = ("editing", "full_chain", "dpo", "rwr")
 
 
 STEP_SECONDS: dict[str, float] = {}
 
 
-@pytest.mark.parametrize("mode", ["editing", "full_chain"])
-def test_reward_backprop_step(benchmark, adapter, peak_mb, mode):
+@pytest.mark.parametrize("mode", MODES)
+def test_objective_step(benchmark, adapter, peak_mb, mode):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        benchmark.group = "reward backprop step, 16 frames 32x32, CPU 1 thread"
+        benchmark.group = "objective step, 16 frames 32x32, CPU 1 thread"
         started = time.perf_counter()
         loss = benchmark.pedantic(_one_step, args=(adapter, mode, 1), rounds=2, iterations=1)
         STEP_SECONDS[mode] = benchmark.stats["mean"] if benchmark.stats is not None else time.perf_counter() - started
@@ -149,10 +179,11 @@ def test_reward_backprop_step(benchmark, adapter, peak_mb, mode):
         torch.set_num_threads(threads)
     assert np.isfinite(loss)
     benchmark.extra_info |= {"step_s": STEP_SECONDS[mode], "peak_mb": peak_mb[mode]}
-    benchmark.extra_info["memory_ratio_full_chain_vs_editing"] = peak_mb["full_chain"] / peak_mb["editing"]
-    if len(STEP_SECONDS) == 2:
-        speedup = STEP_SECONDS["full_chain"] / STEP_SECONDS["editing"]
-        benchmark.extra_info["speedup_editing_vs_full_chain"] = speedup
-        print(f"\nediting vs full_chain: {speedup:.2f}x faster, {peak_mb['full_chain'] / peak_mb['editing']:.2f}x less peak memory "
-              f"({peak_mb['editing']:.0f} vs {peak_mb['full_chain']:.0f} MB)")
-    assert peak_mb["editing"] > 0 and peak_mb["full_chain"] > 0
+    benchmark.extra_info["memory_ratio_vs_editing"] = peak_mb[mode] / peak_mb["editing"]
+    if "editing" in STEP_SECONDS:
+        benchmark.extra_info["time_ratio_vs_editing"] = STEP_SECONDS[mode] / STEP_SECONDS["editing"]
+    if len(STEP_SECONDS) == len(MODES):
+        for name in MODES:
+            print(f"\n{name}: step {STEP_SECONDS[name]:.2f} s ({STEP_SECONDS[name] / STEP_SECONDS['editing']:.2f}x reward_backprop editing), "
+                  f"peak {peak_mb[name]:.0f} MB ({peak_mb[name] / peak_mb['editing']:.2f}x)")
+    assert peak_mb[mode] > 0

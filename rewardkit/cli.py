@@ -151,6 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     tuning.set_defaults(run=_run_finetune)
 
+    pairing = commands.add_parser(
+        "pairs", help="preference pairs (JSONL, for dpo / gran_dpo) from a `rewardkit score` table",
+        description="Pair the videos of each prompt in a `rewardkit score` table by one reward: best vs worst, or every two.",
+        epilog="example:\n  rewardkit pairs results.csv --out pairs.jsonl --reward hpsv2 --margin 0.005",
+        formatter_class=HelpFormatter,
+    )
+    pairing.add_argument("results", metavar="RESULTS", help="a results table of `rewardkit score --out` with several videos per prompt")
+    pairing.add_argument("--out", required=True, metavar="PAIRS.jsonl", help="where to write the pairs")
+    pairing.add_argument("--reward", metavar="NAME", help="the reward to rank by (needed when the table has several)")
+    pairing.add_argument("--margin", type=float, default=0.0, metavar="M", help="score differences of at most M are ties and left out (default 0)")
+    pairing.add_argument("--rule", choices=("best-worst", "all"), default="best-worst", help="best vs worst video per prompt, or every two videos")
+    pairing.set_defaults(run=_run_pairs)
+
     env = commands.add_parser(
         "env", help="versions, devices and caches, for bug reports",
         description="Print the versions of rewardkit and its main packages, the GPU, the video backend, the "
@@ -160,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     env.set_defaults(run=_run_env)
     return parser
+
+
+def _run_pairs(args: argparse.Namespace) -> int:
+    from rewardkit.finetune.pairs import build_pairs, read_results, write_pairs
+
+    pairs, ties = build_pairs(read_results(args.results), args.reward, args.margin, args.rule)
+    out = write_pairs(pairs, args.out)
+    print(f"pairs: {out} ({len(pairs)} pairs, {ties} ties left out)")
+    return EXIT_OK
 
 
 def default_device() -> str:

@@ -46,6 +46,7 @@ __all__ = [
     "weights_for",
     "fetch_weight_file",
     "cached_weight_path",
+    "url_cache_path",
     "cache_root",
     "sha256_of",
     "hub_blob_hash",
@@ -355,7 +356,7 @@ def _fetch(file: WeightFile, *, local: bool) -> Path | None:
     if file.url is not None:
         from torch.hub import download_url_to_file
 
-        target = _url_cache_path(file)
+        target = url_cache_path(file)
         if local:
             return target if target.is_file() else None
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -392,7 +393,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("REWARDKIT_CACHE", Path.home() / ".cache" / "rewardkit")).expanduser()
 
 
-def _url_cache_path(file: WeightFile) -> Path:
+def url_cache_path(file: WeightFile) -> Path:
     """Where a URL file lives in the rewardkit cache: ``downloads/<host>/<url path>``, named ``filename``."""
     parsed = urllib.parse.urlparse(file.url or "")
     parts = [part for part in urllib.parse.unquote(parsed.path).split("/") if part not in ("", ".", "..")]
@@ -404,7 +405,7 @@ def cached_weight_path(file: WeightFile) -> Path | None:
     if not file.downloadable:
         return None
     if file.url is not None:
-        path = _url_cache_path(file)
+        path = url_cache_path(file)
         return path if path.is_file() else None
     from huggingface_hub import try_to_load_from_cache
 

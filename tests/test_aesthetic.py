@@ -203,9 +203,9 @@ def test_head_is_found_in_the_rewardkit_cache(tiny_rewards, aesthetic_heads):
     """The user path without weights=: the head at its download location in REWARDKIT_CACHE, sha256 checked."""
     weight = AESTHETIC_HEADS["laion"]
     assert cached_weight_path(weight) is None
-    from rewardkit.weights import _url_cache_path
+    from rewardkit.weights import url_cache_path
 
-    target = _url_cache_path(weight)
+    target = url_cache_path(weight)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(aesthetic_heads["laion"], target)
     try:

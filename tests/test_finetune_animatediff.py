@@ -16,9 +16,9 @@ import torch
 from rewardkit.finetune import finetune
 from rewardkit.finetune.config import load_recipe
 from rewardkit.finetune.lora import LORA_FILE, add_lora
-from rewardkit.finetune.models import AnimateDiffAdapter, ddim_timesteps, load_animatediff
-from rewardkit.finetune.objectives import RewardBackprop, RewardFunction
-from rewardkit.finetune.objectives.reward_backprop import RewardTerm
+from rewardkit.finetune.models import ddim_timesteps
+from rewardkit.finetune.models.animatediff import AnimateDiffAdapter, load_animatediff
+from rewardkit.finetune.objectives.reward_backprop import RewardBackprop, RewardFunction, RewardTerm
 from rewardkit.video.sampling import Segmental
 
 RECIPE = Path(__file__).resolve().parents[1] / "finetune" / "smoke-tiny-animatediff.toml"
@@ -79,21 +79,23 @@ def test_shapes_and_sampling_match_the_pipeline(model_dir):
     model = load_animatediff(str(model_dir), **SIZE)
     assert model.latent_shape(2) == (2, 4, 8, 8, 8)
     conditioning = model.encode_prompts(["a cat", "a dog"], "blurry")
-    assert conditioning.positive.shape == conditioning.negative.shape == (2, 77, 16)
-    states = model.unet_text_states(conditioning.positive)
-    assert states.shape == (16, 77, 16) and torch.equal(states[8:], conditioning.positive[1:].expand(8, -1, -1))
+    positive = conditioning.positive["encoder_hidden_states"]
+    assert positive.shape == conditioning.negative["encoder_hidden_states"].shape == (2, 77, 16)
+    states = model.unet_text_states(positive)
+    assert states.shape == (16, 77, 16) and torch.equal(states[8:], positive[1:].expand(8, -1, -1))
     noise = torch.randn(model.latent_shape(2), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert model.predict(noise, 501, conditioning, 3.0).shape == noise.shape
         ours = noise
-        for timestep in model.timesteps(2):
-            ours = model.step(ours, timestep, 2, conditioning, 3.0)
+        levels = model.schedule(2)
+        for level, next_level in zip(levels[:-1], levels[1:], strict=True):
+            ours = model.step(ours, level, next_level, conditioning, 3.0)
         pipe = AnimateDiffPipeline.from_pretrained(model_dir)
         theirs = pipe(
             ["a cat", "a dog"], negative_prompt=["blurry"] * 2, num_frames=8, height=16, width=16, num_inference_steps=2,
             guidance_scale=3.0, latents=noise.clone(), output_type="latent",
         ).frames
-    assert model.timesteps(2) == pipe.scheduler.timesteps.tolist() == [501, 1]
+    assert model.schedule(2).tolist() == [*pipe.scheduler.timesteps.tolist(), -1] == [501, 1, -1]
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
@@ -106,26 +108,26 @@ def test_partial_chain_and_gradients(adapter):
     scheduler = DDIMScheduler.from_config(adapter.scheduler.config)
     scheduler.set_timesteps(20)
     objective = RewardBackprop(mode="editing", num_inference_steps=20, tau=0.6, backprop_steps=1, guidance_scale=1.0)
-    assert objective.chain(adapter) == ddim_timesteps(20)[8:] == scheduler.timesteps[8:].tolist()
+    assert objective.chain(adapter).tolist() == [*ddim_timesteps(20)[8:], -1] == [*scheduler.timesteps[8:].tolist(), -1]
     latents = torch.randn(adapter.latent_shape(1), generator=torch.Generator().manual_seed(0))
     conditioning = adapter.encode_prompts(["a cat"], guidance=False)
     with torch.no_grad():
         for timestep in (551, 1):
             eps = adapter.predict(latents, timestep, conditioning, 1.0)
             expected = scheduler.step(eps, timestep, latents, eta=0.0).prev_sample
-            torch.testing.assert_close(adapter.step(latents, timestep, 20, conditioning, 1.0), expected, rtol=1e-5, atol=1e-5)
+            next_level = timestep - 50 if timestep > 1 else -1.0
+            torch.testing.assert_close(adapter.step(latents, timestep, next_level, conditioning, 1.0), expected, rtol=1e-5, atol=1e-5)
     calls = []
     step = adapter.step
-    adapter.step = lambda latents, timestep, *args: calls.append((timestep, torch.is_grad_enabled())) or step(latents, timestep, *args)
+    adapter.step = lambda latents, level, *args, **kwargs: calls.append((int(level), torch.is_grad_enabled())) or step(latents, level, *args, **kwargs)
     reward = RewardFunction([RewardTerm("brightness", 1.0, Brightness(Segmental(2, "random")))])
     loss, details = objective.loss(
         adapter, reward, ["a cat"], generator=torch.Generator().manual_seed(0), rng=np.random.default_rng(0),
         device=torch.device("cpu"), clean_latents=torch.zeros(adapter.latent_shape(1)),
     )
     loss.backward()
-    # 12 steps, the last with grad under checkpointing, which runs it again during backward
-    assert [t for t, _ in calls[:12]] == ddim_timesteps(20)[8:] and details["start_timestep"] == 551 and details["steps"] == 12
-    assert [grad for _, grad in calls] == [False] * 11 + [True, True]
+    assert [t for t, _ in calls] == ddim_timesteps(20)[8:] and details["start_level"] == 551 and details["steps"] == 12
+    assert [grad for _, grad in calls] == [False] * 11 + [True]
     with_grad = {name: p.grad for name, p in adapter.unet.named_parameters() if p.grad is not None}
     assert with_grad and all("lora_" in name for name in with_grad) and any(g.abs().sum() > 0 for g in with_grad.values())
 

@@ -1,9 +1,11 @@
 """Fine-tuning recipes: typed dataclasses read from TOML, with ``--set key=value`` overrides.
 
 A recipe has the sections ``[model]``, ``[lora]``, ``[objective]``, ``[reward]``, ``[data]`` and
-``[train]``; every key has a default, so a recipe names only what it changes. ``load_recipe`` checks
-every key and value against the dataclasses below before anything is built: an unknown key or a bad
-value is a ``ValueError`` naming the key, its close matches and the allowed keys or values.
+``[train]``; every key has a default, so a recipe names only what it changes. ``[objective]``'s keys are
+those of the objective it names (``name = "dpo"``: ``rewardkit.finetune.objectives``, each with its own
+config dataclass). ``load_recipe`` checks every key and value against the dataclasses before anything is
+built: an unknown key or a bad value is a ``ValueError`` naming the key, its close matches and the
+allowed keys or values.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from rewardkit.toml import tomllib
 __all__ = [
     "ModelConfig",
     "LoraConfig",
-    "ObjectiveConfig",
     "RewardConfig",
     "DataConfig",
     "TrainConfig",
@@ -37,9 +38,10 @@ __all__ = [
 class ModelConfig:
     """The base text-to-video model."""
 
-    family: Literal["unet3d", "animatediff"] = "unet3d"
-    """Adapter: ``unet3d`` = diffusers TextToVideoSDPipeline components (ModelScope T2V, ZeroScope);
-    ``animatediff`` = AnimateDiffPipeline components (UNetMotionModel: SD 1.5 UNet + MotionAdapter)."""
+    family: str = "unet3d"
+    """Adapter family (``rewardkit.finetune.models``): ``unet3d`` = diffusers TextToVideoSDPipeline
+    components (ModelScope T2V, ZeroScope); ``animatediff`` = AnimateDiffPipeline components
+    (UNetMotionModel: SD 1.5 UNet + MotionAdapter); ``wan`` = WanPipeline components (flow matching)."""
     path: str = "ali-vilab/text-to-video-ms-1.7b"
     """Hugging Face repo id, or a local ``save_pretrained`` folder, or ``testing:tiny-t2v`` /
     ``testing:tiny-animatediff`` (tiny random). animatediff: an AnimateDiff pipeline, or a Stable Diffusion
@@ -57,7 +59,8 @@ class ModelConfig:
     height: int = 256
     width: int = 256
     gradient_checkpointing: bool = True
-    """Recompute the activations of the steps that carry gradients during backward (VGen does)."""
+    """Recompute the denoiser's activations block by block during backward (VGen checkpoints inside its
+    UNet; for UNet3D, which diffusers does not checkpoint, rewardkit wraps the layers of its blocks)."""
 
 
 @dataclass
@@ -72,32 +75,11 @@ class LoraConfig:
 
 
 @dataclass
-class ObjectiveConfig:
-    """What the loss is (REFERENCE §4)."""
-
-    name: Literal["reward_backprop"] = "reward_backprop"
-    mode: Literal["editing", "full_chain"] = "editing"
-    """``editing``: InstructVideo (partial chain from a noised clip); ``full_chain``: DRaFT-K / VADER."""
-    num_inference_steps: int = 20
-    """D, the DDIM steps of the full chain (step map d(i) = (T/D)(i-1)+1)."""
-    tau: float = 0.6
-    """editing: the chain starts at t = d(tau*D) and runs tau*D steps."""
-    backprop_steps: int = 1
-    """K: gradients flow through the last K denoising steps only."""
-    guidance_scale: float = 3.0
-    """Classifier-free guidance scale; 1 turns guidance off."""
-    offset_noise: float = 0.1
-    """editing: temporal offset noise, noise = randn + offset_noise * randn(b, c, f, 1, 1)."""
-    start: Literal["data", "sample"] = "data"
-    """editing: start from a dataset clip's latent (``data``) or from a sample of the current model."""
-    negative_prompt: str = ""
-
-
-@dataclass
 class RewardConfig:
-    """The reward R: a weighted sum of registry rewards in differentiable mode; loss = 1 - R."""
+    """The reward R = a weighted sum of registry rewards: backpropagated (reward_backprop: loss 1 - R),
+    scoring rollouts (rwr), or only scoring the sample videos (dpo, gran_dpo)."""
 
-    rewards: list[str] = field(default_factory=lambda: ["hpsv2:version=v2.0"])
+    rewards: list[str] = field(default_factory=list)
     """Reward specs ``NAME[:key=value,...]`` as in ``rewardkit score --reward``."""
     weights: list[float] = field(default_factory=list)
     """One weight per reward; empty means 1 for each."""
@@ -112,12 +94,22 @@ class RewardConfig:
 
 @dataclass
 class DataConfig:
-    """Prompts and (for editing from data) clips."""
+    """Prompts, clips (editing from data, rwr with given rewards) or preference pairs (dpo, gran_dpo)."""
 
     csv: str = ""
-    """Video-text CSV with columns path,prompt (paths relative to the CSV's folder)."""
+    """Video-text CSV with columns path,prompt (paths relative to the CSV's folder); rwr also reads a
+    ``reward`` column when the rewards are given in the data."""
     prompts: list[str] = field(default_factory=list)
     """Inline prompts (used when there is no CSV; editing then needs start = "sample")."""
+    pairs: str = ""
+    """Preference pairs, JSONL with prompt, chosen, rejected[, margin, tie] (``rewardkit pairs`` writes it;
+    video paths relative to the file's folder)."""
+    sample_fps: float = 8.0
+    """Training clips: a contiguous window of model.num_frames frames at this frame rate from a random
+    start, centre-cropped (VGen's video_dataset: 8 fps); 0 takes every decoded frame."""
+    invalid_rows: Literal["error", "skip"] = "error"
+    """A row whose video cannot be read or whose prompt is empty: ``error`` stops before training and
+    names the file and row; ``skip`` drops it (the count is printed)."""
     num_workers: int = 0
 
 
@@ -128,7 +120,8 @@ class TrainConfig:
     output_dir: str = "runs/finetune"
     max_steps: int = 1000
     batch_size: int = 8
-    """Per-device batch size."""
+    """Per-device batch size (per micro-batch); the global batch is batch_size x gradient_accumulation_steps
+    x the number of processes."""
     gradient_accumulation_steps: int = 1
     learning_rate: float = 1e-5
     weight_decay: float = 0.0
@@ -138,7 +131,7 @@ class TrainConfig:
     lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant_with_warmup"
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
-    """Clip the LoRA gradients' global norm; 0 turns clipping off."""
+    """Clip the LoRA gradients' global norm; 0 turns clipping off (the unclipped norm is still logged)."""
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     seed: int = 0
     checkpoint_every: int = 500
@@ -147,6 +140,7 @@ class TrainConfig:
     sample_prompts: list[str] = field(default_factory=list)
     """Prompts of the sample videos; empty means the first prompts of the data."""
     log_every: int = 1
+    """Write a metrics row every N steps (and at the last step)."""
     device: str = "auto"
     """``auto`` (accelerate's choice), or ``cpu``."""
     progress: bool = True
@@ -156,46 +150,42 @@ class TrainConfig:
 class Recipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    objective: Any = field(default_factory=lambda: objective_config_class("reward_backprop")())
+    """The named objective's config (a ``rewardkit.finetune.objectives`` config dataclass)."""
     reward: RewardConfig = field(default_factory=RewardConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def check(self) -> None:
-        """Cross-field checks (single values are checked while reading)."""
+        """Cross-field checks (single values are checked while reading), then the objective's own."""
+        from rewardkit.finetune.models import family_names
+
         positive = {
             "model.num_frames": self.model.num_frames, "model.height": self.model.height,
-            "model.width": self.model.width, "lora.rank": self.lora.rank,
-            "objective.num_inference_steps": self.objective.num_inference_steps,
-            "objective.backprop_steps": self.objective.backprop_steps, "train.max_steps": self.train.max_steps,
+            "model.width": self.model.width, "lora.rank": self.lora.rank, "train.max_steps": self.train.max_steps,
             "train.batch_size": self.train.batch_size,
-            "train.gradient_accumulation_steps": self.train.gradient_accumulation_steps,
+            "train.gradient_accumulation_steps": self.train.gradient_accumulation_steps, "train.log_every": self.train.log_every,
         }
         for key, value in positive.items():
             if value < 1:
                 raise UserInputError(f"{key} must be at least 1, got {value}")
-        objective = self.objective
-        if not 0.0 < objective.tau <= 1.0:
-            raise UserInputError(f"objective.tau must be in (0, 1], got {objective.tau}")
-        chain = objective.num_inference_steps if objective.mode == "full_chain" else start_step_count(objective.tau, objective.num_inference_steps)
-        if objective.backprop_steps > chain:
+        not_negative = {
+            "train.warmup_steps": self.train.warmup_steps, "train.max_grad_norm": self.train.max_grad_norm,
+            "train.checkpoint_every": self.train.checkpoint_every, "train.sample_every": self.train.sample_every,
+            "data.sample_fps": self.data.sample_fps, "data.num_workers": self.data.num_workers,
+        }
+        for key, value in not_negative.items():
+            if value < 0:
+                raise UserInputError(f"{key} must be at least 0, got {value}")
+        if self.model.family not in family_names():
             raise UserInputError(
-                f"objective.backprop_steps = {objective.backprop_steps} is more than the {chain} denoising steps "
-                f"the chain runs ({objective.mode}, D = {objective.num_inference_steps}, tau = {objective.tau}); lower it"
+                f"model.family = {self.model.family!r} is not allowed; use one of {', '.join(map(repr, family_names()))}."
+                f"{did_you_mean(self.model.family, family_names())}"
             )
-        if not self.reward.rewards:
-            raise UserInputError("reward.rewards is empty; name at least one reward, e.g. rewards = [\"hpsv2:version=v2.0\"]")
         if self.reward.weights and len(self.reward.weights) != len(self.reward.rewards):
             raise UserInputError(
                 f"reward.weights has {len(self.reward.weights)} values for {len(self.reward.rewards)} rewards; "
                 "give one weight per reward or none"
-            )
-        if not self.data.csv and not self.data.prompts:
-            raise UserInputError("the recipe has no data: set data.csv (columns path,prompt) or data.prompts")
-        if objective.mode == "editing" and objective.start == "data" and not self.data.csv:
-            raise UserInputError(
-                "objective.start = \"data\" edits dataset clips and needs data.csv (path,prompt); "
-                "or set objective.start = \"sample\" to edit samples of the current model"
             )
         if self.model.motion_adapter and self.model.family != "animatediff":
             raise UserInputError(
@@ -204,6 +194,14 @@ class Recipe:
             )
         if self.model.height % 8 or self.model.width % 8:
             raise UserInputError(f"model.height and model.width must be multiples of 8, got {self.model.height}x{self.model.width}")
+        self.objective.check(self)
+
+
+def objective_config_class(name: str) -> type:
+    """The config dataclass of the objective registered as ``name``."""
+    from rewardkit.finetune.objectives import get_objective
+
+    return get_objective(name).Config
 
 
 def start_step_count(tau: float, num_inference_steps: int) -> int:
@@ -214,12 +212,18 @@ def start_step_count(tau: float, num_inference_steps: int) -> int:
 # ------------------------------------------------------------------------------------------ reading
 
 
-def _section_types() -> dict[str, type]:
-    return {field_.name: typing.get_type_hints(Recipe)[field_.name] for field_ in dataclasses.fields(Recipe)}
+def _section_types(objective: str = "reward_backprop") -> dict[str, type]:
+    types = {field_.name: typing.get_type_hints(Recipe)[field_.name] for field_ in dataclasses.fields(Recipe)}
+    types["objective"] = objective_config_class(objective)
+    return types
 
 
 def _build(data: Mapping[str, Any]) -> Recipe:
-    sections = _section_types()
+    objective = data.get("objective", {})
+    name = objective.get("name", "reward_backprop") if isinstance(objective, Mapping) else "reward_backprop"
+    if not isinstance(name, str):
+        raise UserInputError(f"objective.name must be a string, got {name!r}")
+    sections = _section_types(name)
     built: dict[str, Any] = {}
     for name, value in data.items():
         if name not in sections:

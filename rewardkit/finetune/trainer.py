@@ -3,21 +3,30 @@
 One run is one directory (``train.output_dir``)::
 
     config.toml                      the fully resolved recipe
-    metrics.csv, tensorboard/        loss, reward mean/std (and per reward), frame-weight stats, grad
-                                     norm, lr, step time, peak memory (CUDA: max allocated; CPU: peak RSS)
-    checkpoints/step-NNNNNN/         accelerate state (optimizer, scheduler, RNG, scaler) + the LoRA
+    metrics.csv, tensorboard/        loss, the objective's metrics (reward mean/std, implicit accuracy,
+                                     ...), grad norm, lr, step time, peak memory (CUDA: max allocated;
+                                     CPU: peak RSS)
+    checkpoints/step-NNNNNN/         accelerate state (optimizer, scheduler, RNG, scaler) + the LoRA +
+                                     trainer_state.json (written last: a folder without it is incomplete)
     lora/pytorch_lora_weights.safetensors   the final LoRA (see rewardkit.finetune.lora)
-    samples/step-NNNNNN/*.mp4, samples.csv  sample videos and their rewards
-    reward.png                       reward vs step
-    nonfinite-step-NNNNNN.pt         only when a loss was NaN/inf: the step's prompts and latents
+    samples/step-NNNNNN/*.mp4, samples.csv  sample videos (and their rewards when the recipe has rewards)
+    <metric>.png                     the objective's main metric vs step (reward.png, implicit_acc.png)
+    nonfinite-step-NNNNNN-rankR.pt   only when a loss was NaN/inf: that micro-batch and its details
+
+The trainer only sequences: (the objective's rollout) -> micro-batches under gradient accumulation ->
+backward, clip, step -> log the objective's metrics -> checkpoint, samples, plot. The objectives
+(``rewardkit.finetune.objectives``) own their data, losses and metrics.
 
 Randomness of step s (noise, frame sampling) comes from generators seeded with ``(seed, s, rank)``, and
 the data order from accelerate's seedable sampler, so ``resume`` continues exactly where a run stopped.
-Multi-GPU runs use ``accelerate launch`` (DDP); nothing here is distributed by hand.
+Multi-GPU runs use ``accelerate launch`` / ``torchrun`` (DDP); sample videos are generated on the main
+process through the unwrapped denoiser (a DDP forward there would wait for the other ranks), and a NaN/inf
+loss on any rank stops every rank before the backward pass.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -25,7 +34,8 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +43,11 @@ import numpy as np
 import torch
 
 from rewardkit.finetune.config import Recipe, load_recipe, recipe_to_toml
-from rewardkit.finetune.data import build_dataset, collate
 from rewardkit.finetune.lora import LORA_FILE, add_lora, save_lora
-from rewardkit.finetune.objectives.reward_backprop import (
-    RewardBackprop,
-    build_reward_function,
-    check_reward_specs,
-)
+from rewardkit.finetune.objectives import get_objective
+from rewardkit.finetune.objectives.reward_backprop import build_reward_function, check_reward_specs
 
-__all__ = ["finetune", "NonFiniteLossError", "latest_checkpoint"]
+__all__ = ["finetune", "NonFiniteLossError", "latest_checkpoint", "checkpoint_problem"]
 
 STATE_FILE = "trainer_state.json"
 
@@ -50,9 +56,35 @@ class NonFiniteLossError(RuntimeError):
     """A NaN or inf loss stopped the run; the message names the saved batch."""
 
 
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why a checkpoint folder cannot be resumed from (no or unreadable trainer state, a missing or
+    truncated LoRA, optimizer or scheduler file), or None."""
+    from safetensors.torch import load_file
+
+    try:
+        json.loads((folder / STATE_FILE).read_text())["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"no readable {STATE_FILE}"
+    try:
+        load_file(folder / LORA_FILE)
+    except Exception as error:  # safetensors raises its own error types for truncated files
+        return f"{LORA_FILE} is missing or truncated ({error})"
+    for name in ("optimizer.bin", "scheduler.bin"):
+        try:
+            torch.load(folder / name, map_location="cpu", weights_only=False)
+        except Exception as error:  # a truncated pickle raises EOFError, RuntimeError, UnpicklingError
+            return f"{name} is missing or truncated ({type(error).__name__})"
+    return None
+
+
 def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
-    folders = sorted(Path(run_dir, "checkpoints").glob("step-*"))
-    return folders[-1] if folders else None
+    """The newest complete checkpoint; incomplete ones (a run killed while saving) are skipped with a warning."""
+    for folder in sorted(Path(run_dir, "checkpoints").glob("step-*"), reverse=True):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return folder
+        warnings.warn(f"skipping incomplete checkpoint {folder}: {problem}; resuming from an earlier one", stacklevel=2)
+    return None
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -84,7 +116,9 @@ def finetune(
         raise ValueError("give a recipe (finetune/*.toml) or --resume RUN_DIR")
     else:
         config = load_recipe(recipe, overrides)
-    check_reward_specs(config.reward.rewards)  # names and options, before any model loads
+    objective = get_objective(config.objective.name)
+    # reward names and options, before any model loads
+    check_reward_specs(config.reward.rewards, differentiable=objective.reward_use == "differentiable")
     return Trainer(config, resume=resume is not None).train()
 
 
@@ -105,7 +139,8 @@ class Trainer:
         )
         set_seed(train.seed)
         self.device = self.accelerator.device
-        self.dataset = build_dataset(config)
+        self.objective_class = get_objective(config.objective.name)
+        self.dataset = self.objective_class.build_dataset(config)  # rows checked before any model loads
 
     # ---------------------------------------------------------------------------------- setup
 
@@ -116,18 +151,20 @@ class Trainer:
 
         config, train = self.config, self.config.train
         self.adapter = load_model(config.model, self.device)
+        if config.model.gradient_checkpointing:
+            self.adapter.enable_gradient_checkpointing()
         self.parameters = add_lora(self.adapter.denoiser, config.lora.rank, config.lora.alpha, config.lora.target_modules, config.lora.dropout)
-        self.reward = build_reward_function(
-            config.reward.rewards, config.reward.weights, frames=config.reward.frames, weighting=config.reward.weighting,
-            weight_files=config.reward.weight_files, device=self.device, dtype=config.reward.dtype,
-        )
-        objective = config.objective
-        self.objective = RewardBackprop(
-            mode=objective.mode, num_inference_steps=objective.num_inference_steps, tau=objective.tau,
-            backprop_steps=objective.backprop_steps, guidance_scale=objective.guidance_scale,
-            offset_noise=objective.offset_noise, negative_prompt=objective.negative_prompt,
-            gradient_checkpointing=config.model.gradient_checkpointing,
-        )
+        self.reward = None
+        if config.reward.rewards:
+            self.reward = build_reward_function(
+                config.reward.rewards, config.reward.weights, frames=config.reward.frames, weighting=config.reward.weighting,
+                weight_files=config.reward.weight_files, device=self.device, dtype=config.reward.dtype,
+                differentiable=self.objective_class.reward_use == "differentiable",
+            )
+        self.objective = self.objective_class(config, self.adapter, self.reward, self.device)
+        if self.accelerator.is_main_process:
+            for line in self.objective.announce():
+                print(f"rewardkit finetune: {line}", file=sys.stderr)
         optimizer = torch.optim.AdamW(
             self.parameters, lr=train.learning_rate, betas=(train.adam_beta1, train.adam_beta2),
             eps=train.adam_epsilon, weight_decay=train.weight_decay,
@@ -137,7 +174,7 @@ class Trainer:
             num_training_steps=train.max_steps * self.accelerator.num_processes,
         )
         loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=train.batch_size, shuffle=True, collate_fn=collate,
+            self.dataset, batch_size=train.batch_size, shuffle=True, collate_fn=self.objective_class.collate,
             num_workers=config.data.num_workers, drop_last=len(self.dataset) >= train.batch_size,
             generator=torch.Generator().manual_seed(train.seed),
         )
@@ -149,7 +186,7 @@ class Trainer:
     def _save_hook(self, models: list, weights: list, output_dir: str) -> None:
         # Only the LoRA is saved, not the frozen base model accelerate would otherwise write whole.
         if self.accelerator.is_main_process:
-            save_lora(self.adapter.denoiser, output_dir)
+            save_lora(self.adapter.denoiser, output_dir, prefix=self.adapter.lora_prefix)
         while weights:
             weights.pop()
 
@@ -157,7 +194,8 @@ class Trainer:
         from peft.utils import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        state = {key.removeprefix("unet."): value for key, value in load_file(Path(input_dir) / LORA_FILE).items()}
+        prefix = self.adapter.lora_prefix + "."
+        state = {key.removeprefix(prefix): value for key, value in load_file(Path(input_dir) / LORA_FILE).items()}
         result = set_peft_model_state_dict(self.adapter.denoiser, state)
         if getattr(result, "unexpected_keys", None):
             raise ValueError(f"checkpoint {input_dir} does not fit this model's LoRA: {result.unexpected_keys[:3]}")
@@ -192,29 +230,24 @@ class Trainer:
                 batch = next(batches)
                 micro += 1
                 generator, rng = _step_generators(train.seed, micro, rank)
+                with self._unwrapped():
+                    batch = self.objective.rollout(batch, generator, rng)
                 with accelerator.accumulate(self.adapter.denoiser_forward):
-                    clean = None
-                    if batch["videos"] is not None:
-                        clean = self.adapter.encode_videos(batch["videos"].to(self.device))
-                    loss, details = self.objective.loss(
-                        self.adapter, self.reward, batch["prompts"], generator=generator, rng=rng, device=self.device, clean_latents=clean
-                    )
-                    if not torch.isfinite(loss):
-                        self._save_nonfinite(step + 1, batch, details, loss)
+                    loss, details = self.objective.loss(batch, generator, rng)
+                    self._stop_if_nonfinite(step + 1, loss, batch, details)
                     accelerator.backward(loss)
                     grad_norm = float("nan")
                     if accelerator.sync_gradients:
-                        if train.max_grad_norm > 0:
-                            grad_norm = float(accelerator.clip_grad_norm_(self.parameters, train.max_grad_norm))
-                        else:
-                            grad_norm = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self.parameters if p.grad is not None])))
+                        # max_grad_norm = 0: no clipping, but the (unscaled, under fp16) norm is still computed
+                        limit = train.max_grad_norm if train.max_grad_norm > 0 else float("inf")
+                        grad_norm = float(accelerator.clip_grad_norm_(self.parameters, limit))
                     self.optimizer.step()
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
             step += 1
-            self._log(step, loss, details, grad_norm, time.perf_counter() - started)
+            row = self._log(step, loss, details, grad_norm, time.perf_counter() - started)
             progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.4f}", reward=f"{details['rewards'].mean().item():.4f}")
+            progress.set_postfix({key: f"{row[key]:.4f}" for key in ("loss", self.objective.plot[0]) if key in row})
             if train.checkpoint_every and step % train.checkpoint_every == 0 or step == train.max_steps:
                 self._checkpoint(step, micro)
             if train.sample_every and (step % train.sample_every == 0 or step == train.max_steps):
@@ -222,10 +255,20 @@ class Trainer:
         progress.close()
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            save_lora(self.adapter.denoiser, self.run_dir / "lora")
+            save_lora(self.adapter.denoiser, self.run_dir / "lora", prefix=self.adapter.lora_prefix)
             self._plot()
         self._close_logs()
         return self.run_dir
+
+    @contextlib.contextmanager
+    def _unwrapped(self) -> Iterator[None]:
+        """The adapter calls the bare denoiser inside (no DDP collectives: one process may sample alone)."""
+        wrapped = self.adapter.denoiser_forward
+        self.adapter.denoiser_forward = self.accelerator.unwrap_model(wrapped, keep_fp32_wrapper=True)
+        try:
+            yield
+        finally:
+            self.adapter.denoiser_forward = wrapped
 
     def _batches(self, consumed: int):
         """Endless batches; on resume the first ``consumed`` micro-batches (of their epochs) are skipped."""
@@ -272,27 +315,13 @@ class Trainer:
             writer.writeheader()
             writer.writerows(rows)
 
-    def _log(self, step: int, loss: torch.Tensor, details: dict[str, Any], grad_norm: float, seconds: float) -> None:
+    def _log(self, step: int, loss: torch.Tensor, details: dict[str, Any], grad_norm: float, seconds: float) -> dict[str, Any]:
         accelerator = self.accelerator
-        rewards = accelerator.gather(details["rewards"].reshape(-1)).float()
-        row: dict[str, Any] = {
-            "step": step,
-            "loss": accelerator.gather(loss.detach().reshape(1)).mean().item(),
-            "reward_mean": rewards.mean().item(),
-            "reward_std": rewards.std().item() if rewards.numel() > 1 else 0.0,
-        }
-        for key, value in details.items():
-            if key.startswith("reward_"):
-                row[f"{key}_mean"] = accelerator.gather(value.reshape(-1)).float().mean().item()
-        weights = details.get("frame_weights")
-        if weights is not None:
-            row.update(frame_weight_mean=weights.mean().item(), frame_weight_min=weights.min().item(), frame_weight_max=weights.max().item())
-        row.update(
-            grad_norm=grad_norm, lr=self.scheduler.get_last_lr()[0], step_time_s=seconds,
-            decoded_frames=details["decoded_frames"], peak_memory_mb=_peak_memory_mb(self.device),
-        )
+        row: dict[str, Any] = {"step": step, "loss": accelerator.gather(loss.detach().reshape(1)).mean().item()}
+        row.update(self.objective.metrics(details, accelerator.gather))
+        row.update(grad_norm=grad_norm, lr=self.scheduler.get_last_lr()[0], step_time_s=seconds, peak_memory_mb=_peak_memory_mb(self.device))
         if not accelerator.is_main_process or step % self.config.train.log_every and step != self.config.train.max_steps:
-            return
+            return row
         new = not self.metrics_path.exists()
         with self.metrics_path.open("a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(row))
@@ -303,6 +332,7 @@ class Trainer:
             for key, value in row.items():
                 if key != "step" and isinstance(value, float) and math.isfinite(value):
                     self.writer.add_scalar(f"train/{key}", value, step)
+        return row
 
     def _close_logs(self) -> None:
         if self.writer is not None:
@@ -314,14 +344,23 @@ class Trainer:
         if self.accelerator.is_main_process:
             (folder / STATE_FILE).write_text(json.dumps({"step": step, "micro_batches": micro}))
 
-    def _save_nonfinite(self, step: int, batch: dict, details: dict, loss: torch.Tensor) -> None:
-        path = self.run_dir / f"nonfinite-step-{step:06d}-rank{self.accelerator.process_index}.pt"
-        torch.save({"step": step, "loss": loss.detach().cpu(), "prompts": batch["prompts"], "videos": batch["videos"],
-                    "rewards": details["rewards"].cpu(), "latents": details["latents"].cpu()}, path)
-        raise NonFiniteLossError(
-            f"loss is {loss.item()} at step {step}; stopped. The batch is saved in {path}. "
-            f"Lower train.learning_rate, use train.mixed_precision=\"bf16\" or check the reward."
-        )
+    def _stop_if_nonfinite(self, step: int, loss: torch.Tensor, batch: dict, details: dict) -> None:
+        """Every rank learns whether any rank's loss is NaN/inf (one small gather) and stops before backward,
+        so no rank is left waiting in DDP's gradient all-reduce; the offending rank saves its micro-batch."""
+        accelerator = self.accelerator
+        finite = torch.isfinite(loss.detach()).all().float().reshape(1).to(self.device)
+        flags = accelerator.gather(finite) if accelerator.num_processes > 1 else finite
+        if bool((flags > 0).all()):
+            return
+        bad = [rank for rank, flag in enumerate(flags.tolist()) if flag == 0]
+        message = f"loss is NaN/inf at step {step} on rank(s) {bad}; stopped every rank."
+        if accelerator.process_index in bad:
+            path = self.run_dir / f"nonfinite-step-{step:06d}-rank{accelerator.process_index}.pt"
+            keep = lambda value: value.detach().cpu() if torch.is_tensor(value) else value  # noqa: E731
+            torch.save({"step": step, "loss": keep(loss), "batch": {k: keep(v) for k, v in batch.items()},
+                        "details": {k: keep(v) for k, v in details.items()}}, path)
+            message += f" The micro-batch is saved in {path}."
+        raise NonFiniteLossError(message + " Lower train.learning_rate, use train.mixed_precision=\"bf16\" or check the reward/data.")
 
     def _samples(self, step: int) -> None:
         from rewardkit.video.io import write_video
@@ -332,9 +371,9 @@ class Trainer:
         generator, rng = _step_generators(self.config.train.seed, 0, 0)  # the same noise at every sample step
         folder = self.run_dir / "samples" / f"step-{step:06d}"
         folder.mkdir(parents=True, exist_ok=True)
-        with torch.no_grad():
-            latents = self.objective.sample(self.adapter, prompts, generator, self.device)
-            rewards, _ = self.reward(latents, self.adapter, prompts, rng)
+        with torch.no_grad(), self._unwrapped():
+            latents = self.objective.sample(prompts, generator)
+            rewards = self.reward(latents, self.adapter, prompts, rng)[0] if self.reward is not None else [None] * len(prompts)
             videos = self.adapter.decode_all(latents)
         table = self.run_dir / "samples.csv"
         new = not table.exists()
@@ -346,7 +385,7 @@ class Trainer:
                 path = folder / f"{index:02d}.mp4"
                 frames = (video.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
                 write_video(path, frames)
-                writer.writerow([step, index, prompt, str(path.relative_to(self.run_dir)), f"{reward.item():.6f}"])
+                writer.writerow([step, index, prompt, str(path.relative_to(self.run_dir)), "" if reward is None else f"{reward.item():.6f}"])
 
     def _plot(self) -> None:
         import matplotlib
@@ -358,12 +397,13 @@ class Trainer:
             return
         with self.metrics_path.open() as handle:
             rows = list(csv.DictReader(handle))
+        metric, stem = self.objective.plot
         figure, axis = plt.subplots(figsize=(6, 3.5))
-        axis.plot([int(row["step"]) for row in rows], [float(row["reward_mean"]) for row in rows], label="train reward (batch mean)")
+        axis.plot([int(row["step"]) for row in rows], [float(row[metric]) for row in rows], label=f"train {metric} (batch)")
         axis.set_xlabel("step")
-        axis.set_ylabel("reward R")
-        axis.set_title(f"{self.config.objective.mode}: {', '.join(self.config.reward.rewards)}")
+        axis.set_ylabel(metric)
+        axis.set_title(f"{self.config.objective.name}: {', '.join(self.config.reward.rewards) or 'no reward'}")
         axis.legend()
         figure.tight_layout()
-        figure.savefig(self.run_dir / "reward.png", dpi=100)
+        figure.savefig(self.run_dir / f"{stem}.png", dpi=100)
         plt.close(figure)

@@ -4,7 +4,7 @@ Nothing here downloads: each writer builds a small model of the same architectur
 key names and nesting as the published checkpoint, and saves it the way the official file is saved, so
 that rewardkit loads it through the path a user's download takes. One module per model family
 (``rewardkit.testing.clip``, ``.dover``, ``.imagereward``, ``.musiq``, ``.vbench``, ``.videoreward``,
-``.videoscore``, ``.finetune``); this module holds what they share, the ``testing:<name>`` tiny models the
+``.videoscore``, ``.finetune``, ``.wan``); this module holds what they share, the ``testing:<name>`` tiny models the
 fine-tuning recipes name, and the network guard. ``rewardkit.testing.plugin`` exposes the checkpoints as
 pytest fixtures. Importing this module imports nothing heavy.
 """
@@ -39,6 +39,9 @@ __all__ = [
 TINY_MODELS = {
     "tiny-t2v": "rewardkit.testing.finetune:write_tiny_t2v_pipeline",
     "tiny-animatediff": "rewardkit.testing.finetune:write_tiny_animatediff_pipeline",
+    "tiny-wan": "rewardkit.testing.wan:write_tiny_wan_pipeline",
+    # not a model: the synthetic bright-vs-dark clips and pairs the preference smoke recipes train on
+    "bright-dark": "rewardkit.testing.finetune:write_bright_dark_data",
 }
 
 

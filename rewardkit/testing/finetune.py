@@ -27,6 +27,7 @@ __all__ = [
     "write_tiny_animatediff_pipeline",
     "tiny_animatediff_pipeline",
     "tiny_sd_unet_and_motion_adapter",
+    "write_bright_dark_data",
 ]
 
 # ModelScope T2V's scheduler_config.json (ali-vilab/text-to-video-ms-1.7b): VGen's "linear_sd" betas.
@@ -170,6 +171,45 @@ def write_tiny_animatediff_pipeline(folder: str | os.PathLike[str], seed: int = 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tiny_animatediff_pipeline(seed).save_pretrained(folder)
+    return folder
+
+
+def write_bright_dark_data(folder: str | os.PathLike[str], count: int = 6, seed: int = 0, size: int = 16, frames: int = 8) -> Path:
+    """Synthetic preference data for the tiny models (the learning checks and smoke recipes): for each of
+    ``count`` prompts a bright clip (pixels ~0.75) and a dark one (~0.25) with a little noise, written as
+    mp4 (8 fps). ``pairs.jsonl``: chosen = bright, rejected = dark, margin = brightness difference, and
+    2x2 per-patch rewards (each patch's mean brightness); ``clips.csv``: path,prompt,reward (reward =
+    mean brightness) for reward-weighted regression from data. Returns ``folder``."""
+    import csv
+
+    import numpy as np
+
+    from rewardkit.video.io import write_video
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    subjects = ["a cat", "a dog", "a red car", "a tree", "a boat", "a house", "a bird", "a horse", "a lamp", "a chair"]
+    pairs, rows = [], []
+    for index in range(count):
+        prompt = f"{subjects[index % len(subjects)]} number {index}"
+        names = {}
+        for kind, level in (("bright", 0.75), ("dark", 0.25)):
+            video = np.clip(level + 0.08 * rng.standard_normal((frames, size, size, 3)), 0, 1)
+            name = f"{index:03d}-{kind}.mp4"
+            write_video(folder / name, (video * 255).round().astype(np.uint8))
+            half = size // 2
+            patches = [[float(video[:, r * half:(r + 1) * half, c * half:(c + 1) * half].mean()) for c in range(2)] for r in range(2)]
+            names[kind] = (name, float(video.mean()), patches)
+            rows.append({"path": name, "prompt": prompt, "reward": f"{video.mean():.6f}"})
+        (chosen, bright, chosen_patches), (rejected, dark, rejected_patches) = names["bright"], names["dark"]
+        pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "margin": round(bright - dark, 6), "tie": False,
+                      "chosen_patches": chosen_patches, "rejected_patches": rejected_patches})
+    (folder / "pairs.jsonl").write_text("".join(json.dumps(pair) + "\n" for pair in pairs))
+    with (folder / "clips.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "prompt", "reward"])
+        writer.writeheader()
+        writer.writerows(rows)
     return folder
 
 

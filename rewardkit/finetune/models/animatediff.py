@@ -18,7 +18,7 @@ The base model comes in the two ways diffusers users load AnimateDiff:
   ``model.motion_adapter`` = a MotionAdapter (e.g. ``guoyww/animatediff-motion-adapter-v1-5-2``), as in
   ``AnimateDiffPipeline.from_pretrained(path, motion_adapter=MotionAdapter.from_pretrained(id))``. The
   scheduler is the base's with AnimateDiff's DDIM settings (linear betas, ``steps_offset = 1``,
-  ``clip_sample = False``; guoyww/AnimateDiff configs/inference and the diffusers AnimateDiff docs), not
+  ``clip_sample = False``, ``set_alpha_to_one = True`` so the chain ends at alpha 1; guoyww/AnimateDiff configs/inference and the diffusers AnimateDiff docs), not
   SD's scaled-linear PNDM default.
 """
 
@@ -26,16 +26,21 @@ from __future__ import annotations
 
 import torch
 
+from rewardkit.finetune.models import register_family
 from rewardkit.finetune.models.base import DDIMLatentAdapter, missing_model_error, resolve_model_path
 
-__all__ = ["AnimateDiffAdapter", "load_animatediff"]
+__all__ = ["AnimateDiffAdapter", "load_animatediff", "build", "ANIMATEDIFF_DDIM"]
 
-# What AnimateDiff's official inference configs change in the base model's DDIM scheduler.
-ANIMATEDIFF_DDIM = {"beta_schedule": "linear", "steps_offset": 1, "clip_sample": False}
+# What AnimateDiff's official inference configs change in the base model's scheduler config: linear
+# betas, steps_offset 1, no clipping, and DDIM's own default set_alpha_to_one = True (an SD 1.5 PNDM
+# config says False, which would end the chain on alphas_cumprod[0] = 0.99915 instead of 1).
+ANIMATEDIFF_DDIM = {"beta_schedule": "linear", "steps_offset": 1, "clip_sample": False, "set_alpha_to_one": True}
 
 
 class AnimateDiffAdapter(DDIMLatentAdapter):
     """AnimateDiff components behind the adapter interface (see the module docstring)."""
+
+    family = "animatediff"
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, *, num_frames: int, height: int, width: int) -> None:
         limit = unet.config.get("motion_max_seq_length")
@@ -113,3 +118,14 @@ def load_animatediff(
     for module in (unet, vae, text_encoder):
         module.to(device)
     return adapter
+
+
+@register_family("animatediff")
+def build(config, device: torch.device | str = "cpu") -> AnimateDiffAdapter:
+    """The family's builder: a recipe's ``[model]`` table -> adapter."""
+    from rewardkit.registry import parse_dtype
+
+    return load_animatediff(
+        config.path, motion_adapter=config.motion_adapter, num_frames=config.num_frames, height=config.height,
+        width=config.width, dtype=parse_dtype(config.dtype), revision=config.revision, variant=config.variant, device=device,
+    )

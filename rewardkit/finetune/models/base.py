@@ -1,30 +1,37 @@
 """The interface a text-to-video model offers the fine-tuning objectives.
 
-An adapter hides a model family's differences: how prompts become conditioning (with the negative
-conditioning for classifier-free guidance), the latent shape, what the denoiser predicts (epsilon, v,
-flow velocity), the sampler's timesteps and one sampler step, and decoding ONLY chosen frames. The
-objectives are written against this interface alone, so a flow-matching model (Wan 2.1: timesteps are
-sigmas, ``add_noise`` is ``(1 - s) x + s n``, ``step`` an Euler step on the velocity) plugs in by
-implementing the same methods.
+An adapter hides a model family's differences: how prompts become conditioning (the denoiser's keyword
+arguments, with the negative ones for classifier-free guidance), the latent shape, the noise levels and
+the forward process, what the denoiser predicts and what it is regressed on (epsilon, v or the flow
+velocity ``n - x0``), one sampler step (deterministic, or stochastic with its Gaussian's mean and std),
+the reference model (LoRA disabled) and decoding ONLY chosen frames. Objectives are written against this
+interface alone.
+
+Noise levels are float tensors ``[B]`` (a Python float is broadcast to the batch):
+
+- DDPM families (epsilon / v / sample prediction): the training timestep ``t`` as a float in
+  ``[0, T - 1]``; the level after the last sampling step is ``-1.0`` (its alpha is the scheduler's final
+  alpha: ``alphas_cumprod[0]``, or 1 with ``set_alpha_to_one``).
+- flow families: the sigma ``s`` in [0, 1], ``x_s = (1 - s) x0 + s n``, model timestep ``1000 s``; final 0.
 
 ``DDIMLatentAdapter`` is the shared implementation of the latent-diffusion families with a CLIP text
 encoder, a per-frame 2D ``AutoencoderKL`` and an epsilon/v/sample-predicting UNet (UNet3D text-to-video,
-AnimateDiff): DDIM with eta = 0 on VGen's step map (tools/modules/diffusions/diffusion_ddim.py,
-``ddim_sample_loop``): with T training steps and D sampling steps the timesteps are
-``d(i) = (T / D)(i - 1) + 1`` for i = D..1, each step going to ``t - T / D`` (diffusers' DDIMScheduler
-with ``steps_offset = 1`` and ``leading`` spacing gives the same list); the last step's "previous" alpha
-is ``alphas_cumprod[0]`` (VGen clamps ``t - stride`` to 0; diffusers' ``set_alpha_to_one = False`` does
-the same) or 1 when the scheduler sets ``set_alpha_to_one``. The step is written out here, not taken from
-``DDIMScheduler.step``, so that it is a pure differentiable function of the latents. Only the scheduler's
-betas, prediction type and ``set_alpha_to_one`` are read; its class and ``timestep_spacing`` are not.
+AnimateDiff): DDIM on VGen's step map (tools/modules/diffusions/diffusion_ddim.py, ``ddim_sample_loop``):
+with T training steps and D sampling steps the levels are ``d(i) = (T / D)(i - 1) + 1`` for i = D..1, then
+the final level (diffusers' DDIMScheduler with ``steps_offset = 1`` and ``leading`` spacing gives the same
+list). The step (``eta`` > 0: DDIM's stochastic step, diffusers' ``DDIMScheduler.step`` formula) is written
+out here, not taken from ``DDIMScheduler.step``, so that it is a pure differentiable function of the
+latents. Only the scheduler's betas, prediction type and ``set_alpha_to_one`` are read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -35,25 +42,63 @@ __all__ = [
     "Conditioning",
     "VideoDiffusionAdapter",
     "DDIMLatentAdapter",
+    "as_levels",
+    "lora_disabled",
+    "checkpoint_forwards",
     "ddim_timestep",
     "ddim_timesteps",
     "resolve_model_path",
     "missing_model_error",
 ]
 
+Level = torch.Tensor | float
+
+
+def as_levels(level: Level, batch: int) -> torch.Tensor:
+    """Noise levels as a float64 CPU tensor ``[batch]`` (a float or a one-element tensor is broadcast)."""
+    levels = torch.as_tensor(level, dtype=torch.float64).detach().cpu().reshape(-1)
+    if levels.numel() == 1:
+        return levels.expand(batch).clone()
+    if levels.numel() != batch:
+        raise ValueError(f"got {levels.numel()} noise levels for a batch of {batch}")
+    return levels
+
+
+def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``[B]`` float64 -> ``[B, 1, ..., 1]`` in ``like``'s dtype and device (computed in float64 first)."""
+    return values.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1))).to(like.device)
+
 
 @dataclass
 class Conditioning:
-    """Prompt conditioning of a batch; ``negative`` is None when guidance is off."""
+    """Prompt conditioning of a batch as the denoiser's keyword arguments (e.g. ``encoder_hidden_states``);
+    ``negative`` is None when guidance is off."""
 
-    positive: torch.Tensor
-    negative: torch.Tensor | None
+    positive: dict[str, torch.Tensor]
+    negative: dict[str, torch.Tensor] | None
+
+    def select(self, index) -> Conditioning:
+        """Rows ``index`` (slice, list or index tensor) of every tensor, e.g. one micro-batch."""
+        pick = lambda states: {key: value[index] for key, value in states.items()}  # noqa: E731
+        return Conditioning(pick(self.positive), None if self.negative is None else pick(self.negative))
+
+    def repeat(self, times: int) -> Conditioning:
+        """The batch ``times`` times over (``[c; c; ...]``), e.g. winner and loser sharing a prompt."""
+        tile = lambda states: {key: torch.cat([value] * times) for key, value in states.items()}  # noqa: E731
+        return Conditioning(tile(self.positive), None if self.negative is None else tile(self.negative))
 
 
 class VideoDiffusionAdapter(ABC):
     """A text-to-video diffusion model seen by the trainer; ``denoiser`` is the module LoRA adapts."""
 
+    family: str
+    """The registered family name (``unet3d``, ``animatediff``, ``wan``)."""
     denoiser: torch.nn.Module
+    denoiser_forward: Callable
+    """What ``predict`` calls: ``denoiser`` itself, or the trainer's accelerate-prepared (DDP, autocast)
+    wrapper of it, which the trainer assigns here (and swaps back to the bare module for sampling)."""
+    lora_prefix: str
+    """Key prefix of the saved LoRA file (``unet``, ``transformer``), as diffusers' loaders expect."""
     num_frames: int
     height: int
     width: int
@@ -67,32 +112,116 @@ class VideoDiffusionAdapter(ABC):
         """Shape of the latents of ``batch`` videos."""
 
     @abstractmethod
-    def timesteps(self, num_steps: int) -> list[int]:
-        """The sampler's timesteps of a ``num_steps`` chain, noisiest first."""
+    def schedule(self, num_steps: int) -> torch.Tensor:
+        """The sampler's ``num_steps + 1`` levels (float64), noisiest first, ending at the final level."""
 
     @abstractmethod
-    def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, timestep: int) -> torch.Tensor:
-        """The forward process: clean ``latents`` noised to ``timestep``."""
+    def sample_training_levels(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Levels for a denoising loss: DDPM uniform integer t in [0, T - 1]; flow logit-normal(0, 1) sigma."""
 
     @abstractmethod
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, level: Level) -> torch.Tensor:
+        """The forward process: clean ``x0`` noised to ``level`` with ``noise``."""
+
+    @abstractmethod
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, level: Level) -> torch.Tensor:
+        """What ``predict`` is regressed on: epsilon, v or ``n - x0``."""
+
+    @abstractmethod
+    def predict(self, x: torch.Tensor, level: Level, conditioning: Conditioning, guidance_scale: float = 1.0) -> torch.Tensor:
+        """The denoiser's raw output (same kind as ``target``), classifier-free guidance applied, float32."""
+
+    @abstractmethod
+    def sde_step(
+        self,
+        x: torch.Tensor,
+        level: Level,
+        next_level: Level,
+        conditioning: Conditioning,
+        guidance_scale: float,
+        *,
+        noise_level: float,
+        generator: torch.Generator | None = None,
+        prev_sample: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One stochastic step ``(x_next, mean, std)``, ``x_next = mean + std * n`` (or ``prev_sample`` when
+        given, for log-probabilities of a recorded chain); ``std`` broadcasts against ``x``. DDPM: DDIM
+        with ``eta = noise_level``; flow: the Flow-GRPO SDE with ``a = noise_level`` (REFERENCE §4)."""
+
     def step(
-        self, latents: torch.Tensor, timestep: int, num_steps: int, conditioning: Conditioning, guidance_scale: float
+        self,
+        x: torch.Tensor,
+        level: Level,
+        next_level: Level,
+        conditioning: Conditioning,
+        guidance_scale: float,
+        *,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """One deterministic sampler step from ``timestep`` to the next one of a ``num_steps`` chain."""
+        """One sampler step from ``level`` to ``next_level`` (deterministic when ``eta`` is 0)."""
+        return self.sde_step(x, level, next_level, conditioning, guidance_scale, noise_level=eta, generator=generator)[0]
+
+    @abstractmethod
+    def reference(self) -> contextlib.AbstractContextManager:
+        """A context within which the denoiser is the base model: LoRA disabled, no gradients."""
 
     @abstractmethod
     def encode_videos(self, videos: torch.Tensor) -> torch.Tensor:
-        """Latents of videos ``[B, F, 3, H, W]`` in [0, 1]."""
+        """Latents of videos ``[B, F, 3, H, W]`` in [0, 1] (no gradients)."""
 
     @abstractmethod
     def decode_frames(self, latents: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        """Frames ``[B, K, 3, H, W]`` in [0, 1] at ``indices`` ``[B, K]``; only those frames are decoded."""
+        """Frames ``[B, K, 3, H, W]`` in [0, 1] at ``indices`` ``[B, K]``; decodes only what those frames
+        need (a per-frame VAE: those frames; a temporal VAE: the smallest latent window)."""
+
+    def time_fraction(self, level: Level, batch: int) -> torch.Tensor:
+        """Levels as a fraction of the noisiest, ``[batch]`` float64 (flow: sigma itself; DDPM: t / T)."""
+        return as_levels(level, batch)
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute the denoiser's activations block by block during backward."""
+        self.denoiser.enable_gradient_checkpointing()
 
     def decode_all(self, latents: torch.Tensor) -> torch.Tensor:
         """Every frame (for sample videos)."""
         batch = latents.shape[0]
         indices = torch.arange(self.num_frames).expand(batch, -1)
         return self.decode_frames(latents, indices)
+
+
+@contextlib.contextmanager
+def lora_disabled(module: torch.nn.Module) -> Iterator[None]:
+    """Run ``module`` as its base model: every peft LoRA layer disabled and no gradients; restored after
+    (the ``requires_grad`` flags too, which peft's ``enable_adapters`` would otherwise reset)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [layer for layer in module.modules() if isinstance(layer, BaseTunerLayer)]
+    flags = [(parameter, parameter.requires_grad) for parameter in module.parameters()]
+    try:
+        for layer in layers:
+            layer.enable_adapters(False)
+        with torch.no_grad():
+            yield
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
+def _checkpointed(forward: Callable, *args, **kwargs):
+    if torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
+    return forward(*args, **kwargs)
+
+
+def checkpoint_forwards(layers: Sequence[torch.nn.Module]) -> None:
+    """Gradient checkpointing for modules whose class has none: each layer's ``forward`` is wrapped (on the
+    instance, so parameter names and LoRA keys do not change) to keep only its inputs and recompute it
+    during backward."""
+    for layer in layers:
+        layer.forward = partial(_checkpointed, layer.forward)
 
 
 def ddim_timestep(index: int, num_steps: int, num_train_timesteps: int = 1000) -> int:
@@ -111,6 +240,8 @@ def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000, start: int |
 class DDIMLatentAdapter(VideoDiffusionAdapter):
     """CLIP text encoder + video UNet on ``[B, C, F, h, w]`` latents + per-frame 2D VAE, sampled with DDIM
     (see the module docstring). Subclasses say how the UNet takes the text states (``unet_text_states``)."""
+
+    lora_prefix = "unet"
 
     def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, *, num_frames: int, height: int, width: int) -> None:
         self.denoiser = self.unet = unet
@@ -143,60 +274,113 @@ class DDIMLatentAdapter(VideoDiffusionAdapter):
             return self.text_encoder(tokens)[0]
 
     def encode_prompts(self, prompts: Sequence[str], negative_prompt: str = "", guidance: bool = True) -> Conditioning:
-        positive = self._embed(prompts)
-        negative = self._embed([negative_prompt] * len(prompts)) if guidance else None
+        positive = {"encoder_hidden_states": self._embed(prompts)}
+        negative = {"encoder_hidden_states": self._embed([negative_prompt] * len(prompts))} if guidance else None
         return Conditioning(positive, negative)
 
     def unet_text_states(self, states: torch.Tensor) -> torch.Tensor:
         """The ``encoder_hidden_states`` the UNet takes for per-video text states ``[B, L, D]``."""
         return states
 
-    # -------------------------------------------------------------------------------- sampling
+    # -------------------------------------------------------------------------------- noise levels
 
     def latent_shape(self, batch: int) -> tuple[int, ...]:
         channels = self.unet.config.in_channels
         return (batch, channels, self.num_frames, self.height // self.vae_scale_factor, self.width // self.vae_scale_factor)
 
-    def timesteps(self, num_steps: int) -> list[int]:
-        return ddim_timesteps(num_steps, self.num_train_timesteps)
+    def schedule(self, num_steps: int) -> torch.Tensor:
+        return torch.tensor([*ddim_timesteps(num_steps, self.num_train_timesteps), -1.0], dtype=torch.float64)
 
-    def _alpha(self, timestep: int) -> float:
-        return float(self.alphas_cumprod[timestep]) if timestep >= 0 else self.final_alpha
+    def sample_training_levels(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randint(0, self.num_train_timesteps, (batch,), generator=generator).to(torch.float64)
 
-    def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, timestep: int) -> torch.Tensor:
-        alpha = self._alpha(timestep)
-        return alpha**0.5 * latents + (1 - alpha) ** 0.5 * noise
+    def time_fraction(self, level: Level, batch: int) -> torch.Tensor:
+        return as_levels(level, batch).clamp(min=0) / self.num_train_timesteps
 
-    def predict(self, latents: torch.Tensor, timestep: int, conditioning: Conditioning, guidance_scale: float) -> torch.Tensor:
-        """The denoiser's raw output (of its prediction type), with classifier-free guidance."""
+    def alphas(self, level: Level, batch: int) -> torch.Tensor:
+        """``alphas_cumprod`` at integer levels ``[batch]`` (float64); the final alpha at negative levels."""
+        levels = as_levels(level, batch)
+        if (levels >= self.num_train_timesteps).any() or (levels != levels.round()).any():
+            raise ValueError(f"DDPM levels are integer timesteps in 0..{self.num_train_timesteps - 1} (or -1), got {levels.tolist()}")
+        picked = self.alphas_cumprod[levels.clamp(min=0).long()]
+        return torch.where(levels >= 0, picked, torch.full_like(picked, self.final_alpha))
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, level: Level) -> torch.Tensor:
+        alpha = self.alphas(level, x0.shape[0])
+        return _per_sample(alpha**0.5, x0) * x0 + _per_sample((1 - alpha) ** 0.5, noise) * noise
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, level: Level) -> torch.Tensor:
+        if self.prediction_type == "epsilon":
+            return noise
+        if self.prediction_type == "sample":
+            return x0
+        alpha = self.alphas(level, x0.shape[0])
+        return _per_sample(alpha**0.5, noise) * noise - _per_sample((1 - alpha) ** 0.5, x0) * x0
+
+    def predict(self, x: torch.Tensor, level: Level, conditioning: Conditioning, guidance_scale: float = 1.0) -> torch.Tensor:
         guided = conditioning.negative is not None and guidance_scale != 1.0
-        inputs = torch.cat([latents, latents]) if guided else latents
-        states = torch.cat([conditioning.negative, conditioning.positive]) if guided else conditioning.positive
+        batch = x.shape[0]
+        timesteps = as_levels(level, batch).to(torch.float32)
+        if guided:
+            x, timesteps = torch.cat([x, x]), torch.cat([timesteps, timesteps])
+            kwargs = {key: torch.cat([conditioning.negative[key], value]) for key, value in conditioning.positive.items()}
+        else:
+            kwargs = dict(conditioning.positive)
         dtype = self.unet.dtype
-        states = self.unet_text_states(states.to(dtype))
-        output = self.denoiser_forward(inputs.to(dtype), timestep, encoder_hidden_states=states, return_dict=False)[0].float()
+        kwargs["encoder_hidden_states"] = self.unet_text_states(kwargs["encoder_hidden_states"].to(dtype))
+        output = self.denoiser_forward(x.to(dtype), timesteps.to(x.device), **kwargs, return_dict=False)[0].float()
         if guided:
             unconditional, conditional = output.chunk(2)
             output = unconditional + guidance_scale * (conditional - unconditional)
         return output
 
-    def step(
-        self, latents: torch.Tensor, timestep: int, num_steps: int, conditioning: Conditioning, guidance_scale: float
-    ) -> torch.Tensor:
-        """DDIM (eta 0) from ``timestep`` to ``timestep - T / D``."""
-        output = self.predict(latents, timestep, conditioning, guidance_scale)
-        alpha = self._alpha(timestep)
-        alpha_prev = self._alpha(timestep - self.num_train_timesteps // num_steps)
+    def sde_step(
+        self,
+        x: torch.Tensor,
+        level: Level,
+        next_level: Level,
+        conditioning: Conditioning,
+        guidance_scale: float,
+        *,
+        noise_level: float,
+        generator: torch.Generator | None = None,
+        prev_sample: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """DDIM from ``level`` to ``next_level`` with ``eta = noise_level``: ``std = eta * sqrt((1 - a') /
+        (1 - a) * (1 - a / a'))`` and ``mean = sqrt(a') x0 + sqrt(1 - a' - std^2) eps`` (diffusers'
+        DDIMScheduler.step); eta 0 is the deterministic DDIM step."""
+        if noise_level < 0:
+            raise ValueError(f"eta must be at least 0, got {noise_level}")
+        batch = x.shape[0]
+        output = self.predict(x, level, conditioning, guidance_scale)
+        alpha, alpha_prev = self.alphas(level, batch), self.alphas(next_level, batch)
+        a, b = _per_sample(alpha**0.5, x), _per_sample((1 - alpha) ** 0.5, x)
         if self.prediction_type == "epsilon":
             eps = output
-            x0 = (latents - (1 - alpha) ** 0.5 * eps) / alpha**0.5
+            x0 = (x - b * eps) / a
         elif self.prediction_type == "v_prediction":
-            x0 = alpha**0.5 * latents - (1 - alpha) ** 0.5 * output
-            eps = alpha**0.5 * output + (1 - alpha) ** 0.5 * latents
+            x0 = a * x - b * output
+            eps = a * output + b * x
         else:
             x0 = output
-            eps = (latents - alpha**0.5 * x0) / (1 - alpha) ** 0.5
-        return alpha_prev**0.5 * x0 + (1 - alpha_prev) ** 0.5 * eps
+            eps = (x - a * x0) / b
+        if noise_level == 0:
+            std = torch.zeros_like(alpha)
+            mean = _per_sample(alpha_prev**0.5, x) * x0 + _per_sample((1 - alpha_prev) ** 0.5, x) * eps
+        else:
+            std = noise_level * ((1 - alpha_prev) / (1 - alpha) * (1 - alpha / alpha_prev)) ** 0.5
+            direction = (1 - alpha_prev - std**2).clamp(min=0) ** 0.5
+            mean = _per_sample(alpha_prev**0.5, x) * x0 + _per_sample(direction, x) * eps
+        std = _per_sample(std, x)
+        if prev_sample is not None:
+            return prev_sample, mean, std
+        if noise_level == 0:
+            return mean, mean, std
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        return mean + std * noise, mean, std
+
+    def reference(self) -> contextlib.AbstractContextManager:
+        return lora_disabled(self.denoiser)
 
     # -------------------------------------------------------------------------------- pixels
 

@@ -11,19 +11,30 @@ from __future__ import annotations
 
 import torch
 
+from rewardkit.finetune.models import register_family
 from rewardkit.finetune.models.base import (
     DDIMLatentAdapter,
-    ddim_timestep,
-    ddim_timesteps,
+    checkpoint_forwards,
     missing_model_error,
     resolve_model_path,
 )
 
-__all__ = ["UNet3DAdapter", "ddim_timestep", "ddim_timesteps", "load_unet3d"]
+__all__ = ["UNet3DAdapter", "load_unet3d", "build"]
 
 
 class UNet3DAdapter(DDIMLatentAdapter):
     """UNet3D text-to-video components behind the adapter interface (see the module docstring)."""
+
+    family = "unet3d"
+
+    def enable_gradient_checkpointing(self) -> None:
+        """diffusers 0.42's UNet3DConditionModel has ``_supports_gradient_checkpointing = False`` and its 3D
+        blocks ignore their ``gradient_checkpointing`` flag, so each layer inside the blocks (resnets,
+        temporal convolutions, spatial and temporal transformers) is checkpointed here instead, as VGen's
+        ``use_checkpoint`` does inside its UNet."""
+        blocks = [*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks]
+        names = ("resnets", "temp_convs", "attentions", "temp_attentions")
+        checkpoint_forwards([layer for block in blocks for name in names for layer in getattr(block, name, None) or ()])
 
 
 def load_unet3d(
@@ -60,3 +71,14 @@ def load_unet3d(
     for module in (unet, vae, text_encoder):
         module.to(device)
     return adapter
+
+
+@register_family("unet3d")
+def build(config, device: torch.device | str = "cpu") -> UNet3DAdapter:
+    """The family's builder: a recipe's ``[model]`` table -> adapter."""
+    from rewardkit.registry import parse_dtype
+
+    return load_unet3d(
+        config.path, num_frames=config.num_frames, height=config.height, width=config.width, dtype=parse_dtype(config.dtype),
+        revision=config.revision, variant=config.variant, device=device,
+    )

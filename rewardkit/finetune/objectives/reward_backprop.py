@@ -23,12 +23,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.checkpoint import checkpoint
 
+from rewardkit.errors import UserInputError
 from rewardkit.finetune.models.base import VideoDiffusionAdapter
+from rewardkit.finetune.objectives import register_objective
+from rewardkit.finetune.objectives.base import Gather, Objective, ObjectiveConfig, option
 from rewardkit.video.sampling import frame_indices
 
-__all__ = ["RewardTerm", "RewardFunction", "build_reward_function", "RewardBackprop", "temporal_offset_noise", "check_reward_specs"]
+__all__ = [
+    "RewardTerm",
+    "RewardFunction",
+    "build_reward_function",
+    "RewardBackprop",
+    "RewardBackpropConfig",
+    "RewardBackpropObjective",
+    "temporal_offset_noise",
+    "check_reward_specs",
+]
 
 
 def temporal_offset_noise(shape: Sequence[int], strength: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -55,7 +66,7 @@ class RewardFunction:
 
     def __init__(self, terms: Sequence[RewardTerm]) -> None:
         if not terms:
-            raise ValueError("a reward function needs at least one reward")
+            raise UserInputError("a reward function needs at least one reward")
         self.terms = list(terms)
         for term in self.terms:
             term.module.requires_grad_(False).eval()
@@ -88,7 +99,7 @@ class RewardFunction:
         return total, details
 
 
-def check_reward_specs(specs: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
+def check_reward_specs(specs: Sequence[str], differentiable: bool = True) -> list[tuple[str, dict[str, str]]]:
     """Parse and check ``NAME[:key=value]`` specs against the registry without building anything."""
     from rewardkit.registry import get_reward_info, parse_reward_spec, validate_options
 
@@ -96,8 +107,8 @@ def check_reward_specs(specs: Sequence[str]) -> list[tuple[str, dict[str, str]]]
     for spec in specs:
         name, options = parse_reward_spec(spec)
         info = get_reward_info(name)
-        if not info.differentiable:
-            raise ValueError(f"reward {name!r} is not differentiable, so it cannot be backpropagated; see `rewardkit list`")
+        if differentiable and not info.differentiable:
+            raise UserInputError(f"reward {name!r} is not differentiable, so it cannot be backpropagated; see `rewardkit list`")
         validate_options(info, options)
         parsed.append((name, options))
     return parsed
@@ -112,20 +123,22 @@ def build_reward_function(
     weight_files: Sequence[str] = (),
     device: torch.device | str = "cpu",
     dtype: str | torch.dtype = "fp32",
+    differentiable: bool = True,
 ) -> RewardFunction:
-    """Build the recipe's rewards from the registry in differentiable mode. Image rewards become video
-    rewards with one shared sampler (``frames``) and weighting, so their frames are decoded once."""
+    """Build the recipe's rewards from the registry, in differentiable mode where a reward has one (with
+    ``differentiable`` every reward must). Image rewards become video rewards with one shared sampler
+    (``frames``) and weighting, so their frames are decoded once."""
     from rewardkit.registry import get_reward_info
     from rewardkit.rewards import PerFrameReward
     from rewardkit.video.sampling import parse_sampler
     from rewardkit.video.weighting import parse_weighting
 
-    parsed = check_reward_specs(specs)
+    parsed = check_reward_specs(specs, differentiable)
     paths: dict[str, str] = {}
     for item in weight_files:
         name, sep, path = item.partition("=")
         if not sep:
-            raise ValueError(f"reward.weight_files entry {item!r}: write NAME=PATH")
+            raise UserInputError(f"reward.weight_files entry {item!r}: write NAME=PATH")
         paths[name.strip()] = path.strip()
     sampler, frame_weighting = parse_sampler(frames), parse_weighting(weighting)
     from rewardkit.registry import create_reward
@@ -133,7 +146,7 @@ def build_reward_function(
     terms = []
     for index, (name, options) in enumerate(parsed):
         info = get_reward_info(name)
-        if "mode" in info.options:
+        if "mode" in info.options and info.differentiable:
             options = {**options, "mode": "differentiable"}
         module = create_reward(name, device=device, dtype=dtype, weights=paths.get(name), **options)
         if info.modality == "image":
@@ -154,13 +167,13 @@ class RewardBackprop:
     guidance_scale: float = 3.0
     offset_noise: float = 0.1
     negative_prompt: str = ""
-    gradient_checkpointing: bool = True
+    eta: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("editing", "full_chain"):
-            raise ValueError(f"reward_backprop mode must be 'editing' or 'full_chain', got {self.mode!r}")
+            raise UserInputError(f"reward_backprop mode must be 'editing' or 'full_chain', got {self.mode!r}")
         if len(self.chain_indices()) < self.backprop_steps or self.backprop_steps < 1:
-            raise ValueError(
+            raise UserInputError(
                 f"backprop_steps = {self.backprop_steps} must be in 1..{len(self.chain_indices())} (the steps the chain runs)"
             )
 
@@ -170,13 +183,14 @@ class RewardBackprop:
 
         start = self.num_inference_steps if self.mode == "full_chain" else start_step_count(self.tau, self.num_inference_steps)
         if start < 1:
-            raise ValueError(f"tau * D = {self.tau} * {self.num_inference_steps} is below one step; raise tau or D")
+            raise UserInputError(f"tau * D = {self.tau} * {self.num_inference_steps} is below one step; raise tau or D")
         return list(range(start, 0, -1))
 
-    def chain(self, adapter: VideoDiffusionAdapter) -> list[int]:
-        """The timesteps the chain runs (e.g. 551, 501, ..., 1 for editing with D = 20, tau = 0.6)."""
-        timesteps = adapter.timesteps(self.num_inference_steps)
-        return timesteps[len(timesteps) - len(self.chain_indices()):]
+    def chain(self, adapter: VideoDiffusionAdapter) -> torch.Tensor:
+        """The levels the chain runs, then the final level (e.g. 551, 501, ..., 1, -1 for editing with
+        D = 20, tau = 0.6 on a DDPM family)."""
+        levels = adapter.schedule(self.num_inference_steps)
+        return levels[len(levels) - 1 - len(self.chain_indices()):]
 
     @property
     def guided(self) -> bool:
@@ -188,29 +202,21 @@ class RewardBackprop:
         """A clean sample of the current model (full chain, no gradients)."""
         conditioning = adapter.encode_prompts(prompts, self.negative_prompt, self.guided)
         latents = torch.randn(adapter.latent_shape(len(prompts)), generator=generator).to(device)
+        levels = adapter.schedule(self.num_inference_steps)
         with torch.no_grad():
-            for timestep in adapter.timesteps(self.num_inference_steps):
-                latents = adapter.step(latents, timestep, self.num_inference_steps, conditioning, self.guidance_scale)
+            for level, next_level in zip(levels[:-1], levels[1:], strict=True):
+                latents = adapter.step(latents, level, next_level, conditioning, self.guidance_scale, eta=self.eta, generator=generator)
         return latents
 
-    def run_chain(
-        self,
-        adapter: VideoDiffusionAdapter,
-        latents: torch.Tensor,
-        conditioning,
-        timesteps: Sequence[int],
-    ) -> torch.Tensor:
-        """Denoise through ``timesteps``; only the last K steps build a graph (checkpointed if asked)."""
-        first_grad = len(timesteps) - self.backprop_steps
-        for position, timestep in enumerate(timesteps):
-            args = (latents, timestep, self.num_inference_steps, conditioning, self.guidance_scale)
-            if position < first_grad:
-                with torch.no_grad():
-                    latents = adapter.step(*args)
-            elif self.gradient_checkpointing and torch.is_grad_enabled():
-                latents = checkpoint(adapter.step, *args, use_reentrant=False)
-            else:
-                latents = adapter.step(*args)
+    def run_chain(self, adapter: VideoDiffusionAdapter, latents: torch.Tensor, conditioning, levels: torch.Tensor, generator=None) -> torch.Tensor:
+        """Denoise through ``levels`` (the last one is where the chain ends); only the last K steps build a
+        graph (the denoiser recomputes its blocks in backward when gradient checkpointing is on)."""
+        steps = len(levels) - 1
+        first_grad = steps - self.backprop_steps
+        for position in range(steps):
+            args = (latents, levels[position], levels[position + 1], conditioning, self.guidance_scale)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and position >= first_grad):
+                latents = adapter.step(*args, eta=self.eta, generator=generator)
         return latents
 
     def loss(
@@ -226,17 +232,103 @@ class RewardBackprop:
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """``mean(1 - R)`` of one batch and its statistics. ``clean_latents``: the clips to edit (editing
         from data); None in editing mode means "edit a sample of the current model"."""
-        timesteps = self.chain(adapter)
+        levels = self.chain(adapter)
         if self.mode == "editing":
             if clean_latents is None:
                 clean_latents = self.sample(adapter, prompts, generator, device)
             noise = temporal_offset_noise(clean_latents.shape, self.offset_noise, generator).to(device)
-            latents = adapter.add_noise(clean_latents.to(device), noise, timesteps[0])
+            latents = adapter.add_noise(clean_latents.to(device), noise, levels[0])
         else:
             latents = torch.randn(adapter.latent_shape(len(prompts)), generator=generator).to(device)
         conditioning = adapter.encode_prompts(prompts, self.negative_prompt, self.guided)
-        final = self.run_chain(adapter, latents, conditioning, timesteps)
+        final = self.run_chain(adapter, latents, conditioning, levels, generator)
         rewards, details = reward(final, adapter, prompts, rng)
         loss = (1.0 - rewards).mean()
-        details.update(rewards=rewards.detach(), latents=final.detach(), start_timestep=timesteps[0], steps=len(timesteps))
+        details.update(rewards=rewards.detach(), latents=final.detach(), start_level=float(levels[0]), steps=len(levels) - 1)
         return loss, details
+
+
+@dataclass
+class RewardBackpropConfig(ObjectiveConfig):
+    """``[objective] name = "reward_backprop"``: a differentiable reward through the sampling chain."""
+
+    name: str = option("reward_backprop", "The objective (registered name).")
+    mode: str = option("editing", "editing: InstructVideo (partial chain from a noised clip); full_chain: DRaFT-K / VADER.")
+    tau: float = option(0.6, "editing: the chain starts at t = d(tau*D) and runs tau*D steps.")
+    backprop_steps: int = option(1, "K: gradients flow through the last K denoising steps only.")
+    offset_noise: float = option(0.1, "editing: temporal offset noise, noise = randn + offset_noise * randn(b, c, f, 1, 1).")
+    start: str = option("data", "editing: start from a dataset clip's latent (data) or from a sample of the current model (sample).")
+
+    def check(self, recipe) -> None:
+        from rewardkit.finetune.config import start_step_count
+
+        super().check(recipe)
+        for key, value, allowed in (("mode", self.mode, ("editing", "full_chain")), ("start", self.start, ("data", "sample"))):
+            if value not in allowed:
+                from rewardkit.parsing import did_you_mean
+
+                raise UserInputError(f"objective.{key} = {value!r} is not allowed; use one of {', '.join(map(repr, allowed))}.{did_you_mean(value, allowed)}")
+        if not 0.0 < self.tau <= 1.0:
+            raise UserInputError(f"objective.tau must be in (0, 1], got {self.tau}")
+        if self.backprop_steps < 1:
+            raise UserInputError(f"objective.backprop_steps must be at least 1, got {self.backprop_steps}")
+        chain = self.num_inference_steps if self.mode == "full_chain" else start_step_count(self.tau, self.num_inference_steps)
+        if self.backprop_steps > chain:
+            raise UserInputError(
+                f"objective.backprop_steps = {self.backprop_steps} is more than the {chain} denoising steps "
+                f"the chain runs ({self.mode}, D = {self.num_inference_steps}, tau = {self.tau}); lower it"
+            )
+        if not recipe.reward.rewards:
+            raise UserInputError("reward.rewards is empty; name at least one reward, e.g. rewards = [\"hpsv2:version=v2.0\"]")
+        if not recipe.data.csv and not recipe.data.prompts:
+            raise UserInputError("the recipe has no data: set data.csv (columns path,prompt) or data.prompts")
+        if self.mode == "editing" and self.start == "data" and not recipe.data.csv:
+            raise UserInputError(
+                "objective.start = \"data\" edits dataset clips and needs data.csv (path,prompt); "
+                "or set objective.start = \"sample\" to edit samples of the current model"
+            )
+
+
+@register_objective("reward_backprop")
+class RewardBackpropObjective(Objective):
+    """The seam's reward_backprop: ``RewardBackprop`` on the recipe's rewards; loss ``mean(1 - R)``."""
+
+    Config = RewardBackpropConfig
+    reward_use = "differentiable"
+    plot = ("reward_mean", "reward")
+
+    def __init__(self, recipe, adapter, reward, device) -> None:
+        super().__init__(recipe, adapter, reward, device)
+        config = self.config
+        self.engine = RewardBackprop(
+            mode=config.mode, num_inference_steps=config.num_inference_steps, tau=config.tau, backprop_steps=config.backprop_steps,
+            guidance_scale=config.guidance_scale, offset_noise=config.offset_noise, negative_prompt=config.negative_prompt, eta=config.eta,
+        )
+
+    @classmethod
+    def build_dataset(cls, recipe):
+        from rewardkit.finetune.data import build_prompt_dataset
+
+        config = recipe.objective
+        return build_prompt_dataset(recipe, clips=config.mode == "editing" and config.start == "data")
+
+    def loss(self, batch, generator, rng):
+        clean = None
+        if batch.get("videos") is not None:
+            clean = self.adapter.encode_videos(batch["videos"].to(self.device))
+        return self.engine.loss(self.adapter, self.reward, batch["prompts"], generator=generator, rng=rng, device=self.device, clean_latents=clean)
+
+    def metrics(self, details, gather: Gather) -> dict[str, float]:
+        rewards = gather(details["rewards"].reshape(-1)).float()
+        row = {"reward_mean": rewards.mean().item(), "reward_std": rewards.std().item() if rewards.numel() > 1 else 0.0}
+        for key, value in details.items():
+            if key.startswith("reward_"):
+                row[f"{key}_mean"] = gather(value.reshape(-1)).float().mean().item()
+        weights = details.get("frame_weights")
+        if weights is not None:
+            row.update(frame_weight_mean=weights.mean().item(), frame_weight_min=weights.min().item(), frame_weight_max=weights.max().item())
+        row["decoded_frames"] = details["decoded_frames"]
+        return row
+
+    def sample(self, prompts, generator):
+        return self.engine.sample(self.adapter, prompts, generator, self.device)

@@ -1,0 +1,53 @@
+"""reward_backprop on the objective seam gives the numbers of the code before the seam: the losses and
+LoRA weights after 2 steps of finetune/smoke-tiny.toml (editing, and full_chain) equal the ones recorded
+from the pre-seam trainer (tests/data/golden_reward_backprop, written by that code with the same seed,
+recipe and tiny model)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rewardkit.finetune import finetune
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "data" / "golden_reward_backprop"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the golden numbers were recorded with one thread
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["editing", "full_chain"])
+def test_reward_backprop_numbers_unchanged(mode, tmp_path):
+    """Same seed and recipe as the recording: losses equal to float32 precision, LoRA weights equal."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from rewardkit.testing.finetune import write_tiny_t2v_pipeline
+
+    with safe_open(str(GOLDEN / f"{mode}.safetensors"), framework="pt") as handle:
+        metadata = handle.metadata()
+    expected_losses = [float(value) for value in json.loads(metadata["losses"])]
+    model = write_tiny_t2v_pipeline(tmp_path / "model")
+    run = finetune(
+        ROOT / "finetune" / "smoke-tiny.toml",
+        [f'model.path="{model}"', f'train.output_dir="{tmp_path / "run"}"', "train.progress=false", "train.max_steps=2",
+         "train.sample_every=0", "train.checkpoint_every=0", *json.loads(metadata["overrides"])],
+    )
+    with (run / "metrics.csv").open() as handle:
+        losses = [float(row["loss"]) for row in csv.DictReader(handle)]
+    assert losses == pytest.approx(expected_losses, rel=1e-6, abs=1e-7)
+    lora, golden = load_file(run / "lora" / "pytorch_lora_weights.safetensors"), load_file(GOLDEN / f"{mode}.safetensors")
+    assert set(lora) == set(golden)
+    for key, value in golden.items():
+        torch.testing.assert_close(lora[key], value, rtol=1e-5, atol=1e-7)
