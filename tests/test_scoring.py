@@ -78,8 +78,9 @@ def test_quick_start_scores_examples_offline(capsys, tmp_path):
     assert "temporal_flickering" in stdout and "mean" in stdout
     table = pd.read_csv(out)
     assert set(table["status"]) == {"ok", "skipped"}  # the still image has no time axis
-    static = table[table["path"].str.contains("static photo")]
-    flicker = table[table["path"].str.contains("flickering light")]
+    flickering = table[table["reward"] == "temporal_flickering"]  # the default scores every weight-free metric
+    static = flickering[flickering["path"].str.contains("static photo")]
+    flicker = flickering[flickering["path"].str.contains("flickering light")]
     assert static["score"].item() == pytest.approx(1.0) and flicker["score"].item() < 0.95
 
 
