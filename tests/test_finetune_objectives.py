@@ -197,7 +197,8 @@ def test_two_process_run_finishes_with_samples_at_the_last_step(recipe, family, 
 # moves its samples along d, which the decoder shows as brighter videos; a model that does not learn
 # (learning rate 0) keeps the same samples and fails the check. (RWR with this brightness as the reward did
 # not raise the samples' brightness here: -0.001 to +0.0002 over 30-60 steps at lr 5e-3 to 2e-2, exp
-# temperature 0.002-0.01, from the random and the mixture model; so no RWR brightness check yet.)
+# temperature 0.002-0.01, from the random and the mixture model, and the same drift, -0.0009, with tied
+# rewards, i.e. the weighting carried no brightness signal; so no RWR brightness check yet.)
 
 SIZE = {"num_frames": 8, "height": 16, "width": 16}
 PROMPTS = ["a cat", "a red car", "waves on a beach", "a dog"]
