@@ -94,7 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         "  rewardkit score videos/ --reward hpsv2 --prompts prompts.csv --out results.csv\n\n" + EXIT_CODES,
         formatter_class=HelpFormatter,
     )
-    scoring.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (walked recursively)")
+    scoring.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (walked recursively)")
+    scoring.add_argument(
+        "--manifest", metavar="FILE",
+        help="a .txt (one path a line) or .csv ('path' column) list of files to score as listed, not walked: "
+        "for large jobs, where every process would otherwise walk the folders",
+    )
     scoring.add_argument(
         "--reward", action="append", metavar="NAME[:key=value,...]",
         help="reward to score with (repeatable), e.g. hpsv2:version=v2.0; default: every weight-free metric "
@@ -283,6 +288,7 @@ def _weights_by_reward(values: Sequence[str], specs: Sequence[str]) -> dict[str,
 
 
 def _run_score(args: argparse.Namespace) -> int:
+    from rewardkit.distributed import processes
     from rewardkit.registry import get_reward_info, parse_device, parse_reward_spec, validate_options
     from rewardkit.scoring import collect_media, score
 
@@ -296,8 +302,10 @@ def _run_score(args: argparse.Namespace) -> int:
         name, options = parse_reward_spec(spec)
         validate_options(get_reward_info(name), options)
     weights = _weights_by_reward(args.weights, specs)
+    if not args.paths and args.manifest is None:
+        raise UserInputError("give the files or folders to score, or --manifest FILE")
     media, skipped = collect_media(args.paths)
-    if not media:
+    if not media and args.manifest is None:
         raise UserInputError(f"no images or videos found in {', '.join(args.paths)}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -315,13 +323,17 @@ def _run_score(args: argparse.Namespace) -> int:
             workers=args.workers,
             weights=weights,
             progress=not args.no_progress,
+            manifest=args.manifest,
         )
+    code = EXIT_FAILED_ROWS if (results["status"] == "failed").any() else EXIT_OK
+    if not processes().is_main:  # every process holds every row; the main process reports them
+        return code
     truncated = sorted({str(warning.message) for warning in caught if "truncated" in str(warning.message)})
     if truncated:
         more = f" ({len(truncated) - 1} more prompts alike; see the warning column)" if len(truncated) > 1 else ""
         print(f"warning: {truncated[0]}{more}", file=sys.stderr)
     _print_report(results, skipped, args.out)
-    return EXIT_FAILED_ROWS if (results["status"] == "failed").any() else EXIT_OK
+    return code
 
 
 def _print_report(results: pd.DataFrame, skipped: Sequence[str], out: str | None) -> None:

@@ -116,6 +116,7 @@ def _key_values(items: list[str], what: str) -> dict[str, str]:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
+    from rewardkit.distributed import processes
     from rewardkit.eval.harness import evaluate
     from rewardkit.registry import parse_device
 
@@ -142,8 +143,9 @@ def _run_eval(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.no_progress,
     )
-    if run.dimensions.empty:  # a non-main process of a multi-process run
-        return EXIT_OK
+    failed = int(run.dimensions["failed"].sum())
+    if not processes().is_main:  # every process holds the whole run; the main process reports it
+        return EXIT_FAILED if failed else EXIT_OK
     print(run.dimensions.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
     for key in ("quality", "semantic", "total"):
         if run.summary.get(key) is not None:
@@ -153,7 +155,6 @@ def _run_eval(args: argparse.Namespace) -> int:
         print(f"warning: {len(short)} prompt(s) of the suite have fewer videos than the suite expects"
               f", e.g. {next(iter(short))!r}", file=sys.stderr)
     print(f"run written to {run.path}")
-    failed = int(run.dimensions["failed"].sum())
     if failed:
         print(f"{failed} row(s) failed; see the error column of {run.path / 'videos.csv'}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
