@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="model dtype (default fp32)")
     scoring.add_argument("--seed", type=int, default=0, help="seed for random frame sampling (default 0)")
     scoring.add_argument("--out", metavar="FILE", help="results table: .csv, .jsonl or .parquet (rerun to resume)")
-    scoring.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: cores - 1, at most 4)")
+    scoring.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: one per 16 files, at most cores - 1 and 4)")
     scoring.add_argument(
         "--weights", action="append", default=[], metavar="[NAME=]PATH",
         help="local weights instead of the Hugging Face cache; NAME= picks the reward when several are scored, "

@@ -38,7 +38,7 @@ from rewardkit.video.sampling import FrameSampler, parse_sampler
 from rewardkit.video.weighting import FrameWeighting, parse_weighting
 from rewardkit.weights import weights_for
 
-__all__ = ["Engine", "ScorerSlot", "WEIGHT_FREE_REWARDS", "build_slots", "score"]
+__all__ = ["Engine", "FILES_PER_WORKER", "ScorerSlot", "WEIGHT_FREE_REWARDS", "build_slots", "default_workers", "score"]
 
 # Scored when no reward is named: they need no weights, so the quick start works offline.
 WEIGHT_FREE_REWARDS = ("temporal_flickering", "dynamic_degree_flow", "motion_smoothness_flow")
@@ -305,7 +305,7 @@ class Engine:
         items = [item for item in items if any(self._key(item, slot) not in self.finished for slot in self.slots)]
         if not items:
             return
-        workers = _default_workers() if workers is None else workers
+        workers = default_workers(len(items)) if workers is None else workers
         loader = DataLoader(
             _DecodeDataset(items, self.slots),
             batch_size=None,
@@ -481,5 +481,11 @@ def _device_of(module: torch.nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _default_workers() -> int:
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+# Starting a DataLoader worker process costs about what decoding this many small clips does (measured
+# in benchmarks/bench_eval.py), so smaller jobs decode in the main process.
+FILES_PER_WORKER = 16
+
+
+def default_workers(files: int) -> int:
+    """Decoding workers for ``files`` files: one per ``FILES_PER_WORKER`` files, at most cores - 1 and 4."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1, files // FILES_PER_WORKER))
