@@ -132,10 +132,13 @@ def evaluate(
         chosen = [path for path in mine if not listed or prompt_of[path] in listed]
         if not chosen:
             continue
+        texts: Mapping[str, str] | None = table or None
+        if dimension.prompt_key is not None and suite.vbench_info is not None:  # e.g. VBench's style text
+            texts = {path: suite.vbench_info.auxiliary(dimension.name, prompt_of[path])[dimension.prompt_key] for path in chosen}
         result = score(
             chosen,
             [spec],
-            prompts=table or None,
+            prompts=texts,
             frames=dimension.frames,
             weighting=dimension.weighting,
             batch_size=batch_size,

@@ -19,6 +19,8 @@ aggregate = "mean"                # over videos: mean, or frame_pairs (weighted 
                                   # consistency dimensions average over all frame pairs)
 vbench = true                     # a VBench dimension: normalised and counted in Quality/Semantic/Total
 tolerance = 0.002                 # optional: the drop `rewardkit regress` tolerates (absolute, score units)
+prompt_key = "appearance_style"   # optional, with vbench_info: the reward's text is this field of the
+                                  # prompt's auxiliary info (VBench's style text), not the prompt
 ```
 """
 
@@ -41,7 +43,7 @@ from rewardkit.video.weighting import FrameWeighting, Mean, parse_weighting
 __all__ = ["Dimension", "Suite", "load_suite", "read_prompt_list"]
 
 _SUITE_KEYS = {"name", "description", "prompts", "vbench_info", "videos_per_prompt", "seed", "dimensions"}
-_DIMENSION_KEYS = {"name", "reward", "frames", "weighting", "aggregate", "vbench", "tolerance"}
+_DIMENSION_KEYS = {"name", "reward", "frames", "weighting", "aggregate", "vbench", "tolerance", "prompt_key"}
 AGGREGATES = ("mean", "frame_pairs")
 
 
@@ -57,6 +59,7 @@ class Dimension:
     vbench: bool = False
     tolerance: float | None = None
     prompts: tuple[str, ...] = ()  # the dimension's own prompt list (VBench's); empty: every video
+    prompt_key: str | None = None  # score against this field of the prompt's VBench auxiliary info
 
     @property
     def reward_name(self) -> str:
@@ -157,8 +160,16 @@ def load_suite(path: str | os.PathLike[str], vbench_info: str | os.PathLike[str]
                 raise UserInputError(f"{path}: {info.source} lists no prompt for dimension {dimension.name!r}")
             own.append(replace(dimension, prompts=listed))
         dimensions = own
-        if not prompts:
-            prompts = tuple(dict.fromkeys(prompt for dimension in dimensions for prompt in dimension.prompts))
+    for dimension in dimensions:
+        if dimension.prompt_key is not None:
+            if info is None:
+                raise UserInputError(f"{path}: dimension {dimension.name!r} sets prompt_key, which needs vbench_info in the suite")
+            lacking = [p for p in dimension.prompts if not isinstance(info.auxiliary(dimension.name, p), dict)
+                       or dimension.prompt_key not in info.auxiliary(dimension.name, p)]
+            if lacking:
+                raise UserInputError(f"{path}: {info.source} has no auxiliary {dimension.prompt_key!r} for {dimension.name!r} prompt {lacking[0]!r}")
+    if info is not None and not prompts:
+        prompts = tuple(dict.fromkeys(prompt for dimension in dimensions for prompt in dimension.prompts))
     videos_per_prompt = data.get("videos_per_prompt", 1)
     if not isinstance(videos_per_prompt, int) or videos_per_prompt < 1:
         raise UserInputError(f"{path}: videos_per_prompt must be a positive integer, got {videos_per_prompt!r}")
