@@ -20,7 +20,12 @@ from rewardkit.errors import UserInputError
 from rewardkit.eval.harness import aggregate, evaluate
 from rewardkit.eval.suite import load_suite
 from rewardkit.eval.vbench import QUALITY, SEMANTIC
-from rewardkit.eval.vbench_info import VBENCH_COMMIT, VBENCH_INFO_FILE, load_vbench_info
+from rewardkit.eval.vbench_info import (
+    VBENCH_COMMIT,
+    VBENCH_INFO_FILE,
+    load_kinetics_classes,
+    load_vbench_info,
+)
 from rewardkit.registry import BUILTIN_REWARDS
 from rewardkit.weights import url_cache_path
 
@@ -66,6 +71,15 @@ def test_the_real_file_is_pinned_and_hash_checked(tmp_path, monkeypatch):
     write_stand_in(cached)
     with pytest.raises(UserInputError, match="sha256"):
         load_vbench_info("vbench")
+
+
+def test_kinetics_classes_in_index_order(tmp_path):
+    """VBench's file lists ``name<TAB>index``; the index, not the line order, places a class."""
+    (tmp_path / "k.txt").write_text("Riding a bike\t1\nmarching\t0\n")
+    assert load_kinetics_classes(tmp_path / "k.txt") == ("marching", "riding a bike")
+    (tmp_path / "gap.txt").write_text("a\t0\nb\t2\n")
+    with pytest.raises(UserInputError, match="without gaps"):
+        load_kinetics_classes(tmp_path / "gap.txt")
 
 
 def test_shipped_suite_has_every_dimension_rewardkit_can_score(tmp_path):
