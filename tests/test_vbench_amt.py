@@ -97,6 +97,7 @@ def test_interpolation_score_is_mean_per_frame_then_over_frames():
     assert interpolation_score(real, fake) == (pytest.approx(2.0), pytest.approx(253 / 255))
 
 
+@pytest.mark.slow  # the contract tests (tests/test_contract.py) already run AMT-S through create_reward in the fast suite
 def test_real_network_through_create_reward(tmp_path):
     """The user's path: registry -> weights path -> strict load -> all frames. A random network still
     scores in (0, 1]; the uint8 and float [0, 1] forms of the same pixels agree exactly (float is
