@@ -182,8 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="score the videos with this reward into OUT/results.csv (repeatable)")
     sampling.add_argument("--weights", action="append", default=[], metavar="[NAME=]PATH", help="local weights of the --reward rewards, as in `rewardkit score`")
     sampling.add_argument("--guidance", metavar="REWARD[:key=value,...]", help="a differentiable reward guiding the sampler (see README: reward guidance)")
-    sampling.add_argument("--guidance-scale", type=float, default=1.0, metavar="W", help="step size W of the guidance update (default 1)")
-    sampling.add_argument("--guidance-steps", default="all", help="guided steps: all (default), first:N or last:N")
+    sampling.add_argument("--guidance-scale", type=float, default=None, metavar="W",
+                          help="RMS change of the clean latent per guided step (default 0.1)")
+    sampling.add_argument("--guidance-steps", default=None, help="guided steps: all (default), first:N or last:N")
     sampling.add_argument("--guidance-frames", default="segmental:4:random",
                           help="frames an image guidance reward sees per step (default segmental:4:random)")
     sampling.add_argument("--out", required=True, metavar="DIR", help="folder of the videos (and results.csv)")
@@ -462,13 +463,13 @@ def _run_download(args: argparse.Namespace) -> int:
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
-    from rewardkit.finetune import NonFiniteLossError, finetune
+    from rewardkit.finetune import NonFiniteLossError, RewardHackingStop, finetune
 
     if args.recipe is None and args.resume is None:
         raise UserInputError("give a recipe (e.g. finetune/smoke-tiny.toml) or --resume RUN_DIR")
     try:
         run_dir = finetune(args.recipe, overrides=args.overrides, resume=args.resume)
-    except NonFiniteLossError as error:
+    except (NonFiniteLossError, RewardHackingStop) as error:
         print(f"rewardkit finetune: {error}", file=sys.stderr)
         return EXIT_FAILED_ROWS
     print(f"run: {run_dir} (LoRA: {run_dir}/lora, metrics: {run_dir}/metrics.csv)")

@@ -88,7 +88,7 @@ def test_guided_step_spec():
 
 def test_guidance_raises_the_guiding_reward(adapter):
     """From the same noise, brightness-guided sampling ends brighter than unguided sampling for every video,
-    negative W darker, and W = 0 reproduces unguided sampling exactly (the update adds c(t') W g)."""
+    negative W darker (the update adds c(t') W g / rms(g); W = 0 is unguided: test_denoised_recomposes_the_step)."""
     prompts = ["a cat", "a dog"]
     reward = RewardFunction([RewardTerm("brightness", 1.0, Brightness(Segmental(2, "random")))])
     conditioning = adapter.encode_prompts(prompts, "", True)
@@ -97,15 +97,14 @@ def test_guidance_raises_the_guiding_reward(adapter):
     def brightness(scale: float | None) -> torch.Tensor:
         guidance = None if scale is None else RewardGuidance(reward, scale, "all")
         rngs = [np.random.default_rng(seed) for seed in range(2)]
-        latents = sample_latents(adapter, conditioning, noise, 4, 3.0, guidance=guidance, prompts=prompts, rngs=rngs)
+        latents = sample_latents(adapter, conditioning, noise, 3, 3.0, guidance=guidance, prompts=prompts, rngs=rngs)
         with torch.no_grad():
             return adapter.decode_all(latents).mean(dim=(1, 2, 3, 4))
 
-    scale = 3000.0  # the tiny decoder's brightness gradient is ~1e-4 per latent element
-    plain, up, down, zero = brightness(None), brightness(scale), brightness(-scale), brightness(0.0)
-    assert bool((up > plain + 0.01).all()), (plain, up)
-    assert bool((down < plain - 0.01).all()), (plain, down)
-    torch.testing.assert_close(zero, plain)
+    scale = 1.0  # RMS change of the clean latent per guided step (the tiny random decoder responds weakly)
+    plain, up, down = brightness(None), brightness(scale), brightness(-scale)
+    assert bool((up > plain + 0.004).all()), (plain, up)
+    assert bool((down < plain - 0.003).all()), (plain, down)
 
 
 # ------------------------------------------------------------------------------------------ names and prompts

@@ -6,12 +6,15 @@ The VAE decodes only the frames the reward's sampler picks from ``x0_hat``, the 
 them, and its gradient moves the clean latent before the (deterministic) step re-noises it::
 
     g       = dR(decode_frames(x0_hat)) / d x0_hat          (per video; the denoiser is not differentiated)
-    x0'     = x0_hat + W g
-    x_{t'}  = add_noise(x0', n_hat, t')  =  x_{t'}(unguided) + c(t') W g
+    u       = g / rms(g)                                    (rms over the video's latent elements; u = 0 if g = 0)
+    x0'     = x0_hat + W u
+    x_{t'}  = add_noise(x0', n_hat, t')  =  x_{t'}(unguided) + c(t') W u
 
 with ``c(t') = sqrt(alpha_bar(t'))`` for DDPM families (DDIM eta 0) and ``1 - s'`` for flow families
-(Euler), so early (noisy) steps move little and the last step moves the clean latent by the full ``W g``.
-With ``W = 0`` it is exactly the unguided sampler. Cost per guided step and video: one VAE decode of
+(Euler), so early (noisy) steps move little and the last step moves the clean latent by the full ``W u``.
+The gradient is normalised so that ``W`` means the same for every reward: the root-mean-square change of
+the clean latent per guided step, in latent units (latents have unit scale). With ``W = 0`` it is exactly
+the unguided sampler. Cost per guided step and video: one VAE decode of
 the sampled frames (Wan: the causal latent window up to the last picked frame) with a graph, one reward
 forward and one backward through the reward and the decoder; no extra denoiser pass and no denoiser
 backward (VideoAlign's NRG needs a latent reward model; differentiating through the denoiser instead
@@ -82,7 +85,8 @@ class RewardGuidance:
                 (gradient,) = torch.autograd.grad(value.sum(), latent)
             self.decoded_frames += details["decoded_frames"]
             self.backward_passes += 1
-            gradients.append(gradient)
+            rms = gradient.pow(2).mean().sqrt()
+            gradients.append(gradient / rms if rms > 0 else gradient)
             rewards.append(value.detach())
         moved = clean + self.scale * torch.cat(gradients)
         return adapter.add_noise(moved, noise, next_level), torch.cat(rewards)

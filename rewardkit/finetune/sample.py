@@ -154,8 +154,8 @@ def sample_videos(
     rewards: Sequence[str] = (),
     weights: Mapping[str, str] | None = None,
     guidance: str | None = None,
-    guidance_scale: float = 1.0,
-    guidance_steps: str = "all",
+    guidance_scale: float | None = None,
+    guidance_steps: str | None = None,
     guidance_frames: str = "segmental:4:random",
     progress: bool = True,
 ) -> SampleRun:
@@ -165,8 +165,8 @@ def sample_videos(
     path / Hub id / ``testing:NAME`` of ``family`` (default ``unet3d``). ``steps``, ``cfg`` and
     ``negative_prompt`` default to the recipe's ``[objective]`` sampler settings, else 20, 5.0 and "".
     ``guidance``: a differentiable registry reward ``NAME[:key=value]`` moving the clean latent at the
-    ``guidance_steps`` (``all``, ``first:N``, ``last:N``) with scale ``guidance_scale``
-    (``rewardkit.finetune.guidance``). ``rewards``: specs the videos are scored with into
+    ``guidance_steps`` (``all``, the default; ``first:N``, ``last:N``) by ``guidance_scale`` (default 0.1:
+    the RMS change of the clean latent per guided step; ``rewardkit.finetune.guidance``). ``rewards``: specs the videos are scored with into
     ``out/results.csv`` (``weights``: reward name -> local weights path, as ``rewardkit score``).
     """
     from rewardkit.finetune.guidance import RewardGuidance
@@ -189,7 +189,7 @@ def sample_videos(
         from rewardkit.video.sampling import parse_sampler
 
         parse_sampler(guidance_frames)
-    elif guidance_scale != 1.0 or guidance_steps != "all":
+    elif guidance_scale is not None or guidance_steps is not None:
         raise UserInputError("--guidance-scale and --guidance-steps need --guidance REWARD")
     config, objective = load_sampler_model(model, family=family, num_frames=num_frames, height=height, width=width, dtype=dtype)
     steps = steps or (objective.num_inference_steps if objective is not None else 20)
@@ -209,7 +209,7 @@ def sample_videos(
         reward_guidance = None
         if guidance is not None:
             reward = build_reward_function([guidance], frames=guidance_frames, weighting="mean", device=device_name, differentiable=True)
-            reward_guidance = RewardGuidance(reward, guidance_scale, guidance_steps)
+            reward_guidance = RewardGuidance(reward, 0.1 if guidance_scale is None else guidance_scale, guidance_steps or "all")
         _sample(mine, run, config, lora, steps, cfg, negative_prompt, batch_size, device_name, fps, progress and rank == 0, reward_guidance)
         if reward_guidance is not None:
             run.guided_decoded_frames, run.guided_backward_passes = reward_guidance.decoded_frames, reward_guidance.backward_passes
