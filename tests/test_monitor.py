@@ -68,6 +68,7 @@ def test_recipe_checks():
         load_recipe(SMOKE, ['train.monitor_rewards=["temporal_flickering"]', "train.monitor_thresholds=[0.1, 0.2]"])
 
 
+@pytest.mark.slow
 def test_trainer_run_with_a_monitor_reward(tmp_path, monkeypatch):
     """A tiny run with a held-out reward: the base model is evaluated at step 0, then at step 2; the values
     are the scoring engine's on the written sample videos (rewardkit.score on the same mp4s); reward.png gets
