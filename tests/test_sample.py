@@ -185,7 +185,8 @@ def test_sample_errors_before_loading(tmp_path, capsys):
 
 def test_guided_command_on_wan(tmp_path, capsys):
     """`--guidance` on the Wan family through the command: it reports its cost (one backward pass per
-    guided step and video; the frames the reward decoded), and W = 0 writes the unguided video."""
+    guided step and video; the frames the reward decoded), and W = 0 writes the unguided video (up to
+    rounding)."""
     (tmp_path / "p.txt").write_text("a cat\n")
     base = ["sample", str(tmp_path / "p.txt"), "--model", str(RECIPES["wan"]), "--steps", "3", "--no-progress"]
     assert main([*base, "--out", str(tmp_path / "plain")]) == 0
@@ -193,7 +194,10 @@ def test_guided_command_on_wan(tmp_path, capsys):
     assert main([*base, *guided, "--guidance-scale", "0", "--out", str(tmp_path / "zero")]) == 0
     output = capsys.readouterr().out
     assert "guidance: 2 reward backward passes, 18 frames decoded with a graph" in output  # temporal_flickering reads all 9 frames
-    np.testing.assert_array_equal(_frames(tmp_path / "zero" / "a cat-0.mp4"), _frames(tmp_path / "plain" / "a cat-0.mp4"))
+    # W = 0 equals unguided sampling up to float rounding (exact identity: test_denoised_recomposes_the_step);
+    # rounding can flip a pixel level, which the h264 encoder spreads to a few pixels of that block
+    difference = np.abs(_frames(tmp_path / "zero" / "a cat-0.mp4").astype(int) - _frames(tmp_path / "plain" / "a cat-0.mp4"))
+    assert difference.mean() < 0.1, difference.mean()
 
 
 @pytest.mark.slow
