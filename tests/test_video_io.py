@@ -109,7 +109,8 @@ def test_media_kind_frame_folders(tmp_path: Path) -> None:
 @pytest.mark.parametrize("ext", CONTAINERS)
 def test_probe_video(videos: dict[str, Path], ext: str, backend: str) -> None:
     info = probe(videos[ext])
-    assert info == MediaInfo(str(videos[ext]), "video", NUM_FRAMES, HEIGHT, WIDTH)
+    # write_video's default rate is 8 fps; the container's average rate must read back as exactly that.
+    assert info == MediaInfo(str(videos[ext]), "video", NUM_FRAMES, HEIGHT, WIDTH, fps=8.0)
 
 
 @pytest.mark.parametrize("ext", CONTAINERS)
@@ -313,7 +314,9 @@ def test_non_media_file(tmp_path: Path) -> None:
 
 def test_gif(videos: dict[str, Path]) -> None:
     path = videos[".gif"]
-    assert probe(path) == MediaInfo(str(path), "video", NUM_FRAMES, HEIGHT, WIDTH)
+    # 8 fps -> 125 ms per frame, but GIF stores centiseconds: Pillow writes 12 cs (round half to even), so
+    # the file's own rate is 100 / 12 frames per second.
+    assert probe(path) == MediaInfo(str(path), "video", NUM_FRAMES, HEIGHT, WIDTH, fps=pytest.approx(100 / 12))
     frames = read_frames(path)
     source = make_frames()
     assert frames.shape == (NUM_FRAMES, HEIGHT, WIDTH, 3) and frames.dtype == np.uint8
@@ -321,6 +324,16 @@ def test_gif(videos: dict[str, Path]) -> None:
     assert np.abs(frames.astype(np.int16) - source).mean() < MAX_MEAN_ERROR[".gif"]
     with pytest.raises(ValueError, match=r"valid indices are 0\.\.15"):
         read_frames(path, [16])
+
+
+@pytest.mark.parametrize("fps", [24.0, 30000 / 1001])
+def test_probe_reports_the_container_frame_rate(tmp_path: Path, fps: float) -> None:
+    """The rate write_video stored (24, and NTSC's 30000/1001) comes back from the container header."""
+    path = tmp_path / "rate.mp4"
+    write_video(path, make_frames(4), fps=fps)
+    assert probe(path).fps == pytest.approx(fps, rel=1e-9)
+    Image.new("RGB", (2, 2)).save(tmp_path / "still.png")
+    assert probe(tmp_path / "still.png").fps is None  # an image has no frame rate
 
 
 def test_gif_merges_identical_consecutive_frames(tmp_path: Path) -> None:
@@ -345,6 +358,7 @@ def frame_folder(tmp_path: Path) -> Path:
 
 
 def test_frame_folder(frame_folder: Path) -> None:
+    # A frame folder has no frame rate (fps None).
     assert probe(frame_folder) == MediaInfo(str(frame_folder), "video", 12, HEIGHT, WIDTH)
     np.testing.assert_array_equal(read_frames(frame_folder), make_frames(12))  # natural order, lossless
 

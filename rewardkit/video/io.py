@@ -84,6 +84,9 @@ class MediaInfo:
     num_frames: int
     height: int
     width: int
+    # Average frame rate from the container (frames per second); None for images and frame folders, and
+    # for a video whose container declares no rate.
+    fps: float | None = None
 
 
 def _decode_error(path: Path, cause: str, hint: str) -> DecodeError:
@@ -230,14 +233,16 @@ def _read_image(path: Path) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- GIFs
 
 
-def _probe_gif(path: Path) -> tuple[int, int, int]:
+def _probe_gif(path: Path) -> tuple[int, int, int, float | None]:
+    """Frame count, size and average frame rate (frames over the summed frame durations, if any)."""
     with _open_image(path) as image:
         try:
-            num_frames = image.n_frames
+            durations = [frame.info.get("duration", 0) for frame in ImageSequence.Iterator(image)]
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise _decode_error(path, f"the GIF is damaged or truncated ({exc})", _IMAGE_HINT) from exc
         width, height = image.size
-    return num_frames, height, width
+    total_ms = sum(durations)
+    return len(durations), height, width, 1000 * len(durations) / total_ms if total_ms > 0 else None
 
 
 def _read_gif(path: Path, wanted: list[int] | None) -> np.ndarray:
@@ -259,11 +264,11 @@ def _read_gif(path: Path, wanted: list[int] | None) -> np.ndarray:
 # -------------------------------------------------------------------------------------- frame folders
 
 
-def _probe_folder(path: Path) -> tuple[int, int, int]:
+def _probe_folder(path: Path) -> tuple[int, int, int, float | None]:
     files = _frame_folder_or_raise(path)
     with _open_image(files[0]) as image:
         width, height = image.size
-    return len(files), height, width
+    return len(files), height, width, None
 
 
 def _read_folder(path: Path, wanted: list[int] | None) -> np.ndarray:
@@ -307,12 +312,13 @@ def _av_open(path: Path) -> av.container.InputContainer:
     return container
 
 
-def _probe_pyav(path: Path) -> tuple[int, int, int]:
+def _probe_pyav(path: Path) -> tuple[int, int, int, float | None]:
     """Frame count and size from the header, checked by a demux pass (reads packets, decodes nothing)."""
     with _av_open(path) as container:
         stream = container.streams.video[0]
         height, width = stream.codec_context.height, stream.codec_context.width
         declared = stream.frames  # 0 when the container stores no frame count (webm, mkv)
+        rate = stream.average_rate or stream.guessed_rate
         try:
             num_frames = sum(1 for packet in container.demux(stream) if packet.size > 0)
         except av.FFmpegError as exc:
@@ -329,7 +335,7 @@ def _probe_pyav(path: Path) -> tuple[int, int, int]:
         )
     if width <= 0 or height <= 0:
         raise _decode_error(path, "the video stream has no frame size in its header", _REENCODE_HINT)
-    return num_frames, height, width
+    return num_frames, height, width, float(rate) if rate else None
 
 
 def _read_pyav(path: Path, wanted: list[int] | None, expected: int) -> np.ndarray:
@@ -366,10 +372,11 @@ def _read_pyav(path: Path, wanted: list[int] | None, expected: int) -> np.ndarra
 # --------------------------------------------------------------------------------------- video: decord
 
 
-def _probe_decord(decord: ModuleType, path: Path) -> tuple[int, int, int]:
+def _probe_decord(decord: ModuleType, path: Path) -> tuple[int, int, int, float | None]:
     reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     height, width, _ = reader[0].shape
-    return len(reader), height, width
+    fps = reader.get_avg_fps()
+    return len(reader), height, width, fps if fps > 0 else None
 
 
 def _read_decord(decord: ModuleType, path: Path, wanted: list[int] | None) -> np.ndarray | None:
@@ -416,7 +423,7 @@ def _check_indices(indices: Sequence[int], num_frames: int) -> None:
         )
 
 
-def _probe_video(path: Path) -> tuple[int, int, int]:
+def _probe_video(path: Path) -> tuple[int, int, int, float | None]:
     if path.is_dir():
         return _probe_folder(path)
     if _is_gif(path):
@@ -431,7 +438,10 @@ def _probe_video(path: Path) -> tuple[int, int, int]:
 
 
 def probe(path: PathLike) -> MediaInfo:
-    """Return the kind, frame count and frame size of a media file without decoding every frame.
+    """Return the kind, frame count, frame size and frame rate of a media file without decoding every frame.
+
+    ``fps`` is the container's average frame rate (a GIF's: frames over the summed frame durations); None
+    for images, frame folders and files that declare no rate.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -439,10 +449,10 @@ def probe(path: PathLike) -> MediaInfo:
         DecodeError: the file is empty, corrupt, truncated or has no frames.
     """
     p, kind = _check_readable(path)
-    num_frames, height, width = _probe_image(p) if kind == "image" else _probe_video(p)
+    num_frames, height, width, fps = (*_probe_image(p), None) if kind == "image" else _probe_video(p)
     if num_frames <= 0:
         raise _decode_error(p, "it contains no video frames", "Regenerate it")
-    return MediaInfo(path=str(path), kind=kind, num_frames=num_frames, height=height, width=width)
+    return MediaInfo(path=str(path), kind=kind, num_frames=num_frames, height=height, width=width, fps=fps)
 
 
 def _normalize_indices(indices: Sequence[int]) -> list[int]:
