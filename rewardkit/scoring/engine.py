@@ -268,7 +268,7 @@ def score(
         rewards, device=device, dtype=dtype, weights=weights or {}, frames=frames, weighting=weighting, seed=seed
     )
     extra = [column for slot in slots for column in slot.extra_columns.values()]
-    writer.columns = list(dict.fromkeys([*COLUMNS, "backend", *done.columns, *extra]))
+    writer.columns = list(dict.fromkeys([*COLUMNS, *done.columns, *extra]))
     finished = {(row.path, row.reward, row.options) for row in done.itertuples() if row.status in ("ok", "skipped")}
     engine = Engine(slots, writer, finished)
     try:
