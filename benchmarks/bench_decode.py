@@ -11,8 +11,8 @@ select) sit side by side. Two encodings of the same frames: a keyframe every 16 
 is then a keyframe) and every 250 (libx264's default, as ``write_video`` writes: the clip is one GOP, so a
 sparse read still decodes frames 0..48).
 
-The "full" group decodes every frame of the GOP 250 clip to RGB with each backend, next to ``ffmpeg -v
-error -threads 1 -i CLIP -f null -`` (decoding only, no RGB conversion: the physical limit of one CPU
+The "full" group decodes every frame of the GOP 250 clip to RGB with each backend, next to ``ffmpeg
+-benchmark -threads 1 -i CLIP -f null -`` (decoding only, no RGB conversion: the physical limit of one CPU
 decoder thread here; both backends decode with one thread). Its time is ffmpeg's own ``-benchmark`` real
 time (process start-up excluded), kept in ``extra_info["ffmpeg_seconds"]``; the row is skipped when the
 ``ffmpeg`` command is absent.
@@ -103,8 +103,9 @@ def test_full_decode(benchmark: BenchmarkFixture, clips: dict[str, Path], backen
 
 
 def ffmpeg_null_seconds(path: Path) -> float:
-    """ffmpeg's own real time (``-benchmark``'s rtime) for decoding ``path`` to nothing on one thread."""
-    command = ["ffmpeg", "-nostdin", "-v", "error", "-benchmark", "-threads", "1", "-i", str(path), "-f", "null", "-"]
+    """ffmpeg's own real time (``-benchmark``'s rtime, printed at the default log level) for decoding
+    ``path`` to nothing on one thread."""
+    command = ["ffmpeg", "-nostdin", "-hide_banner", "-benchmark", "-threads", "1", "-i", str(path), "-f", "null", "-"]
     result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
     return float(re.search(r"rtime=([0-9.]+)s", result.stdout + result.stderr).group(1))
 
