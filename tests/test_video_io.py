@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -577,3 +578,30 @@ def test_write_video_keeps_libx264_default_gop(tmp_path: Path) -> None:
     with av.open(str(path)) as container:
         keyframes = [packet.is_keyframe for packet in container.demux(video=0) if packet.size]
     assert len(keyframes) == 40 and keyframes.count(True) == 1  # x264's default keyint is 250
+
+
+# ------------------------------------------------------------------------- decode device and rows
+
+
+def test_decode_device_cuda_is_a_clear_usage_error_without_support(videos: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """`score --decode-device cuda` where torchcodec or the GPU is missing: exit 2 with the reason."""
+    import torch
+
+    from rewardkit.cli import main
+
+    if io._torchcodec_decoders() is not None and torch.cuda.is_available():
+        pytest.skip("this machine can decode on the GPU")
+    code = main(["score", str(videos[".mp4"]), "--reward", "temporal_flickering", "--decode-device", "cuda",
+                 "--no-progress", "--workers", "0"])
+    assert code == 2
+    assert re.search(r"decoding on 'cuda' needs (a CUDA GPU|torchcodec)", capsys.readouterr().err)
+
+
+def test_rows_record_the_backend(videos: dict[str, Path], tmp_path: Path) -> None:
+    """Each row says which library decoded its file: the video backend for a video, Pillow for an image."""
+    from rewardkit.scoring import score
+
+    Image.fromarray(make_frames(1)[0]).save(tmp_path / "still.png")
+    rows = score([videos[".mp4"], tmp_path / "still.png"], ["temporal_flickering"], workers=0, progress=False)
+    backends = {Path(path).suffix: backend for path, backend in zip(rows["path"], rows["backend"], strict=True)}
+    assert backends == {".mp4": video_backend(), ".png": "pillow"}
