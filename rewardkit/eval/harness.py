@@ -70,6 +70,7 @@ def evaluate(
     batch_size: int = 8,
     workers: int | None = None,
     progress: bool = True,
+    decode_device: str = "cpu",
 ) -> EvalRun:
     """Score ``videos`` on every dimension of ``suite`` and aggregate.
 
@@ -118,6 +119,7 @@ def evaluate(
             workers=workers,
             weights=weights,
             progress=progress,
+            decode_device=decode_device,
         )
         parts.append(result.assign(dimension=dimension.name))
     per_video = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["path", "dimension", "status", "score", "n_frames"])
