@@ -126,7 +126,12 @@ def finetune(
 class Trainer:
     def __init__(self, config: Recipe, resume: bool = False) -> None:
         from accelerate import Accelerator
-        from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin, ProjectConfiguration, set_seed
+        from accelerate.utils import (
+            DataLoaderConfiguration,
+            GradientAccumulationPlugin,
+            ProjectConfiguration,
+            set_seed,
+        )
 
         self.config, self.resume = config, resume
         train = config.train

@@ -41,10 +41,15 @@ import torch
 
 from rewardkit.errors import UserInputError
 from rewardkit.finetune.objectives import register_objective
-from rewardkit.finetune.objectives.base import Gather, Objective, ObjectiveConfig, option
-from rewardkit.finetune.objectives.losses import clipped_surrogate, gaussian_log_prob, group_advantages, sde_kl
+from rewardkit.finetune.objectives.base import Gather, Objective, ObjectiveConfig, Processes, option
+from rewardkit.finetune.objectives.losses import (
+    clipped_surrogate,
+    gaussian_log_prob,
+    group_advantages,
+    sde_kl,
+)
 
-__all__ = ["GRPOConfig", "GRPO", "deal_groups"]
+__all__ = ["GRPOConfig", "GRPO", "deal_groups", "gathered_advantages"]
 
 
 def deal_groups(prompts: int, group_size: int, rank: int, count: int) -> torch.Tensor:
@@ -54,6 +59,18 @@ def deal_groups(prompts: int, group_size: int, rank: int, count: int) -> torch.T
     if total % count:
         raise UserInputError(f"{prompts} prompts x group_size {group_size} videos cannot be shared evenly by {count} processes")
     return torch.arange(rank, total, count)
+
+
+def gathered_advantages(rewards: torch.Tensor, prompts: int, group_size: int, processes: Processes, clip: float = 5.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """This process's advantages and every video's reward in global order, from this process's rewards
+    (its videos as ``deal_groups`` deals them): the rewards of all processes are gathered, so each group's
+    mean and std use all of its members wherever they were sampled."""
+    gathered = processes.gather(rewards).cpu()
+    order = torch.cat([deal_groups(prompts, group_size, rank, processes.count) for rank in range(processes.count)])
+    every = torch.empty_like(gathered)
+    every[order] = gathered
+    advantages = group_advantages(every, torch.arange(len(every)) // group_size, clip=clip)
+    return advantages[deal_groups(prompts, group_size, processes.rank, processes.count)], every
 
 
 @dataclass
@@ -178,7 +195,7 @@ class GRPO(Objective):
             raise UserInputError(f"only {len(trainable)} of the {count} rollout steps are stochastic; lower objective.train_fraction / window_size")
         chosen = sorted(rng.choice(trainable, wanted, replace=False).tolist()) if config.train_steps == "random" else trainable
         rewards = rewards.detach().float()
-        advantages, global_rewards = self.global_advantages(rewards, mine, len(every_prompt))
+        advantages, global_rewards = gathered_advantages(rewards.to(self.device), len(every_prompt), size, processes, config.advantage_clip)
         self.rollouts += 1
         rollout = {
             "prompts": prompts, "conditioning": conditioning, "levels": levels, "chain": chain, "steps": chosen,
@@ -189,17 +206,6 @@ class GRPO(Objective):
         chunks = self._split(rollout, config.updates_per_rollout)
         self.pending = chunks[1:]
         return chunks[0]
-
-    def global_advantages(self, rewards: torch.Tensor, mine: torch.Tensor, prompts: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """This process's advantages (and every video's reward in global order): the rewards of all
-        processes are gathered and each group's statistics use all of its members."""
-        processes, size = self.processes, self.config.group_size
-        gathered = processes.gather(rewards.to(self.device)).cpu()
-        order = torch.cat([deal_groups(prompts, size, rank, processes.count) for rank in range(processes.count)])
-        every = torch.empty_like(gathered)
-        every[order] = gathered
-        advantages = group_advantages(every, torch.arange(len(every)) // size, clip=self.config.advantage_clip)
-        return advantages[mine], every
 
     @staticmethod
     def _split(rollout: dict[str, Any], chunks: int) -> list[dict[str, Any]]:

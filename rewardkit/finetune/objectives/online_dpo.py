@@ -59,7 +59,7 @@ def preference_pairs(rewards: torch.Tensor, group_size: int, pairing: str, min_m
         else:
             raise ValueError(f"pairing must be 'best_worst' or 'all', got {pairing!r}")
         winners += [start + w for w, _ in candidates]
-        losers += [start + l for _, l in candidates]
+        losers += [start + loser for _, loser in candidates]
     winners_t, losers_t = torch.tensor(winners), torch.tensor(losers)
     margins = rewards.reshape(-1)[winners_t] - rewards.reshape(-1)[losers_t]
     return winners_t, losers_t, (margins > min_margin).float()
