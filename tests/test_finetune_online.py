@@ -345,3 +345,20 @@ def test_two_process_online_runs(recipe, tmp_path):
     assert [int(row["step"]) for row in rows] == [1, 2]
     if "grpo" in recipe:
         assert all(float(row["ratio_max_deviation"]) == 0.0 for row in rows)
+
+
+@pytest.mark.slow
+def test_gpu_grpo_benchmark_runs_tiny_on_cpu(tmp_path):
+    """benchmarks/gpu/grpo_gpu.py --tiny: the same code path on the tiny Wan on CPU writes its JSON with
+    finite rollout and update times, 2 trained steps of 4 (60%), and an on-policy ratio of exactly 1."""
+    import importlib.util
+    import json
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu" / "grpo_gpu.py"
+    spec = importlib.util.spec_from_file_location("grpo_gpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--tiny", "--steps", "1", "--out", str(tmp_path / "grpo.json")])
+    report = json.loads((tmp_path / "grpo.json").read_text())
+    assert math.isfinite(report["rollout_s"]) and math.isfinite(report["update_s"]) and report["decoding_s"] > 0
+    assert report["trained_steps"] == 2 and report["ratio_max_deviation"] == 0.0

@@ -4,4 +4,6 @@
 # Writes benchmarks/gpu/results.json. See benchmarks/gpu/finetune_gpu.py for what is measured.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-exec timeout 480 uv run python benchmarks/gpu/finetune_gpu.py --out benchmarks/gpu/results.json "$@"
+timeout 480 uv run python benchmarks/gpu/finetune_gpu.py --out benchmarks/gpu/results.json "$@"
+# Issue 10: one Wan2.1-1.3B GRPO step (K 4, 20 steps, 33x240x416): rollout / update time, peak memory.
+timeout 300 uv run python benchmarks/gpu/grpo_gpu.py --out benchmarks/gpu/grpo_results.json
