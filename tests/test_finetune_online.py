@@ -327,16 +327,24 @@ def test_group_statistics_over_two_processes_equal_one_process():
         torch.testing.assert_close(results[rank], expected[deal_groups(3, 4, rank, 2)], rtol=0, atol=0)
 
 
+@pytest.fixture(scope="module")
+def wan_dir(tmp_path_factory) -> Path:
+    """The tiny Wan pipeline in a folder (two processes must not both write it into the cache)."""
+    from rewardkit.testing.wan import write_tiny_wan_pipeline
+
+    return write_tiny_wan_pipeline(tmp_path_factory.mktemp("tiny-wan"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["smoke-tiny-wan-grpo", "smoke-tiny-wan-online-dpo"])
-def test_two_process_online_runs(recipe, tmp_path):
+def test_two_process_online_runs(recipe, wan_dir, tmp_path):
     """torchrun --nproc_per_node 2 (gloo on CPU) of each online objective's Wan smoke recipe: both
     processes exit 0 and the logged rows exist; GRPO's ratio is exactly 1 on both processes (its groups
     span the two processes, the advantages come from the gathered rewards)."""
     run = tmp_path / "run"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29500 + (os.getpid() + 3) % 1000),
-        "-m", "rewardkit.cli", "finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'train.output_dir="{run}"',
+        "-m", "rewardkit.cli", "finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'train.output_dir="{run}"', "--set", f'model.path="{wan_dir}"',
         "--set", "train.progress=false", "--set", "train.batch_size=1", "--set", "train.sample_every=0",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
