@@ -233,3 +233,113 @@ def test_objective_step(benchmark, adapters, peak_mb, family, mode):
         print(f"\n{family} {mode}: step {STEP_SECONDS[family, mode]:.2f} s ({STEP_SECONDS[family, mode] / STEP_SECONDS[editing]:.2f}x "
               f"reward_backprop editing), peak {peak_mb[family, mode]:.0f} MB ({peak_mb[family, mode] / peak_mb[editing]:.2f}x)")
     assert peak_mb[family, mode] > 0
+
+
+# ------------------------------------------------------------------------------------------ online objectives
+#
+# One online_dpo step and one grpo step on the same UNet3D config (16 frames, 32x32, CPU, one thread), 2
+# prompts x a group of 4, D = 10 rollout steps, VBench temporal flickering (weight-free, every frame) as
+# the reward, split into sampling (the denoiser chain), decoding (the VAE, only the frames the reward's
+# sampler picks), scoring (the reward on those frames) and update (the objective's loss and backward over
+# every part). Sampling dominates. What rewardkit does about it: each group's videos go through the
+# denoiser as ONE batch per step (not one video at a time; ``rollout_batched_vs_per_video`` below measures
+# the ratio), rollouts run under no_grad, CFG is off in GRPO rollouts by default (one forward per step,
+# not two), and GRPO trains on a fraction of the steps (the update is 2 x 5 passes with graph, not 2 x 10).
+
+ONLINE_MODES = ("online_dpo", "grpo")
+
+
+@pytest.fixture(scope="module")
+def unet3d(adapters) -> VideoDiffusionAdapter:
+    if "unet3d" not in adapters:
+        adapters["unet3d"] = _adapter()
+    return adapters["unet3d"]
+
+
+def _online_objective(adapter, name: str):
+    from rewardkit.finetune.config import load_recipe
+    from rewardkit.finetune.objectives import get_objective
+    from rewardkit.finetune.objectives.reward_backprop import build_reward_function
+
+    recipe = Path(__file__).resolve().parents[1] / "finetune" / f"smoke-tiny-{name.replace('_', '-')}.toml"
+    config = load_recipe(recipe, ["objective.group_size=4", "objective.num_inference_steps=10", "model.num_frames=16", "model.height=32", "model.width=32"])
+    reward = build_reward_function(["temporal_flickering"], differentiable=False)
+    return get_objective(name)(config, adapter, reward, torch.device("cpu"))
+
+
+def _online_step(adapter, name: str, seed: int) -> dict[str, float]:
+    """Seconds of each phase of one step (decoding and scoring timed inside the rollout by wrapping the
+    adapter's decode_frames and the reward's score_sampled; sampling = the rest of the rollout)."""
+    objective = _online_objective(adapter, name)
+    spent = {"decoding": 0.0, "scoring": 0.0}
+
+    def timed(function, key):
+        def run(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[key] += time.perf_counter() - started
+        return run
+
+    term = objective.reward.terms[0].module
+    adapter.decode_frames, term.score_sampled = timed(adapter.decode_frames, "decoding"), timed(term.score_sampled, "scoring")
+    try:
+        generator, rng = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
+        started = time.perf_counter()
+        batch = objective.rollout({"prompts": ["a cat", "a dog"]}, generator, rng)
+        rollout = time.perf_counter() - started
+        started = time.perf_counter()
+        parts = objective.micro_batches(batch)
+        for part in parts:
+            loss, _ = objective.loss(part, generator, rng)
+            (loss / len(parts)).backward()
+        update = time.perf_counter() - started
+        adapter.denoiser.zero_grad(set_to_none=True)
+    finally:
+        del adapter.decode_frames, term.score_sampled  # back to the class methods
+    return {"sampling": rollout - spent["decoding"] - spent["scoring"], **spent, "update": update}
+
+
+def _rollout_seconds(adapter, per_video: bool) -> float:
+    """The 8 videos of 2 groups through a D = 10 chain: one batch of 8, or one video at a time."""
+    conditioning = adapter.encode_prompts(["a cat"] * 8, guidance=False)
+    latents = torch.randn(adapter.latent_shape(8), generator=torch.Generator().manual_seed(0))
+    levels = adapter.schedule(10)
+    started = time.perf_counter()
+    with torch.no_grad():
+        for rows in ([slice(i, i + 1) for i in range(8)] if per_video else [slice(0, 8)]):
+            x = latents[rows]
+            for level, next_level in zip(levels[:-1], levels[1:], strict=True):
+                x = adapter.sde_step(x, level, next_level, conditioning.select(rows), 1.0, noise_level=1.0)[0]
+    return time.perf_counter() - started
+
+
+@pytest.mark.parametrize("name", ONLINE_MODES)
+def test_online_step_split(benchmark, unet3d, name):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        benchmark.group = "online step split, 16 frames 32x32, K 4, D 10, CPU 1 thread"
+        phases = benchmark.pedantic(_online_step, args=(unet3d, name, 1), rounds=1, iterations=1)
+    finally:
+        torch.set_num_threads(threads)
+    total = sum(phases.values())
+    benchmark.extra_info |= {f"{key}_s": value for key, value in phases.items()}
+    benchmark.extra_info |= {f"{key}_share": value / total for key, value in phases.items()}
+    print(f"\n{name}: " + ", ".join(f"{key} {value:.2f} s ({value / total:.0%})" for key, value in phases.items()))
+    assert all(value >= 0 for value in phases.values()) and phases["sampling"] > 0 and phases["update"] > 0
+
+
+def test_rollout_batched_vs_per_video(benchmark, unet3d):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        benchmark.group = "rollout of 8 videos, D 10, CPU 1 thread"
+        batched = benchmark.pedantic(_rollout_seconds, args=(unet3d, False), rounds=1, iterations=1)
+        per_video = _rollout_seconds(unet3d, True)
+    finally:
+        torch.set_num_threads(threads)
+    benchmark.extra_info |= {"batched_s": batched, "per_video_s": per_video, "speedup": per_video / batched}
+    print(f"\nrollout of 8 videos: batched {batched:.2f} s, one at a time {per_video:.2f} s ({per_video / batched:.2f}x)")
+    assert batched > 0

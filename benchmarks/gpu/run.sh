@@ -7,4 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 timeout 480 uv run python benchmarks/gpu/finetune_gpu.py --out benchmarks/gpu/results.json "$@"
-exec timeout 480 uv run python benchmarks/gpu/scoring_gpu.py --out benchmarks/gpu/scoring.json
+timeout 480 uv run python benchmarks/gpu/scoring_gpu.py --out benchmarks/gpu/scoring.json
+# Issue 10: one Wan2.1-1.3B GRPO step (K 4, 20 steps, 33x240x416): rollout / update time, peak memory.
+timeout 300 uv run python benchmarks/gpu/grpo_gpu.py --out benchmarks/gpu/grpo_results.json

@@ -47,6 +47,7 @@ import torch
 from rewardkit.finetune.config import Recipe, load_recipe, recipe_to_toml
 from rewardkit.finetune.lora import LORA_FILE, add_lora, save_lora
 from rewardkit.finetune.objectives import get_objective
+from rewardkit.finetune.objectives.base import Processes
 from rewardkit.finetune.objectives.reward_backprop import build_reward_function, check_reward_specs
 
 __all__ = ["finetune", "NonFiniteLossError", "latest_checkpoint", "checkpoint_problem"]
@@ -128,21 +129,29 @@ def finetune(
 class Trainer:
     def __init__(self, config: Recipe, resume: bool = False) -> None:
         from accelerate import Accelerator
-        from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+        from accelerate.utils import (
+            DataLoaderConfiguration,
+            GradientAccumulationPlugin,
+            ProjectConfiguration,
+            set_seed,
+        )
 
         self.config, self.resume = config, resume
         train = config.train
         self.run_dir = Path(train.output_dir)
+        self.objective_class = get_objective(config.objective.name)
         self.accelerator = Accelerator(
             mixed_precision=train.mixed_precision,
-            gradient_accumulation_steps=train.gradient_accumulation_steps,
+            # Accumulate by count only: the batches are endless (an epoch's end must not step the optimizer early).
+            gradient_accumulation_plugin=GradientAccumulationPlugin(
+                num_steps=train.gradient_accumulation_steps * self.objective_class.parts_per_batch(config.objective), sync_with_dataloader=False
+            ),
             cpu=train.device == "cpu",
             project_config=ProjectConfiguration(project_dir=str(self.run_dir)),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         )
         set_seed(train.seed)
         self.device = self.accelerator.device
-        self.objective_class = get_objective(config.objective.name)
         self.dataset = self.objective_class.build_dataset(config)  # rows checked before any model loads
 
     # ---------------------------------------------------------------------------------- setup
@@ -165,6 +174,10 @@ class Trainer:
                 differentiable=self.objective_class.reward_use == "differentiable",
             )
         self.objective = self.objective_class(config, self.adapter, self.reward, self.device)
+        from accelerate.utils import gather_object
+
+        accelerator = self.accelerator
+        self.objective.processes = Processes(accelerator.process_index, accelerator.num_processes, accelerator.gather, gather_object)
         if self.accelerator.is_main_process:
             for line in self.objective.announce():
                 print(f"rewardkit finetune: {line}", file=sys.stderr)
@@ -243,18 +256,19 @@ class Trainer:
                 generator, rng = _step_generators(train.seed, micro, rank)
                 with self._unwrapped():
                     batch = self.objective.rollout(batch, generator, rng)
-                with accelerator.accumulate(self.adapter.denoiser_forward):
-                    loss, details = self.objective.loss(batch, generator, rng)
-                    self._stop_if_nonfinite(step + 1, loss, batch, details)
-                    accelerator.backward(loss)
-                    grad_norm = float("nan")
-                    if accelerator.sync_gradients:
-                        # max_grad_norm = 0: no clipping, but the (unscaled, under fp16) norm is still computed
-                        limit = train.max_grad_norm if train.max_grad_norm > 0 else float("inf")
-                        grad_norm = float(accelerator.clip_grad_norm_(self.parameters, limit))
-                    self.optimizer.step()
-                    self.scheduler.step()
-                    self.optimizer.zero_grad(set_to_none=True)
+                for part in self.objective.micro_batches(batch):
+                    with accelerator.accumulate(self.adapter.denoiser_forward):
+                        loss, details = self.objective.loss(part, generator, rng)
+                        self._stop_if_nonfinite(step + 1, loss, part, details)
+                        accelerator.backward(loss)
+                        grad_norm = float("nan")
+                        if accelerator.sync_gradients:
+                            # max_grad_norm = 0: no clipping, but the (unscaled, under fp16) norm is still computed
+                            limit = train.max_grad_norm if train.max_grad_norm > 0 else float("inf")
+                            grad_norm = float(accelerator.clip_grad_norm_(self.parameters, limit))
+                        self.optimizer.step()
+                        self.scheduler.step()
+                        self.optimizer.zero_grad(set_to_none=True)
             step += 1
             row = self._log(step, loss, details, grad_norm, time.perf_counter() - started)
             progress.update(1)

@@ -8,6 +8,8 @@ are pure functions in ``rewardkit.finetune.objectives.losses``.
 | ``dpo`` | Diffusion-DPO (epsilon / v models) and Flow-DPO (flow models) on preference pairs | pairs JSONL |
 | ``rwr`` | reward-weighted regression of the denoising / flow loss | clips with rewards, or prompts + a reward (rollouts) |
 | ``gran_dpo`` | patch-aware DPO (HALO-style) | pairs JSONL + a patch reward or per-patch rewards in the pairs |
+| ``online_dpo`` | DPO on pairs of fresh samples of the current policy ranked by rewards (OnlineVPO) | prompts + rewards |
+| ``grpo`` | group-relative policy optimisation on SDE rollouts (Flow-GRPO, DanceGRPO; DDPO-style on DDPM) | prompts + rewards |
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ OBJECTIVE_MODULES = {
     "dpo": "rewardkit.finetune.objectives.dpo",
     "rwr": "rewardkit.finetune.objectives.rwr",
     "gran_dpo": "rewardkit.finetune.objectives.gran_dpo",
+    "online_dpo": "rewardkit.finetune.objectives.online_dpo",
+    "grpo": "rewardkit.finetune.objectives.grpo",
 }
 
 _OBJECTIVES: dict[str, type[Objective]] = {}

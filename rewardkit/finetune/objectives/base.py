@@ -22,10 +22,26 @@ if TYPE_CHECKING:
     from rewardkit.finetune.models.base import VideoDiffusionAdapter
     from rewardkit.finetune.objectives.reward_backprop import RewardFunction
 
-__all__ = ["option", "ObjectiveConfig", "Objective", "Gather", "describe"]
+__all__ = ["option", "ObjectiveConfig", "Objective", "Gather", "Processes", "describe"]
 
 Gather = Callable[[torch.Tensor], torch.Tensor]
 """Concatenate a tensor over all processes (``accelerator.gather``); identity on one process."""
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@dataclass
+class Processes:
+    """The processes of a run as an objective sees them (the trainer sets accelerate's): this process's
+    rank, their count, and collectives concatenating tensors (``gather``) or lists (``gather_objects``)
+    over all processes in rank order. One process by default."""
+
+    rank: int = 0
+    count: int = 1
+    gather: Gather = _same
+    gather_objects: Callable[[list], list] = _same
 
 
 def option(default: Any, help: str) -> Any:  # noqa: A002 - the dataclasses/argparse word
@@ -39,7 +55,7 @@ def option(default: Any, help: str) -> Any:  # noqa: A002 - the dataclasses/argp
 class ObjectiveConfig:
     """Fields every objective has: its name and the sampler of sample videos (and rollouts)."""
 
-    name: str = option("reward_backprop", "The objective (registered name): reward_backprop, dpo, rwr or gran_dpo.")
+    name: str = option("reward_backprop", "The objective (registered name): reward_backprop, dpo, rwr, gran_dpo, online_dpo or grpo.")
     num_inference_steps: int = option(20, "D, the sampler's denoising steps (DDPM: DDIM step map d(i) = (T/D)(i-1)+1).")
     guidance_scale: float = option(3.0, "Classifier-free guidance scale of the sampler; 1 turns guidance off.")
     negative_prompt: str = option("", "Negative prompt of classifier-free guidance.")
@@ -74,6 +90,18 @@ class Objective(ABC):
 
     def __init__(self, recipe: Recipe, adapter: VideoDiffusionAdapter, reward: RewardFunction | None, device: torch.device) -> None:
         self.recipe, self.config, self.adapter, self.reward, self.device = recipe, recipe.objective, adapter, reward, device
+        self.processes = Processes()
+
+    @classmethod
+    def parts_per_batch(cls, config: ObjectiveConfig) -> int:
+        """How many backward passes one (rolled-out) batch takes (``micro_batches``); the trainer
+        accumulates their gradients into one optimizer step per ``gradient_accumulation_steps`` batches."""
+        return 1
+
+    def micro_batches(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """The (rolled-out) batch as ``parts_per_batch`` parts, each one backward pass (e.g. GRPO: one
+        per trained denoising step)."""
+        return [batch]
 
     @classmethod
     def build_dataset(cls, recipe: Recipe) -> torch.utils.data.Dataset:

@@ -7,6 +7,8 @@ sum would need beta / (C F H W)). ``w`` winner, ``l`` loser, ``ref`` the referen
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -20,6 +22,10 @@ __all__ = [
     "patch_errors",
     "patch_weights",
     "gran_dpo_loss",
+    "gaussian_log_prob",
+    "group_advantages",
+    "clipped_surrogate",
+    "sde_kl",
 ]
 
 
@@ -34,11 +40,17 @@ def dpo_inside(policy_w: torch.Tensor, ref_w: torch.Tensor, policy_l: torch.Tens
     return -0.5 * beta * ((policy_w - ref_w) - (policy_l - ref_l))
 
 
-def dpo_loss(policy_w: torch.Tensor, ref_w: torch.Tensor, policy_l: torch.Tensor, ref_l: torch.Tensor, beta) -> tuple[torch.Tensor, torch.Tensor]:
+def dpo_loss(
+    policy_w: torch.Tensor, ref_w: torch.Tensor, policy_l: torch.Tensor, ref_l: torch.Tensor, beta, weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(-mean logsigmoid(inside), inside)``: the mean of the per-pair log-sigmoids (not the logsigmoid of
-    the mean, diffusers #6702)."""
+    the mean, diffusers #6702). ``weights`` (per pair, e.g. 0 for a dropped pair): the weighted mean
+    ``-sum w logsigmoid(inside) / max(sum w, 1)`` instead."""
     inside = dpo_inside(policy_w, ref_w, policy_l, ref_l, beta)
-    return -F.logsigmoid(inside).mean(), inside
+    if weights is None:
+        return -F.logsigmoid(inside).mean(), inside
+    weights = weights.to(inside)
+    return -(weights * F.logsigmoid(inside)).sum() / weights.sum().clamp(min=1.0), inside
 
 
 def beta_at_levels(beta: float, times: torch.Tensor, schedule: str) -> torch.Tensor:
@@ -139,3 +151,40 @@ def gran_dpo_loss(
     video_inside = (areas.to(inside) * inside).sum(1)
     loss = -(F.logsigmoid(patch_inside) + video_weight * F.logsigmoid(video_inside)).mean() / (1 + video_weight)
     return loss, patch_inside
+
+
+def gaussian_log_prob(sample: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``log N(sample; mean, std^2)`` as the MEAN over every latent element (Flow-GRPO, DDPO),
+    in float32, ``[B]``. ``std`` broadcasts against ``sample`` and must be positive."""
+    sample, mean, std = sample.float(), mean.float(), std.float()
+    if bool((std <= 0).any()):
+        raise ValueError("the step's std is 0 (a deterministic step has no Gaussian log-probability); train on stochastic steps only")
+    log_prob = -((sample - mean) ** 2) / (2 * std**2) - torch.log(std) - 0.5 * math.log(2 * math.pi)
+    return log_prob.flatten(1).mean(1) if log_prob.dim() > 1 else log_prob
+
+
+def group_advantages(rewards: torch.Tensor, groups: torch.Tensor, clip: float = 5.0, eps: float = 1e-4) -> torch.Tensor:
+    """GRPO advantages ``(r - mean_g) / (std_g + eps)`` clipped to ``+-clip``, mean and POPULATION std
+    (``unbiased=False``, as flow_grpo's ``np.std``) over each sample's group ``g`` (``groups``: one group
+    id per sample). A tied group gets advantages 0 (it carries no preference)."""
+    rewards = rewards.double().reshape(-1)
+    groups = groups.reshape(-1).to(rewards.device)
+    advantages = torch.zeros_like(rewards)
+    for name in groups.unique():
+        member = groups == name
+        values = rewards[member]
+        advantages[member] = (values - values.mean()) / (values.std(unbiased=False) + eps)
+    return advantages.clamp(-clip, clip).float()
+
+
+def clipped_surrogate(advantages: torch.Tensor, ratio: torch.Tensor, clip_range: float) -> torch.Tensor:
+    """PPO's clipped surrogate loss per sample: ``max(-A ratio, -A clip(ratio, 1 - eps, 1 + eps))``."""
+    advantages = advantages.to(ratio)
+    return torch.maximum(-advantages * ratio, -advantages * ratio.clamp(1 - clip_range, 1 + clip_range))
+
+
+def sde_kl(mean: torch.Tensor, reference_mean: torch.Tensor, std: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """KL between the policy's and the reference's Gaussian step (same std) per sample, scaled by beta:
+    ``beta * mean((mu - mu_ref)^2) / (2 sigma^2)`` (Flow-GRPO; mean over latent elements), ``[B]``."""
+    squared = (mean.float() - reference_mean.float()) ** 2 / (2 * std.float() ** 2)
+    return beta * (squared.flatten(1).mean(1) if squared.dim() > 1 else squared)
