@@ -30,12 +30,20 @@ from rewardkit.registry import create_reward, get_reward_info, parse_reward_spec
 from rewardkit.rewards.errors import NotApplicable
 from rewardkit.scoring.inputs import MediaItem, collect_media, find_prompt, prompt_table
 from rewardkit.scoring.results import COLUMNS, ResultsWriter, combine_results
-from rewardkit.video.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, DecodeError, media_kind, probe, read_frames
+from rewardkit.video.io import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    DecodeError,
+    iter_frames,
+    media_kind,
+    probe,
+    read_frames,
+)
 from rewardkit.video.sampling import FrameSampler, parse_sampler
 from rewardkit.video.weighting import FrameWeighting, parse_weighting
 from rewardkit.weights import weights_for
 
-__all__ = ["Engine", "ScorerSlot", "WEIGHT_FREE_REWARDS", "build_slots", "score"]
+__all__ = ["DECODE_BUDGET_BYTES", "Engine", "ScorerSlot", "WEIGHT_FREE_REWARDS", "build_slots", "check_decode_budget", "score"]
 
 # Scored when no reward is named: they need no weights, so the quick start works offline.
 WEIGHT_FREE_REWARDS = ("temporal_flickering", "dynamic_degree_flow", "motion_smoothness_flow")
@@ -73,7 +81,8 @@ class ScorerSlot:
     @property
     def plan(self) -> FramePlan:
         sampler = self.module.sampler if self.modality == "video" else self.sampler
-        return FramePlan(self.label, self.modality, sampler, self.seed, getattr(self.module, "preprocessor", None))
+        streams = self.modality == "video" and getattr(self.module, "stream_chunk", 0) > 0
+        return FramePlan(self.label, self.modality, sampler, self.seed, getattr(self.module, "preprocessor", None), streams)
 
     def prompt_truncated(self, prompt: str | None) -> bool:
         if prompt is None or not hasattr(self.module, "prompt_truncated"):
@@ -132,6 +141,22 @@ def build_slots(
 
 # -------------------------------------------------------------------------------------------- decoding
 
+# The most decoded RGB bytes a reward that needs its sampled frames all at once may hold per file (streaming
+# rewards hold a few frames instead); a file over it is that reward's failed row, never an out-of-memory crash.
+DECODE_BUDGET_BYTES = int(float(os.environ.get("REWARDKIT_DECODE_BUDGET_GB", "4")) * 2**30)
+
+
+def check_decode_budget(frames: int, height: int, width: int) -> None:
+    """Raise ValueError when ``frames`` RGB frames of ``height`` x ``width`` exceed ``DECODE_BUDGET_BYTES``."""
+    needed = frames * height * width * 3
+    if needed > DECODE_BUDGET_BYTES:
+        raise ValueError(
+            f"this reward needs {frames} frames of {width}x{height} decoded at once ({needed / 2**30:.1f} GiB), over the "
+            f"decode budget of {DECODE_BUDGET_BYTES / 2**30:.1f} GiB; sample fewer frames (--frames segmental:S or "
+            f"uniform:N for image rewards) or raise REWARDKIT_DECODE_BUDGET_GB"
+        )
+
+
 
 @dataclass(frozen=True)
 class FramePlan:
@@ -143,13 +168,14 @@ class FramePlan:
     sampler: FrameSampler
     seed: int
     preprocess: Any
+    streams: bool = False  # a video reward that decodes its frames while it scores (``score_stream``)
 
-    def indices(self, path: str, kind: str, num_frames: int) -> list[int]:
+    def indices(self, path: str, kind: str, num_frames: int, fps: float | None = None) -> list[int]:
         if kind == "image":
             return [0]
         # Per-file generator: random sampling does not depend on batch size, worker count or file order.
         rng = np.random.default_rng([self.seed, zlib.crc32(f"{self.label}|{path}".encode())])
-        return self.sampler.indices(num_frames, rng)
+        return self.sampler.indices(num_frames, rng, fps=fps)
 
 
 class _DecodeDataset(Dataset):
@@ -177,16 +203,26 @@ class _DecodeDataset(Dataset):
             wanted: list[list[int] | Exception] = []
             for plan in self.plans:
                 try:
-                    wanted.append(plan.indices(item.path, info.kind, info.num_frames))
+                    indices = plan.indices(item.path, info.kind, info.num_frames, info.fps)
+                    if not plan.streams:
+                        check_decode_budget(len(set(indices)), info.height, info.width)
+                    wanted.append(indices)
                 except ValueError as error:
                     wanted.append(error)
-            union = sorted({index for indices in wanted if isinstance(indices, list) for index in indices})
+            union = sorted({
+                index
+                for plan, indices in zip(self.plans, wanted, strict=True)
+                if isinstance(indices, list) and not plan.streams
+                for index in indices
+            })
             frames = dict(zip(union, read_frames(item.path, union), strict=True)) if union else {}
             for plan, indices in zip(self.plans, wanted, strict=True):
                 if isinstance(indices, Exception):
                     result["per_slot"].append(indices)
                 elif plan.modality == "video" and info.kind == "image":
                     result["per_slot"].append(None)  # not applicable: a still image has no time axis
+                elif plan.streams:
+                    result["per_slot"].append((indices, None))  # decoded while scored, in the main process
                 elif plan.modality == "video":
                     stacked = np.stack([frames[index] for index in indices])
                     result["per_slot"].append((indices, torch.from_numpy(stacked).permute(0, 3, 1, 2)))
@@ -341,7 +377,7 @@ class Engine:
                 except NotApplicable as error:  # e.g. VBench's flicker on a moving video: left out, not failed
                     self._emit(base, status="skipped", error=str(error))
                     continue
-                except (ValueError, RuntimeError) as error:
+                except (ValueError, RuntimeError, DecodeError, OSError) as error:
                     self._emit(base, status="failed", error=f"{type(error).__name__}: {error}")
                     continue
                 base["seconds"] += time.perf_counter() - started
@@ -356,11 +392,15 @@ class Engine:
 
     @staticmethod
     def _score_video(
-        slot: ScorerSlot, item: MediaItem, tensors: torch.Tensor, indices: list[int], num_frames: int
+        slot: ScorerSlot, item: MediaItem, tensors: torch.Tensor | None, indices: list[int], num_frames: int
     ) -> dict[str, float]:
-        """Run a video reward on one file's sampled frames; its own randomness is seeded per file."""
+        """Run a video reward on one file's sampled frames (``tensors``, or decoded here chunk by chunk for
+        a streaming reward); its own randomness is seeded per file."""
         module = slot.module
         rng = np.random.default_rng([slot.seed, zlib.crc32(f"{slot.label}|{item.path}|score".encode())])
+        prompt = item.prompt if slot.needs_prompt else None
+        if tensors is None:
+            return module.score_stream(iter_frames(item.path, indices, module.stream_chunk), indices, num_frames, prompt, rng)
         arguments = (
             tensors[None].to(_device_of(module)),
             torch.tensor([indices], dtype=torch.long),

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import operator
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -45,6 +45,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "DecodeError",
     "MediaInfo",
+    "iter_frames",
     "media_kind",
     "probe",
     "read_frames",
@@ -84,6 +85,7 @@ class MediaInfo:
     num_frames: int
     height: int
     width: int
+    fps: float | None = None  # the container's average frame rate; None for images, frame folders, GIFs
 
 
 def _decode_error(path: Path, cause: str, hint: str) -> DecodeError:
@@ -442,7 +444,15 @@ def probe(path: PathLike) -> MediaInfo:
     num_frames, height, width = _probe_image(p) if kind == "image" else _probe_video(p)
     if num_frames <= 0:
         raise _decode_error(p, "it contains no video frames", "Regenerate it")
-    return MediaInfo(path=str(path), kind=kind, num_frames=num_frames, height=height, width=width)
+    fps = None if kind == "image" or p.is_dir() or _is_gif(p) else _container_fps(p)
+    return MediaInfo(path=str(path), kind=kind, num_frames=num_frames, height=height, width=width, fps=fps)
+
+
+def _container_fps(path: Path) -> float | None:
+    """The video stream's average frame rate as the container records it (None when it records none)."""
+    with _av_open(path) as container:
+        rate = container.streams.video[0].average_rate
+    return float(rate) if rate and rate > 0 else None
 
 
 def _normalize_indices(indices: Sequence[int]) -> list[int]:
@@ -490,6 +500,61 @@ def read_frames(path: PathLike, indices: Sequence[int] | None = None) -> np.ndar
         return frames
     row = {index: position for position, index in enumerate(wanted)}
     return frames[[row[i] for i in order]]
+
+
+def iter_frames(path: PathLike, indices: Sequence[int] | None = None, chunk: int = 16) -> Iterator[np.ndarray]:
+    """Yield the frames at ``indices`` (strictly increasing; None = every frame) as uint8 ``[k, H, W, 3]``
+    RGB arrays of at most ``chunk`` frames, in order, holding no more than one chunk at a time.
+
+    Video files are decoded sequentially with PyAV, converting only the wanted frames; frame folders and
+    GIFs are read ``chunk`` frames at a time. Raises as :func:`read_frames` does, and ValueError for
+    indices that are not strictly increasing or a ``chunk`` below 1.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1 frame, got {chunk}")
+    p, kind = _check_readable(path)
+    wanted = None if indices is None else _normalize_indices(indices)
+    if wanted is not None and any(b <= a for a, b in zip(wanted[:-1], wanted[1:], strict=True)):
+        raise ValueError("iter_frames reads frames in order: indices must be strictly increasing")
+    if kind == "image" or p.is_dir() or _is_gif(p):
+        num_frames = 1 if kind == "image" else _probe_video(p)[0]
+        wanted = list(range(num_frames)) if wanted is None else wanted
+        _check_indices(wanted, num_frames)
+        for start in range(0, len(wanted), chunk):
+            part = wanted[start : start + chunk]
+            yield _read_image(p)[None] if kind == "image" else _read_folder(p, part) if p.is_dir() else _read_gif(p, part)
+        return
+    expected = _probe_pyav(p)[0]
+    if expected == 0:
+        raise _decode_error(p, "it contains no video frames", "Regenerate it")
+    if wanted is not None:
+        _check_indices(wanted, expected)
+    last = expected - 1 if wanted is None else wanted[-1]
+    wanted_set = None if wanted is None else set(wanted)
+    to_rgb, frames, decoded, converted = VideoReformatter(), [], 0, 0
+    with _av_open(p) as container:
+        stream = container.streams.video[0]
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                decoded = index + 1
+                if wanted_set is None or index in wanted_set:
+                    frames.append(to_rgb.reformat(frame, format="rgb24").to_ndarray())
+                    converted += 1
+                if len(frames) == chunk or (index >= last and frames):
+                    yield np.stack(frames)
+                    frames = []
+                if index >= last:
+                    break
+        except av.FFmpegError as exc:
+            raise _decode_error(
+                p, f"decoding failed after {decoded} frame(s) ({_ffmpeg_reason(exc)})", _REENCODE_HINT
+            ) from exc
+    if frames:
+        yield np.stack(frames)
+    if converted < (expected if wanted is None else len(wanted)):
+        raise _decode_error(
+            p, f"only {decoded} of its {expected} frame(s) could be decoded; the file is probably truncated", _REENCODE_HINT
+        )
 
 
 # ------------------------------------------------------------------------------------------- writing
