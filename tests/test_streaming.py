@@ -193,3 +193,22 @@ def test_readme_batch_size_tolerance_holds_for_hpsv2(hps):
                                    for start in range(0, 24, size)]) for size in (1, 3, 8, 24)}
     for size in (1, 3, 8):
         assert (scores[size] - scores[24]).abs().max().item() <= tolerance
+
+
+@pytest.mark.slow  # DINO on 224-px frames, twice over 9 frames: over 10 s on the shared machine
+def test_streamed_subject_consistency_equals_vbench_loop(tmp_path):
+    """Tiny random DINO (official layout): the streamed score (chunks of 4 over 9 frames) equals VBench's
+    per-video loop on the features of every decoded frame: mean over i >= 1 of (max(0, cos(f_i-1, f_i)) +
+    max(0, cos(f_0, f_i))) / 2."""
+    from rewardkit.testing.vbench import write_dino_checkpoint
+
+    path = tmp_path / "square.mp4"
+    write_video(path, moving_square_clip(9, 32, 32, speed=2.0, size=12))
+    metric = create_reward("subject_consistency", weights=str(write_dino_checkpoint(tmp_path / "dino_vitbase16_pretrain.pth")))
+    decoded = read_frames(path)
+    with torch.inference_mode():
+        streamed = metric.score_stream(iter_frames(path, chunk=4), range(9), 9)["score"]
+        features = metric.features(torch.from_numpy(decoded).permute(0, 3, 1, 2).float())
+    unit = (features / features.norm(dim=-1, keepdim=True)).double().numpy()
+    loop = [(max(0.0, unit[i - 1] @ unit[i]) + max(0.0, unit[0] @ unit[i])) / 2 for i in range(1, 9)]
+    assert streamed == pytest.approx(float(np.mean(loop)), abs=1e-5)
