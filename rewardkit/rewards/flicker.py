@@ -69,12 +69,20 @@ class TemporalFlickering(VideoScorer):
         previous: torch.Tensor | None = None
         check = None if self.static_filter is None else PairStream(self.static_filter)
         count = 0
+        buffers: list[torch.Tensor] = []  # uint8 frames: three float32 frames reused, so the heap does not grow
         for chunk in chunks:
             for frame in chunk:
-                # uint8 frames are used exactly as VBench reads them; float frames are scaled back to 0..255.
-                pixels = frame.to(torch.float32) if frame.dtype == torch.uint8 else frame * 255.0
-                if previous is not None:
-                    pair_maes.append((pixels - previous).abs().mean())
+                if frame.dtype == torch.uint8:  # used exactly as VBench reads them
+                    if not buffers or buffers[0].shape != frame.shape:
+                        buffers = [torch.empty(frame.shape, dtype=torch.float32, device=frame.device) for _ in range(3)]
+                    pixels = buffers[0] if previous is not buffers[0] else buffers[1]
+                    pixels.copy_(frame)
+                    if previous is not None:
+                        pair_maes.append(torch.sub(pixels, previous, out=buffers[2]).abs_().mean())
+                else:  # float frames are scaled back to 0..255, with gradients
+                    pixels = frame * 255.0
+                    if previous is not None:
+                        pair_maes.append((pixels - previous).abs().mean())
                 previous = pixels
             count += len(chunk)
             if check is not None:

@@ -82,7 +82,10 @@ class ScorerSlot:
     def plan(self) -> FramePlan:
         sampler = self.module.sampler if self.modality == "video" else self.sampler
         streams = self.modality == "video" and getattr(self.module, "stream_chunk", 0) > 0
-        return FramePlan(self.label, self.modality, sampler, self.seed, getattr(self.module, "preprocessor", None), streams)
+        # A streaming reward without weights (flicker, the OpenCV-flow metrics) scores in the decoding worker.
+        in_worker = streams and next(self.module.parameters(), None) is None
+        preprocess = getattr(self.module, "preprocessor", None)
+        return FramePlan(self.label, self.modality, sampler, self.seed, preprocess, streams, self.module if in_worker else None)
 
     def prompt_truncated(self, prompt: str | None) -> bool:
         if prompt is None or not hasattr(self.module, "prompt_truncated"):
@@ -169,6 +172,11 @@ class FramePlan:
     seed: int
     preprocess: Any
     streams: bool = False  # a video reward that decodes its frames while it scores (``score_stream``)
+    scorer: Any = None  # such a reward when it has no weights: it scores in the worker, as it decodes
+
+    def score_rng(self, path: str) -> np.random.Generator:
+        """The reward's own randomness for one file (seeded per file, as the frame choice)."""
+        return np.random.default_rng([self.seed, zlib.crc32(f"{self.label}|{path}|score".encode())])
 
     def indices(self, path: str, kind: str, num_frames: int, fps: float | None = None) -> list[int]:
         if kind == "image":
@@ -221,6 +229,8 @@ class _DecodeDataset(Dataset):
                     result["per_slot"].append(indices)
                 elif plan.modality == "video" and info.kind == "image":
                     result["per_slot"].append(None)  # not applicable: a still image has no time axis
+                elif plan.scorer is not None:
+                    result["per_slot"].append(_score_streaming(plan, item, indices, info.num_frames))
                 elif plan.streams:
                     result["per_slot"].append((indices, None))  # decoded while scored, in the main process
                 elif plan.modality == "video":
@@ -237,6 +247,17 @@ class _DecodeDataset(Dataset):
             result["error"] = f"{type(error).__name__}: {error}"
         result["seconds"] = time.perf_counter() - started
         return result
+
+
+def _score_streaming(plan: FramePlan, item: MediaItem, indices: list[int], num_frames: int) -> tuple[list[int], dict[str, float]] | Exception:
+    """A weight-free streaming reward's outputs for one file, decoded chunk by chunk here in the worker."""
+    scorer = plan.scorer
+    try:
+        with torch.inference_mode():
+            frames = iter_frames(item.path, indices, scorer.stream_chunk)
+            return indices, scorer.score_stream(frames, indices, num_frames, item.prompt, plan.score_rng(item.path))
+    except (ValueError, RuntimeError, DecodeError, OSError) as error:  # NotApplicable (a ValueError) included
+        return error
 
 
 @dataclass
@@ -358,6 +379,8 @@ class Engine:
             payload = decoded["per_slot"][slot_index]
             if payload is None:
                 self._emit(base, status="skipped", error=f"{slot.label} scores videos; {item.path} is a still image")
+            elif isinstance(payload, NotApplicable):  # scored in the worker: e.g. VBench's flicker on a moving video
+                self._emit(base, status="skipped", error=str(payload))
             elif isinstance(payload, Exception):
                 self._emit(base, status="failed", error=f"{type(payload).__name__}: {payload}")
             elif slot.needs_prompt and item.prompt is None:
@@ -373,7 +396,10 @@ class Engine:
                     base["warning"] = f"prompt truncated to {slot.module.max_prompt_tokens} tokens"
                 started = time.perf_counter()
                 try:
-                    outputs = self._score_video(slot, item, tensors, indices, decoded["num_frames"])
+                    if isinstance(tensors, dict):  # already scored in the worker
+                        outputs = tensors
+                    else:
+                        outputs = self._score_video(slot, item, tensors, indices, decoded["num_frames"])
                 except NotApplicable as error:  # e.g. VBench's flicker on a moving video: left out, not failed
                     self._emit(base, status="skipped", error=str(error))
                     continue
@@ -397,7 +423,7 @@ class Engine:
         """Run a video reward on one file's sampled frames (``tensors``, or decoded here chunk by chunk for
         a streaming reward); its own randomness is seeded per file."""
         module = slot.module
-        rng = np.random.default_rng([slot.seed, zlib.crc32(f"{slot.label}|{item.path}|score".encode())])
+        rng = slot.plan.score_rng(item.path)
         prompt = item.prompt if slot.needs_prompt else None
         if tensors is None:
             return module.score_stream(iter_frames(item.path, indices, module.stream_chunk), indices, num_frames, prompt, rng)
