@@ -39,12 +39,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluation.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/SUITE-MODEL)")
     evaluation.add_argument("--prompts", metavar="FILE", help="CSV (path,prompt) or JSONL mapping videos to prompts")
     evaluation.add_argument("--dimensions", metavar="A,B", help="only these dimensions of the suite")
+    evaluation.add_argument("--vbench-info", metavar="FILE", help="VBench_full_info.json (or a file in its format) instead of the suite's vbench_info download")
     evaluation.add_argument("--weights", action="append", default=[], metavar="NAME=PATH", help="local weights for a reward")
     evaluation.add_argument("--set", action="append", default=[], metavar="DIM.KEY=VALUE", help="extra reward option for a dimension")
     evaluation.add_argument("--device", default=None, help="default: this process's GPU if any, else cpu")
     evaluation.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="model dtype (default fp32)")
     evaluation.add_argument("--batch-size", type=int, default=8, help="frames per model batch (default 8)")
     evaluation.add_argument("--workers", type=int, default=None, help="decoding worker processes")
+    evaluation.add_argument("--decode-device", default="cpu", help="where video files are decoded: cpu (default) or cuda[:N] (torchcodec on the GPU; clear error where unsupported)")
     evaluation.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluation.set_defaults(run=_run_eval)
 
@@ -117,6 +119,7 @@ def _key_values(items: list[str], what: str) -> dict[str, str]:
 
 def _run_eval(args: argparse.Namespace) -> int:
     from rewardkit.eval.harness import evaluate
+    from rewardkit.eval.suite import load_suite
     from rewardkit.registry import parse_device
 
     if args.device is not None:
@@ -128,7 +131,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             raise UserInputError(f"cannot read --set {key}={value}; write DIMENSION.OPTION=VALUE, e.g. hpsv2.version=v2.0")
         options.setdefault(dimension, {})[option] = value
     run = evaluate(
-        args.suite,
+        load_suite(args.suite, vbench_info=args.vbench_info),
         args.videos,
         model_name=args.model_name,
         out=args.out,
@@ -141,13 +144,18 @@ def _run_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         progress=not args.no_progress,
+        decode_device=args.decode_device,
     )
     if run.dimensions.empty:  # a non-main process of a multi-process run
         return EXIT_OK
     print(run.dimensions.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
-    for key in ("quality", "semantic", "total"):
+    for key, basis in run.summary.get("vbench_basis", {}).items():
+        rests_on = f"{basis['dimensions']}/{basis['of']} dimensions, {basis['videos']} videos"
         if run.summary.get(key) is not None:
-            print(f"VBench {key}: {100 * run.summary[key]:.2f}%")
+            print(f"VBench {key}: {100 * run.summary[key]:.2f}% ({rests_on})")
+        else:
+            missing = basis["missing"]
+            print(f"VBench {key}: not computed, {len(missing)} dimension(s) missing: {', '.join(missing)} ({rests_on} scored)")
     short = run.summary["coverage"].get("short", {})
     if short:
         print(f"warning: {len(short)} prompt(s) of the suite have fewer videos than the suite expects"

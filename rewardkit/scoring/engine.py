@@ -34,10 +34,11 @@ from rewardkit.video.io import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
     DecodeError,
+    check_decode_device,
     iter_frames,
     media_kind,
-    probe,
-    read_frames,
+    open_media,
+    video_backend,
 )
 from rewardkit.video.sampling import FrameSampler, parse_sampler
 from rewardkit.video.weighting import FrameWeighting, parse_weighting
@@ -189,9 +190,10 @@ class FramePlan:
 class _DecodeDataset(Dataset):
     """Decodes each file once (the union of the frames every reward asked for) and preprocesses it."""
 
-    def __init__(self, items: Sequence[MediaItem], slots: Sequence[ScorerSlot]) -> None:  # noqa: D107
+    def __init__(self, items: Sequence[MediaItem], slots: Sequence[ScorerSlot], decode_device: str = "cpu") -> None:  # noqa: D107
         self.items = items
         self.plans = [slot.plan for slot in slots]
+        self.decode_device = decode_device
 
     def __len__(self) -> int:
         return len(self.items)
@@ -199,31 +201,32 @@ class _DecodeDataset(Dataset):
     def __getitem__(self, position: int) -> dict[str, Any]:
         item = self.items[position]
         started = time.perf_counter()
-        result: dict[str, Any] = {"position": position, "per_slot": [], "error": None, "num_frames": 0}
+        result: dict[str, Any] = {"position": position, "per_slot": [], "error": None, "num_frames": 0, "backend": ""}
         try:
             if item.kind is None:
                 raise DecodeError(
                     f"{item.path} is not an image or video; supported extensions are "
                     f"{', '.join(sorted(VIDEO_EXTENSIONS | IMAGE_EXTENSIONS))} and folders of frames"
                 )
-            info = probe(item.path)
-            result["num_frames"] = info.num_frames
-            wanted: list[list[int] | Exception] = []
-            for plan in self.plans:
-                try:
-                    indices = plan.indices(item.path, info.kind, info.num_frames, info.fps)
-                    if not plan.streams:
-                        check_decode_budget(len(set(indices)), info.height, info.width)
-                    wanted.append(indices)
-                except ValueError as error:
-                    wanted.append(error)
-            union = sorted({
-                index
-                for plan, indices in zip(self.plans, wanted, strict=True)
-                if isinstance(indices, list) and not plan.streams
-                for index in indices
-            })
-            frames = dict(zip(union, read_frames(item.path, union), strict=True)) if union else {}
+            with open_media(item.path, device=self.decode_device) as media:  # one open: probe, then read
+                info = media.info
+                result["num_frames"], result["backend"] = info.num_frames, media.backend
+                wanted: list[list[int] | Exception] = []
+                for plan in self.plans:
+                    try:
+                        indices = plan.indices(item.path, info.kind, info.num_frames, info.fps)
+                        if not plan.streams:
+                            check_decode_budget(len(set(indices)), info.height, info.width)
+                        wanted.append(indices)
+                    except ValueError as error:
+                        wanted.append(error)
+                union = sorted({
+                    index
+                    for plan, indices in zip(self.plans, wanted, strict=True)
+                    if isinstance(indices, list) and not plan.streams
+                    for index in indices
+                })
+                frames = dict(zip(union, media.read(union), strict=True)) if union else {}
             for plan, indices in zip(self.plans, wanted, strict=True):
                 if isinstance(indices, Exception):
                     result["per_slot"].append(indices)
@@ -286,6 +289,7 @@ def score(
     workers: int | None = None,
     weights: Mapping[str, str] | None = None,
     progress: bool = True,
+    decode_device: str = "cpu",
 ) -> pd.DataFrame:
     """Score files and folders with rewards; one row per file and reward (see ``COLUMNS``).
 
@@ -294,10 +298,16 @@ def score(
     strings (``segmental:4`` takes the first frame of 4 equal segments, InstructVideo's evaluation
     setting; ``tar:1.0`` weights frames by temporal attenuation). ``weights`` maps a reward name to a
     local weights path. With ``out``, rows are appended as they are produced and rows that succeeded in
-    an earlier run with the same ``out`` are skipped.
+    an earlier run with the same ``out`` are skipped. ``decode_device="cuda"`` decodes video files on the GPU
+    (torchcodec; in the main process, as CUDA does not survive forked workers); each row's ``backend`` says
+    which library decoded the file.
     """
     if batch_size < 1:
         raise UserInputError(f"batch_size must be at least 1, got {batch_size}")
+    try:
+        check_decode_device(decode_device)
+    except ValueError as error:
+        raise UserInputError(str(error)) from error
     path_list = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     media, _ = collect_media(path_list)
     table = prompt_table(prompts)
@@ -312,7 +322,7 @@ def score(
     finished = {(row.path, row.reward, row.options) for row in done.itertuples() if row.status in ("ok", "skipped")}
     engine = Engine(slots, writer, finished)
     try:
-        engine.run(items, batch_size=batch_size, workers=workers, progress=progress)
+        engine.run(items, batch_size=batch_size, workers=workers, progress=progress, decode_device=decode_device)
     finally:
         combined = combine_results(done, pd.DataFrame(engine.rows, columns=writer.columns), writer.columns)
         writer.close(combined if out is not None else None)
@@ -333,15 +343,20 @@ class Engine:
         self.failures = 0
         self.pending = [_Pending() for _ in slots]
 
-    def run(self, items: Sequence[MediaItem], *, batch_size: int, workers: int | None, progress: bool) -> None:
+    def run(
+        self, items: Sequence[MediaItem], *, batch_size: int, workers: int | None, progress: bool, decode_device: str = "cpu"
+    ) -> None:
         from tqdm.auto import tqdm
 
         items = [item for item in items if any(self._key(item, slot) not in self.finished for slot in self.slots)]
         if not items:
             return
         workers = _default_workers() if workers is None else workers
+        if decode_device != "cpu":
+            workers = 0  # CUDA cannot be used in forked DataLoader workers
+        video_backend()  # loads torchcodec once here rather than in every forked worker
         loader = DataLoader(
-            _DecodeDataset(items, self.slots),
+            _DecodeDataset(items, self.slots, decode_device),
             batch_size=None,
             shuffle=False,
             num_workers=workers,
@@ -494,6 +509,7 @@ class Engine:
             "options": slot.options_text,
             "score": math.nan,
             "n_frames": decoded["num_frames"],
+            "backend": decoded["backend"],
             "status": "",
             "error": "",
             "warning": "",

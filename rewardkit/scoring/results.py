@@ -19,7 +19,7 @@ __all__ = ["COLUMNS", "ResultsWriter", "combine_results"]
 
 COLUMNS = [
     "path", "prompt", "reward", "options", "score", "n_frames", "status", "error", "warning",
-    "seconds", "rewardkit_version", "weights_sha256",
+    "seconds", "rewardkit_version", "weights_sha256", "backend",
 ]
 
 
