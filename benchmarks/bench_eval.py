@@ -3,11 +3,14 @@
 Run:
     uv run pytest benchmarks/bench_eval.py --benchmark-only -p no:cacheprovider
 
-Eight 32-frame 256x256 clips. Each group holds one dimension: ``harness`` is ``rewardkit.eval.evaluate``
-on the quick suite restricted to that dimension (fresh run directory each round, DataLoader decoding, the
-engine's batching), ``naive`` a plain loop that decodes every frame of each video with PyAV and computes
-the same score (numpy for temporal flickering; one reward call per sampled frame for hpsv2, on the
-seeded tiny-weights checkpoint). ``extra_info`` records videos/s.
+Folders of 8 and of 100 32-frame 256x256 clips (a smoke run, ``--benchmark-disable``, uses 10 clips for
+the second). Each group holds one dimension and one folder: ``harness`` is ``rewardkit.eval.evaluate`` on
+the quick suite restricted to that dimension (fresh run directory each round, default DataLoader
+workers, the engine's batching), ``score`` is ``rewardkit.score`` of the same reward with an ``out``
+table (what ``rewardkit score`` does), ``naive`` a plain loop that decodes every frame of each video with
+PyAV and computes the same score (numpy for temporal flickering; one reward call per sampled frame for
+hpsv2, on the seeded tiny-weights checkpoint). ``extra_info`` records videos/s. The fixed cost per run is
+the intercept of the time against the number of clips: ``(100 * t8 - 8 * t100) / 92``.
 """
 
 from __future__ import annotations
@@ -23,18 +26,20 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from rewardkit import create_reward
 from rewardkit.eval.harness import evaluate
+from rewardkit.scoring import score
 from rewardkit.testing.clip import write_tiny_hps
 from rewardkit.video.io import write_video
 
-VIDEOS, FRAMES, SIZE = 8, 32, 256
+FRAMES, SIZE = 32, 256
 SUITE = Path(__file__).resolve().parent.parent / "eval" / "quick.toml"
 
 
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("videos")
+@pytest.fixture(scope="module", params=[8, 100], ids=["8clips", "100clips"])
+def videos(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    count = 10 if request.param == 100 and request.config.getoption("benchmark_disable") else request.param
+    folder = tmp_path_factory.mktemp(f"videos{count}")
     rng = np.random.default_rng(0)
-    for index in range(VIDEOS):
+    for index in range(count):
         base = rng.integers(0, 255, (SIZE // 16, SIZE // 16, 3), dtype=np.uint8)
         frames = np.stack([np.roll(np.kron(base, np.ones((16, 16, 1), np.uint8)), 4 * t, axis=1) for t in range(FRAMES)])
         write_video(folder / f"a moving pattern number {index}-0.mp4", frames)
@@ -71,21 +76,29 @@ def naive_hps(folder: Path, reward: torch.nn.Module) -> list[float]:
 
 
 @pytest.mark.parametrize("dimension", ["temporal_flickering", "hpsv2"])
-@pytest.mark.parametrize("way", ["harness", "naive"])
+@pytest.mark.parametrize("way", ["harness", "score", "naive"])
 def test_eval_throughput(
     benchmark: BenchmarkFixture, videos: Path, tiny_hps: tuple[Path, Path], tmp_path: Path, dimension: str, way: str
 ) -> None:
     checkpoint, config = tiny_hps
-    benchmark.group = f"eval: {dimension}, {VIDEOS} videos of {FRAMES}x{SIZE}x{SIZE}"
+    count = len(list(videos.glob("*.mp4")))
+    benchmark.group = f"eval: {dimension}, {count} videos of {FRAMES}x{SIZE}x{SIZE}"
+    runs = itertools.count()
     if way == "harness":
-        runs = itertools.count()
         weights = {"hpsv2": str(checkpoint)}
         options = {"hpsv2": {"architecture": str(config)}}
 
         def run() -> list[float]:
             result = evaluate(SUITE, videos, out=tmp_path / f"run{next(runs)}", dimensions=[dimension], weights=weights,
-                              options=options, workers=1, progress=False)
+                              options=options, progress=False)
             return result.videos.sort_values("path")["score"].tolist()
+    elif way == "score":
+        spec = "temporal_flickering" if dimension == "temporal_flickering" else f"hpsv2:architecture={config}"
+
+        def run() -> list[float]:
+            result = score(videos, [spec], weights={"hpsv2": str(checkpoint)}, out=tmp_path / f"run{next(runs)}.jsonl",
+                           progress=False)
+            return result.sort_values("path")["score"].tolist()
     else:
         reward = create_reward("hpsv2", weights=str(checkpoint), architecture=str(config))
 
@@ -93,6 +106,6 @@ def test_eval_throughput(
             return naive_flicker(videos) if dimension == "temporal_flickering" else naive_hps(videos, reward)
 
     scores = benchmark.pedantic(run, rounds=2, iterations=1)
-    assert len(scores) == VIDEOS and np.isfinite(scores).all()
+    assert len(scores) == count and np.isfinite(scores).all()
     if benchmark.stats is not None:
-        benchmark.extra_info["videos_per_s"] = VIDEOS / benchmark.stats["mean"]
+        benchmark.extra_info["videos_per_s"] = count / benchmark.stats["mean"]

@@ -3,7 +3,10 @@ InstructVideo ``editing`` (tau 0.6, D 20, K 1, decode 4 segmental frames) and ``
 decode all 16 frames) on one video; ``dpo`` on one pair (policy with graph + reference, 2 videos) and
 ``rwr`` on two videos (one denoising pass with graph) and ``gran_dpo`` on one pair (as ``dpo``, with 2x2
 per-patch errors and patch weights), on the same small-but-not-trivial random UNet3D
-config (16 frames, 32x32 pixels, 16x16 latents), CPU, one thread, no CFG.
+config (16 frames, 32x32 pixels, 16x16 latents), CPU, one thread, no CFG. The Wan (flow-matching) family
+runs editing, full_chain, dpo and rwr on the tiny random Wan 2.1 pipeline at 17 frames, 64x64 pixels
+(5x8x8 latents; the causal VAE decodes the smallest latent window holding the sampled frames), its ratios
+against Wan's own editing step.
 
 Time: the benchmark times one step per round in this process. Memory: each mode runs in a fresh forked process: one warm-up
 step (lazy initialisation), freed heap handed back (``malloc_trim``), then a second step while a thread
@@ -29,6 +32,7 @@ import pytest
 import torch
 
 from rewardkit.finetune.lora import add_lora
+from rewardkit.finetune.models.base import VideoDiffusionAdapter
 from rewardkit.finetune.models.unet3d import UNet3DAdapter
 from rewardkit.finetune.objectives.reward_backprop import RewardBackprop, RewardFunction, RewardTerm
 from rewardkit.video.sampling import All, Segmental
@@ -67,6 +71,21 @@ def _adapter() -> UNet3DAdapter:
     return adapter
 
 
+def _wan_adapter() -> VideoDiffusionAdapter:
+    from rewardkit.finetune.models.wan import WanAdapter
+    from rewardkit.testing.wan import tiny_wan_pipeline
+
+    torch.manual_seed(0)
+    pipeline = tiny_wan_pipeline()
+    adapter = WanAdapter(pipeline.transformer, pipeline.vae, pipeline.text_encoder, pipeline.tokenizer, pipeline.scheduler,
+                         num_frames=17, height=64, width=64)
+    add_lora(pipeline.transformer, 4, 4, ["to_q", "to_k", "to_v", "to_out.0"])
+    return adapter
+
+
+ADAPTERS = {"unet3d": _adapter, "wan": _wan_adapter}
+
+
 def _one_step(adapter, mode: str, seed: int) -> float:
     if mode in ("dpo", "rwr", "gran_dpo"):
         return _denoising_step(adapter, mode, seed)
@@ -83,7 +102,7 @@ def _one_step(adapter, mode: str, seed: int) -> float:
         device=torch.device("cpu"), clean_latents=clean,
     )
     loss.backward()
-    adapter.unet.zero_grad(set_to_none=True)
+    adapter.denoiser.zero_grad(set_to_none=True)
     return loss.item()
 
 
@@ -126,7 +145,7 @@ def _denoising_step(adapter, mode: str, seed: int) -> float:
         errors = per_sample_mse(adapter.predict(noisy, both, conditioning.repeat(2)), adapter.target(x0, torch.cat([noise, noise]), both))
         loss = weighted_loss(errors, rwr_weights(torch.tensor([0.2, 0.3]), "exp", 0.1))
     loss.backward()
-    adapter.unet.zero_grad(set_to_none=True)
+    adapter.denoiser.zero_grad(set_to_none=True)
     return loss.item()
 
 
@@ -135,9 +154,9 @@ def _resident_bytes() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _step_peak_in_child(mode: str, results: multiprocessing.Queue) -> None:
+def _step_peak_in_child(family: str, mode: str, results: multiprocessing.Queue) -> None:
     torch.set_num_threads(1)
-    adapter = _adapter()
+    adapter = ADAPTERS[family]()
     _one_step(adapter, mode, 0)  # lazy initialisation (kernels, autograd) out of the way
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap memory back so the baseline is honest
@@ -158,10 +177,10 @@ def _step_peak_in_child(mode: str, results: multiprocessing.Queue) -> None:
     results.put(peak - before)
 
 
-def _step_peak_bytes(mode: str) -> int:
+def _step_peak_bytes(family: str, mode: str) -> int:
     context = multiprocessing.get_context("fork")
     results = context.Queue()
-    child = context.Process(target=_step_peak_in_child, args=(mode, results))
+    child = context.Process(target=_step_peak_in_child, args=(family, mode, results))
     child.start()
     peak = results.get(timeout=600)
     child.join()
@@ -169,41 +188,48 @@ def _step_peak_bytes(mode: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def adapter() -> UNet3DAdapter:
-    return _adapter()
+def adapters() -> dict[str, VideoDiffusionAdapter]:
+    return {}
 
 
 @pytest.fixture(scope="module")
-def peak_mb() -> dict[str, float]:
+def peak_mb() -> dict[tuple[str, str], float]:
+    """Step peak memory per case, measured (in a forked child) when a case first needs it."""
     if not Path("/proc/self/statm").exists():
         pytest.skip("step memory is read from /proc (Linux)")
-    return {mode: _step_peak_bytes(mode) / 2**20 for mode in MODES}
+    return {}
 
 
-MODES = ("editing", "full_chain", "dpo", "rwr", "gran_dpo")
+CASES = [("unet3d", mode) for mode in ("editing", "full_chain", "dpo", "rwr", "gran_dpo")]
+CASES += [("wan", mode) for mode in ("editing", "full_chain", "dpo", "rwr")]
 
 
-STEP_SECONDS: dict[str, float] = {}
+STEP_SECONDS: dict[tuple[str, str], float] = {}
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_objective_step(benchmark, adapter, peak_mb, mode):
+@pytest.mark.parametrize(("family", "mode"), CASES)
+def test_objective_step(benchmark, adapters, peak_mb, family, mode):
+    if family not in adapters:
+        adapters[family] = ADAPTERS[family]()
+    for case in ((family, "editing"), (family, mode)):
+        if case not in peak_mb:
+            peak_mb[case] = _step_peak_bytes(*case) / 2**20
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        benchmark.group = "objective step, 16 frames 32x32, CPU 1 thread"
+        benchmark.group = f"objective step, {family}, CPU 1 thread"
         started = time.perf_counter()
-        loss = benchmark.pedantic(_one_step, args=(adapter, mode, 1), rounds=2, iterations=1)
-        STEP_SECONDS[mode] = benchmark.stats["mean"] if benchmark.stats is not None else time.perf_counter() - started
+        loss = benchmark.pedantic(_one_step, args=(adapters[family], mode, 1), rounds=2, iterations=1)
+        STEP_SECONDS[family, mode] = benchmark.stats["mean"] if benchmark.stats is not None else time.perf_counter() - started
     finally:
         torch.set_num_threads(threads)
     assert np.isfinite(loss)
-    benchmark.extra_info |= {"step_s": STEP_SECONDS[mode], "peak_mb": peak_mb[mode]}
-    benchmark.extra_info["memory_ratio_vs_editing"] = peak_mb[mode] / peak_mb["editing"]
-    if "editing" in STEP_SECONDS:
-        benchmark.extra_info["time_ratio_vs_editing"] = STEP_SECONDS[mode] / STEP_SECONDS["editing"]
-    if len(STEP_SECONDS) == len(MODES):
-        for name in MODES:
-            print(f"\n{name}: step {STEP_SECONDS[name]:.2f} s ({STEP_SECONDS[name] / STEP_SECONDS['editing']:.2f}x reward_backprop editing), "
-                  f"peak {peak_mb[name]:.0f} MB ({peak_mb[name] / peak_mb['editing']:.2f}x)")
-    assert peak_mb[mode] > 0
+    editing = (family, "editing")
+    benchmark.extra_info |= {"step_s": STEP_SECONDS[family, mode], "peak_mb": peak_mb[family, mode]}
+    benchmark.extra_info["memory_ratio_vs_editing"] = peak_mb[family, mode] / peak_mb[editing]
+    if editing in STEP_SECONDS:
+        benchmark.extra_info["time_ratio_vs_editing"] = STEP_SECONDS[family, mode] / STEP_SECONDS[editing]
+    if editing in STEP_SECONDS:
+        print(f"\n{family} {mode}: step {STEP_SECONDS[family, mode]:.2f} s ({STEP_SECONDS[family, mode] / STEP_SECONDS[editing]:.2f}x "
+              f"reward_backprop editing), peak {peak_mb[family, mode]:.0f} MB ({peak_mb[family, mode] / peak_mb[editing]:.2f}x)")
+    assert peak_mb[family, mode] > 0

@@ -26,6 +26,12 @@ torch's default size. Group ``hpsv2-16-images``:
 - ``rewardkit_with_load``: the same plus ``create_reward`` (model construction and checkpoint load)
   inside the timing, to compare with ``official_list``, which also loads the checkpoint per call.
 
+Group ``hpsv2-engine-overhead`` (no official package): the same 16 images preprocessed once, outside the
+timing. ``bare_forward`` is open_clip's own ``model.encode_image(normalize=True)`` per batch of 8 and the
+dot product with the prompt's text features (encoded once, outside the timing): the model's floor.
+``engine_forward`` is what the engine calls on those batches: ``reward.score_preprocessed`` (device and
+dtype move, the text-feature cache, the cosine). The ratio is the engine's overhead on the model.
+
 Each benchmark runs one warm-up round, then 3 timed rounds of 1 iteration (``benchmark.pedantic``).
 
 Real size: ``REWARDKIT_BENCH_ARCH=ViT-H-14 REWARDKIT_BENCH_ROUNDS=1`` runs the same four on HPS's own
@@ -151,3 +157,32 @@ def test_rewardkit_engine(benchmark: BenchmarkFixture, reward, images, expected)
 def test_rewardkit_with_load(benchmark: BenchmarkFixture, checkpoint, images, expected) -> None:
     scores = benchmark.pedantic(lambda: rewardkit_scores(build_reward(checkpoint), images), **ROUNDS)
     check(scores, expected)
+
+
+@pytest.fixture(scope="module")
+def pixel_values(reward: torch.nn.Module, images: list[Image.Image]) -> torch.Tensor:
+    return torch.stack([reward.preprocessor(np.asarray(image.convert("RGB"))) for image in images])
+
+
+@pytest.mark.benchmark(group="hpsv2-engine-overhead")
+def test_bare_forward(benchmark: BenchmarkFixture, reward, pixel_values, expected) -> None:
+    with torch.inference_mode():
+        text = reward.model.encode_text(reward.tokenizer([PROMPT]), normalize=True).float()
+
+        def run() -> np.ndarray:
+            batches = [pixel_values[start : start + BATCH_SIZE] for start in range(0, len(pixel_values), BATCH_SIZE)]
+            return torch.cat([reward.model.encode_image(batch, normalize=True).float() @ text[0] for batch in batches]).numpy()
+
+        check(benchmark.pedantic(run, **ROUNDS), expected)
+
+
+@pytest.mark.benchmark(group="hpsv2-engine-overhead")
+def test_engine_forward(benchmark: BenchmarkFixture, reward, pixel_values, expected) -> None:
+    with torch.inference_mode():
+        reward.text_features([PROMPT])
+
+        def run() -> np.ndarray:
+            batches = [pixel_values[start : start + BATCH_SIZE] for start in range(0, len(pixel_values), BATCH_SIZE)]
+            return torch.cat([reward.score_preprocessed(batch, [PROMPT] * len(batch)) for batch in batches]).numpy()
+
+        check(benchmark.pedantic(run, **ROUNDS), expected)

@@ -582,9 +582,10 @@ def test_real_wan_recipes_load():
 
 
 @pytest.mark.slow
-def test_two_process_wan_run_finishes_with_samples_at_the_last_step(model_dir, tmp_path):
-    """torchrun --nproc_per_node 2 (gloo on CPU) of the Wan editing smoke recipe with samples at the last
-    step: both processes exit 0 within the timeout and the samples exist."""
+@pytest.mark.parametrize("recipe", ["smoke-tiny-wan", "smoke-tiny-wan-dpo", "smoke-tiny-wan-rwr"])
+def test_two_process_wan_run_finishes_with_samples_at_the_last_step(recipe, model_dir, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo on CPU) of each Wan smoke recipe (editing, Flow-DPO, Flow-RWR)
+    with samples at the last step: both processes exit 0 within the timeout and the samples exist."""
     import os
     import subprocess
     import sys
@@ -592,14 +593,38 @@ def test_two_process_wan_run_finishes_with_samples_at_the_last_step(model_dir, t
     run = tmp_path / "run"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29500 + (os.getpid() + 7) % 1000),
-        "-m", "rewardkit.cli", "finetune", str(RECIPES / "smoke-tiny-wan.toml"), "--set", f'model.path="{model_dir}"',
+        "-m", "rewardkit.cli", "finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'model.path="{model_dir}"',
         "--set", f'train.output_dir="{run}"', "--set", "train.progress=false", "--set", "train.max_steps=2",
         "--set", "train.sample_every=2", "--set", "train.batch_size=1",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "REWARDKIT_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=environment)
     assert result.returncode == 0, result.stderr[-3000:]
     assert [int(row["step"]) for row in _metrics(run)] == [1, 2]
     assert (run / "samples" / "step-000002" / "00.mp4").exists()
+
+
+@pytest.mark.slow
+def test_wan_resume_skips_an_incomplete_checkpoint_and_reproduces_the_next_loss(model_dir, tmp_path, monkeypatch):
+    """3 Flow-DPO steps on tiny Wan with a checkpoint every step; the step-3 checkpoint is then made
+    incomplete (LoRA file truncated): resume warns, falls back to step 2 and reproduces the
+    uninterrupted run's step-3 loss (the comparison is against that run, not a stored value)."""
+    import shutil
+
+    from rewardkit.finetune import finetune
+
+    monkeypatch.setenv("REWARDKIT_CACHE", str(tmp_path / "cache"))
+    common = [f'model.path="{model_dir}"', "train.progress=false", "train.sample_every=0", "train.checkpoint_every=1", "train.max_steps=3"]
+    run = finetune(RECIPES / "smoke-tiny-wan-dpo.toml", [*common, f'train.output_dir="{tmp_path / "run"}"'])
+    full = [float(row["loss"]) for row in _metrics(run)]
+    checkpoint = run / "checkpoints" / "step-000003"
+    lora_file = next(path for path in checkpoint.rglob("*.safetensors"))
+    lora_file.write_bytes(lora_file.read_bytes()[:64])
+    shutil.rmtree(run / "lora")
+    with pytest.warns(UserWarning, match="skipping incomplete checkpoint .*step-000003"):
+        finetune(resume=run, overrides=["train.progress=false"])
+    resumed = [float(row["loss"]) for row in _metrics(run)]
+    assert len(full) == 3 and resumed == pytest.approx(full, rel=1e-6, abs=1e-7)
 
 
 @pytest.mark.slow

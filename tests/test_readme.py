@@ -34,6 +34,7 @@ NOT_RUN = {
     "uv run python benchmarks/": "a benchmark (full size)",
     "uvx --with tox-uv tox": "the test suite through tox",
     "uv run accelerate launch": "needs several GPUs",
+    "uv run torchrun": "several processes (tests/test_distributed_score.py runs two gloo processes)",
 }
 # Examples that need real weights or a real base model: a piece of the command -> text its error must hold.
 NEEDS_WEIGHTS = {

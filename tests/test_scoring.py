@@ -136,7 +136,7 @@ def test_usage_errors_exit_2_with_a_clear_message(capsys, arguments, message):
 
 def test_argparse_errors_exit_2():
     with pytest.raises(SystemExit) as raised:
-        main(["score"])
+        main(["score", "examples/videos", "--batch-size", "many"])
     assert raised.value.code == 2
 
 

@@ -118,6 +118,7 @@ def _key_values(items: list[str], what: str) -> dict[str, str]:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
+    from rewardkit.distributed import processes
     from rewardkit.eval.harness import evaluate
     from rewardkit.eval.suite import load_suite
     from rewardkit.registry import parse_device
@@ -146,8 +147,9 @@ def _run_eval(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         decode_device=args.decode_device,
     )
-    if run.dimensions.empty:  # a non-main process of a multi-process run
-        return EXIT_OK
+    failed = int(run.dimensions["failed"].sum())
+    if not processes().is_main:  # every process holds the whole run; the main process reports it
+        return EXIT_FAILED if failed else EXIT_OK
     print(run.dimensions.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
     for key, basis in run.summary.get("vbench_basis", {}).items():
         rests_on = f"{basis['dimensions']}/{basis['of']} dimensions, {basis['videos']} videos"
@@ -161,7 +163,6 @@ def _run_eval(args: argparse.Namespace) -> int:
         print(f"warning: {len(short)} prompt(s) of the suite have fewer videos than the suite expects"
               f", e.g. {next(iter(short))!r}", file=sys.stderr)
     print(f"run written to {run.path}")
-    failed = int(run.dimensions["failed"].sum())
     if failed:
         print(f"{failed} row(s) failed; see the error column of {run.path / 'videos.csv'}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK

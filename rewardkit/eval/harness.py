@@ -2,7 +2,8 @@
 
 Each dimension runs through the scoring engine (``rewardkit.scoring.score``) into its own results file in
 the run directory, so an interrupted run resumes per dimension and per video. Under ``accelerate
-launch`` each process takes every N-th video and its own device; the main process merges the shards.
+launch`` / ``torchrun`` each process scores its share of the videos on its own device and the main
+process merges the shares (``rewardkit.distributed``, the same mechanism as ``rewardkit score``).
 Random frame sampling is seeded per file, so the per-video scores, and hence every aggregate, do not
 depend on the number of processes or DataLoader workers.
 
@@ -17,7 +18,7 @@ import datetime
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 import rewardkit
+from rewardkit.distributed import processes
 from rewardkit.errors import UserInputError
 from rewardkit.eval.suite import Suite, load_suite
 from rewardkit.eval.vbench import QUALITY, SEMANTIC, normalize, vbench_totals
@@ -44,36 +46,6 @@ class EvalRun:
     dimensions: pd.DataFrame
     summary: dict[str, Any]
     path: Path | None = None
-
-
-def _shard() -> tuple[int, int, Callable[[], None]]:
-    """(rank, world size, barrier) under ``accelerate launch`` / torchrun, else (0, 1, no-op)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, lambda: None
-    try:
-        from accelerate import PartialState
-    except ModuleNotFoundError:
-        raise UserInputError("a multi-process eval needs accelerate: pip install 'rewardkit[train]'") from None
-    import torch
-
-    state = PartialState(cpu=not torch.cuda.is_available())  # CPU-only machines: gloo processes
-    if state.num_processes != world:
-        raise UserInputError(
-            f"WORLD_SIZE is {world} but accelerate set up {state.num_processes} process(es); launch with "
-            f"`accelerate launch` or `torchrun --nproc_per_node N` so every process scores its own share"
-        )
-    return state.process_index, state.num_processes, state.wait_for_everyone
-
-
-def _device(device: str | None) -> str:
-    if device is not None:
-        return device
-    import torch
-
-    if not torch.cuda.is_available():
-        return "cpu"
-    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
 
 
 def _reward_spec(spec: str, extra: Mapping[str, str]) -> str:
@@ -112,11 +84,10 @@ def evaluate(
         suite = suite.select(list(dimensions))
     model_name = model_name or Path(videos if isinstance(videos, (str, os.PathLike)) else videos[0]).resolve().name
     run_dir = Path(out) if out is not None else Path("runs") / f"{suite.name}-{model_name}"
-    rank, world, barrier = _shard()
+    group = processes()
     paths = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
     media, _ = collect_media(paths)
     table = load_prompt_table(prompts) if prompts is not None else {}
-    mine = media[rank::world]
     specs = {dimension.name: _reward_spec(dimension.reward, (options or {}).get(dimension.name, {})) for dimension in suite.dimensions}
     # Every missing weights file of the suite in one error, before anything is scored.
     require_weights(
@@ -126,50 +97,45 @@ def evaluate(
     prompt_of = {path: find_prompt(path, table) for path in media}
     parts = []
     for dimension in suite.dimensions:
-        spec = specs[dimension.name]
-        shard_name = f"{dimension.name}.csv" if world == 1 else f"{dimension.name}.rank{rank}.csv"
         # A dimension with its own prompt list (VBench's) scores only the videos of those prompts.
         listed = set(dimension.prompts)
-        chosen = [path for path in mine if not listed or prompt_of[path] in listed]
+        chosen = [path for path in media if not listed or prompt_of[path] in listed]
         if not chosen:
             continue
         texts: Mapping[str, str] | None = table or None
         if dimension.prompt_key is not None and suite.vbench_info is not None:  # e.g. VBench's style text
             texts = {path: suite.vbench_info.auxiliary(dimension.name, prompt_of[path])[dimension.prompt_key] for path in chosen}
-        result = score(
+        result = score(  # under several processes: each scores its share, every process gets all rows
             chosen,
-            [spec],
+            [specs[dimension.name]],
             prompts=texts,
             frames=dimension.frames,
             weighting=dimension.weighting,
             batch_size=batch_size,
-            device=_device(device),
+            device=device or _default_device(),
             dtype=dtype,
             seed=suite.seed,
-            out=run_dir / "dimensions" / shard_name,
+            out=run_dir / "dimensions" / f"{dimension.name}.csv",
             workers=workers,
             weights=weights,
             progress=progress,
             decode_device=decode_device,
         )
         parts.append(result.assign(dimension=dimension.name))
-    if world > 1:
-        barrier()
-        if rank != 0:
-            return EvalRun(pd.concat(parts, ignore_index=True), pd.DataFrame(), {}, run_dir)
-        parts = [_merge_shards(run_dir, dimension.name, world) for dimension in suite.dimensions]
     per_video = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["path", "dimension", "status", "score", "n_frames"])
     run = aggregate(suite, per_video, model_name=model_name, prompt_of=prompt_of)
-    run.summary |= {"settings": {"dtype": dtype, "batch_size": batch_size, "processes": world}}
-    _write_run(run, run_dir)
+    run.summary |= {"settings": {"dtype": dtype, "batch_size": batch_size, "processes": group.world}}
+    if group.is_main:
+        _write_run(run, run_dir)
+    group.barrier()
+    run.path = run_dir
     return run
 
 
-def _merge_shards(run_dir: Path, name: str, world: int) -> pd.DataFrame:
-    frames = [pd.read_csv(run_dir / "dimensions" / f"{name}.rank{rank}.csv", keep_default_na=False, na_values=[""]) for rank in range(world)]
-    merged = pd.concat(frames, ignore_index=True).sort_values("path", kind="stable").reset_index(drop=True)
-    merged.to_csv(run_dir / "dimensions" / f"{name}.csv", index=False)
-    return merged.assign(dimension=name)
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def aggregate(

@@ -3,7 +3,9 @@
 Decoding and reference preprocessing run in DataLoader workers while the main process runs the models.
 Each file becomes one row per reward with a status and an error, so a corrupt file among thousands is one
 failed row. Rows are flushed to ``out`` as they are produced; a rerun with the same ``out`` skips the
-rows that already succeeded, so an interrupted run resumes where it stopped.
+rows that already succeeded, so an interrupted run resumes where it stopped. Under ``accelerate launch`` /
+``torchrun`` each process scores its share of the files into its own journal and the main process
+merges every share into ``out`` (``rewardkit.distributed``).
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import rewardkit
+from rewardkit.distributed import processes
 from rewardkit.errors import UserInputError
 from rewardkit.registry import create_reward, get_reward_info, parse_reward_spec
 from rewardkit.rewards.errors import NotApplicable
-from rewardkit.scoring.inputs import MediaItem, collect_media, find_prompt, prompt_table
+from rewardkit.scoring.inputs import MediaItem, collect_media, find_prompt, prompt_table, read_manifest
 from rewardkit.scoring.results import COLUMNS, ResultsWriter, combine_results
 from rewardkit.video.io import (
     IMAGE_EXTENSIONS,
@@ -44,7 +47,17 @@ from rewardkit.video.sampling import FrameSampler, parse_sampler
 from rewardkit.video.weighting import FrameWeighting, parse_weighting
 from rewardkit.weights import weights_for
 
-__all__ = ["DECODE_BUDGET_BYTES", "Engine", "ScorerSlot", "WEIGHT_FREE_REWARDS", "build_slots", "check_decode_budget", "score"]
+__all__ = [
+    "DECODE_BUDGET_BYTES",
+    "Engine",
+    "FILES_PER_WORKER",
+    "ScorerSlot",
+    "WEIGHT_FREE_REWARDS",
+    "build_slots",
+    "check_decode_budget",
+    "default_workers",
+    "score",
+]
 
 # Scored when no reward is named: they need no weights, so the quick start works offline.
 WEIGHT_FREE_REWARDS = ("temporal_flickering", "dynamic_degree_flow", "motion_smoothness_flow")
@@ -289,6 +302,7 @@ def score(
     workers: int | None = None,
     weights: Mapping[str, str] | None = None,
     progress: bool = True,
+    manifest: str | os.PathLike[str] | None = None,
     decode_device: str = "cpu",
 ) -> pd.DataFrame:
     """Score files and folders with rewards; one row per file and reward (see ``COLUMNS``).
@@ -298,9 +312,10 @@ def score(
     strings (``segmental:4`` takes the first frame of 4 equal segments, InstructVideo's evaluation
     setting; ``tar:1.0`` weights frames by temporal attenuation). ``weights`` maps a reward name to a
     local weights path. With ``out``, rows are appended as they are produced and rows that succeeded in
-    an earlier run with the same ``out`` are skipped. ``decode_device="cuda"`` decodes video files on the GPU
-    (torchcodec; in the main process, as CUDA does not survive forked workers); each row's ``backend`` says
-    which library decoded the file.
+    an earlier run with the same ``out`` are skipped. ``manifest``: a ``.txt`` / ``.csv`` list of files
+    scored after ``paths``, as listed (see ``read_manifest``). ``decode_device="cuda"`` decodes video files
+    on the GPU (torchcodec; in the main process, as CUDA does not survive forked workers); each row's
+    ``backend`` says which library decoded the file.
     """
     if batch_size < 1:
         raise UserInputError(f"batch_size must be at least 1, got {batch_size}")
@@ -308,25 +323,43 @@ def score(
         check_decode_device(decode_device)
     except ValueError as error:
         raise UserInputError(str(error)) from error
+    group = processes()
     path_list = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     media, _ = collect_media(path_list)
+    if manifest is not None:
+        media = list(dict.fromkeys([*media, *read_manifest(manifest)]))
     table = prompt_table(prompts)
-    items = [MediaItem(path, media_kind(path), find_prompt(path, table)) for path in media]
-    writer = ResultsWriter(out)
+    writer = ResultsWriter(out, shard=group.rank if group.world > 1 else None)
     done = writer.existing()
+    group.barrier()  # every process has read the same earlier rows before any process appends
     slots = build_slots(
-        rewards, device=device, dtype=dtype, weights=weights or {}, frames=frames, weighting=weighting, seed=seed
+        rewards, device=group.device(device), dtype=dtype, weights=weights or {}, frames=frames,
+        weighting=weighting, seed=seed,
     )
     extra = [column for slot in slots for column in slot.extra_columns.values()]
     writer.columns = list(dict.fromkeys([*COLUMNS, *done.columns, *extra]))
     finished = {(row.path, row.reward, row.options) for row in done.itertuples() if row.status in ("ok", "skipped")}
+    # Only unfinished files are shared out, so a resumed run keeps every process busy.
+    todo = [path for path in media if any((path, slot.label, slot.options_text) not in finished for slot in slots)]
+    items = [MediaItem(path, media_kind(path), find_prompt(path, table)) for path in group.split(todo)]
     engine = Engine(slots, writer, finished)
-    try:
-        engine.run(items, batch_size=batch_size, workers=workers, progress=progress, decode_device=decode_device)
-    finally:
-        combined = combine_results(done, pd.DataFrame(engine.rows, columns=writer.columns), writer.columns)
-        writer.close(combined if out is not None else None)
-    wanted = {item.path for item in items}
+    if group.world > 1:
+        try:
+            engine.run(items, batch_size=batch_size, workers=workers, progress=progress and group.is_main, decode_device=decode_device)
+        finally:
+            writer.close(None)  # a process that dies leaves its journal; a rerun resumes from it
+        new = pd.DataFrame(group.gather(engine.rows), columns=writer.columns)
+        combined = combine_results(done, new, writer.columns)
+        if group.is_main:
+            writer.close(combined if out is not None else None)
+        group.barrier()  # ``out`` is complete when any process returns
+    else:
+        try:
+            engine.run(items, batch_size=batch_size, workers=workers, progress=progress, decode_device=decode_device)
+        finally:
+            combined = combine_results(done, pd.DataFrame(engine.rows, columns=writer.columns), writer.columns)
+            writer.close(combined if out is not None else None)
+    wanted = set(media)
     return combined[combined["path"].isin(wanted)].reset_index(drop=True)
 
 
@@ -351,7 +384,7 @@ class Engine:
         items = [item for item in items if any(self._key(item, slot) not in self.finished for slot in self.slots)]
         if not items:
             return
-        workers = _default_workers() if workers is None else workers
+        workers = default_workers(len(items)) if workers is None else workers
         if decode_device != "cpu":
             workers = 0  # CUDA cannot be used in forked DataLoader workers
         video_backend()  # loads torchcodec once here rather than in every forked worker
@@ -540,5 +573,11 @@ def _device_of(module: torch.nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _default_workers() -> int:
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+# Starting a DataLoader worker process costs about what decoding this many small clips does (measured
+# in benchmarks/bench_eval.py), so smaller jobs decode in the main process.
+FILES_PER_WORKER = 16
+
+
+def default_workers(files: int) -> int:
+    """Decoding workers for ``files`` files: one per ``FILES_PER_WORKER`` files, at most cores - 1 and 4."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1, files // FILES_PER_WORKER))

@@ -15,7 +15,7 @@ from rewardkit.errors import UserInputError
 from rewardkit.parsing import natural_key
 from rewardkit.video.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, media_kind
 
-__all__ = ["MediaItem", "collect_media", "find_prompt", "load_prompt_table", "prompt_table"]
+__all__ = ["MediaItem", "collect_media", "find_prompt", "load_prompt_table", "prompt_table", "read_manifest"]
 
 _VBENCH_NAME = re.compile(r"^(?P<prompt>.+)-(?P<index>\d+)$")
 
@@ -61,6 +61,31 @@ def collect_media(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], l
                 elif not _is_sidecar(file):
                     skipped.append(str(file))
     return sorted(dict.fromkeys(found), key=natural_key), skipped
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[str]:
+    """The media paths a manifest lists, in its order: a ``.txt`` file of one path a line (blank lines
+    and lines starting with ``#`` left out) or a ``.csv`` file with a ``path`` column (other columns, say
+    ``prompt``, are ignored). Relative paths are relative to the manifest's folder.
+
+    Entries are taken as listed, never walked or checked here: at scale every process reads only this
+    file, and a listed file that is missing or damaged becomes one failed row when it is decoded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {str(path)!r} does not exist")
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if "path" not in (reader.fieldnames or []):
+                raise UserInputError(f"manifest {str(path)!r} needs a 'path' column, got {reader.fieldnames}")
+            entries = [row["path"] for row in reader if row["path"]]
+    elif path.suffix.lower() == ".txt":
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    else:
+        raise UserInputError(f"manifest {str(path)!r} must be .txt (one path a line) or .csv (a 'path' column)")
+    return [entry if Path(entry).is_absolute() else str(path.parent / entry) for entry in entries]
 
 
 def _is_sidecar(file: Path) -> bool:

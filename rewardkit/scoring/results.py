@@ -1,9 +1,11 @@
 """Results of the scoring engine: the table's columns, the writer that appends rows as they come (a
-journal, for Parquet a ``.partial.jsonl`` beside it), and reading earlier results so a rerun resumes."""
+journal, for Parquet a ``.partial.jsonl`` beside it; with several processes one ``OUT.rankR.jsonl``
+journal per process), and reading earlier results so a rerun resumes."""
 
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import math
 import os
@@ -15,7 +17,7 @@ import pandas as pd
 
 from rewardkit.errors import UserInputError
 
-__all__ = ["COLUMNS", "ResultsWriter", "combine_results"]
+__all__ = ["COLUMNS", "ResultsWriter", "combine_results", "shard_journal"]
 
 COLUMNS = [
     "path", "prompt", "reward", "options", "score", "n_frames", "status", "error", "warning",
@@ -24,9 +26,16 @@ COLUMNS = [
 
 
 class ResultsWriter:
-    """Appends rows to CSV or JSONL as they come (Parquet: to a JSONL journal, converted at the end)."""
+    """Appends rows to CSV or JSONL as they come (Parquet: to a JSONL journal, converted at the end).
 
-    def __init__(self, out: str | os.PathLike[str] | None, columns: Sequence[str] = COLUMNS) -> None:
+    ``shard``: this process's rank among several; it appends to its own journal ``shard_journal(out,
+    shard)`` and the main process writes ``out`` from every journal. Earlier rows are read from ``out``
+    and every journal beside it, whatever process count wrote them, so a rerun resumes after any crash.
+    """
+
+    def __init__(
+        self, out: str | os.PathLike[str] | None, columns: Sequence[str] = COLUMNS, *, shard: int | None = None
+    ) -> None:
         self.out = Path(out) if out is not None else None
         self.columns = list(columns)
         if self.out is None:
@@ -36,6 +45,8 @@ class ResultsWriter:
             if suffix not in (".csv", ".jsonl", ".parquet"):
                 raise UserInputError(f"--out must end in .csv, .jsonl or .parquet, got {str(self.out)!r}")
             self.journal = self.out if suffix in (".csv", ".jsonl") else self.out.with_name(self.out.name + ".partial.jsonl")
+            if shard is not None:
+                self.journal = shard_journal(self.out, shard)
         self._handle = None
         self._writer = None
 
@@ -44,8 +55,7 @@ class ResultsWriter:
         frames = []
         if self.out is not None and self.out.exists() and self.out.stat().st_size > 0:
             frames.append(_read_table(self.out))
-        if self.journal is not None and self.journal != self.out and self.journal.exists():
-            frames.append(_read_table(self.journal))
+        frames.extend(_read_table(journal) for journal in self._journals())
         if not frames:
             return pd.DataFrame(columns=self.columns)
         table = pd.concat(frames, ignore_index=True)
@@ -99,8 +109,21 @@ class ResultsWriter:
         else:
             final.to_parquet(temporary, index=False)
         temporary.replace(self.out)
-        if self.journal != self.out and self.journal.exists():
-            self.journal.unlink()
+        for journal in self._journals():
+            journal.unlink()
+
+    def _journals(self) -> list[Path]:
+        """Journals beside ``out`` besides ``out`` itself: this writer's and every process's, oldest first."""
+        if self.out is None:
+            return []
+        found = {self.journal, *self.out.parent.glob(f"{glob.escape(self.out.name)}.rank*.jsonl")} - {self.out}
+        return sorted((path for path in found if path.exists()), key=lambda path: path.stat().st_mtime_ns)
+
+
+def shard_journal(out: str | os.PathLike[str], rank: int) -> Path:
+    """The journal process ``rank`` appends to when several processes write ``out`` (always JSONL)."""
+    out = Path(out)
+    return out.with_name(f"{out.name}.rank{rank}.jsonl")
 
 
 def _read_table(path: Path) -> pd.DataFrame:
