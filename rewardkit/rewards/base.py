@@ -10,7 +10,7 @@ scores a batch of those inputs. ``forward`` chains the two: per image through th
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -125,6 +125,7 @@ class VideoScorer(torch.nn.Module):
     output_names: tuple[str, ...] = ()
     weights_sha256: str | None = None  # of the main weights file, recorded in every results row
     sampler: FrameSampler
+    stream_chunk = 0  # > 0: ``score_stream`` takes the sampled frames of a file this many at a time
 
     def score_sampled_details(
         self,
@@ -151,9 +152,25 @@ class VideoScorer(torch.nn.Module):
             raise NotImplementedError(f"{type(self).__name__} implements neither score_sampled nor score_sampled_details")
         return self.score_sampled_details(frames, indices, num_frames, prompts, rng)["score"]
 
-    def frame_indices(self, num_frames: int, batch: int = 1, rng: np.random.Generator | None = None) -> torch.Tensor:
+    def score_stream(
+        self,
+        chunks: Iterable[np.ndarray],
+        indices: Sequence[int],
+        num_frames: int,
+        prompt: str | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> dict[str, float]:
+        """``score`` and the named outputs of ONE video whose frames at ``indices`` arrive in order as uint8
+        ``[k, H, W, 3]`` chunks of at most ``stream_chunk`` frames, so memory stays bounded by a chunk
+        whatever the length. Rewards with ``stream_chunk > 0`` implement it; the scoring engine then decodes
+        their frames while it scores (``rewardkit.video.io.iter_frames``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream: it scores its sampled frames all at once")
+
+    def frame_indices(
+        self, num_frames: int, batch: int = 1, rng: np.random.Generator | None = None, fps: float | None = None
+    ) -> torch.Tensor:
         """Indices ``[batch, K]`` to decode, drawn per video (random samplers use ``rng``)."""
-        return frame_indices(self.sampler, num_frames, batch, rng)
+        return frame_indices(self.sampler, num_frames, batch, rng, fps)
 
     def forward(
         self, videos: torch.Tensor, prompts: Sequence[str] | str | None = None, rng: np.random.Generator | None = None

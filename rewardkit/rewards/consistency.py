@@ -6,13 +6,16 @@ Huang et al., "VBench" (CVPR 2024, arXiv:2311.17982), https://github.com/Vchitec
 (vbench/subject_consistency.py, vbench/background_consistency.py, vbench/utils.py). VBench's dimension
 value for the two consistencies is frame-weighted (the sum of pair similarities over all videos / the
 number of pairs); it equals the mean of these per-video scores when every video has the same number of
-frames. VBench runs CLIP in fp16 on a GPU (``clip.load``); rewardkit uses the ``dtype`` asked for.
+frames. VBench runs CLIP in fp16 on a GPU (``clip.load``); rewardkit uses the ``dtype`` asked for. Files
+stream (``score_stream``): 16 frames at a time, keeping the first and previous frames' features.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -71,6 +74,7 @@ class FeatureConsistency(VideoScorer):
         self.dtype = dtype
         self.sampler = All()
         self.weights_sha256: str | None = None
+        self.stream_chunk = 16  # files are scored 16 frames at a time (``score_stream``)
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames ``[N, 3, H, W]`` in 0..255 -> model input, VBench's ``dino_transform``/``clip_transform``."""
@@ -79,12 +83,41 @@ class FeatureConsistency(VideoScorer):
         pixels = resize(frames, 224, interpolation=InterpolationMode.BILINEAR, antialias=False) / 255.0
         return normalize(pixels, IMAGENET_MEAN, IMAGENET_STD)
 
+    def features(self, frames: torch.Tensor) -> torch.Tensor:
+        """Encoder features ``[N, D]`` of frames ``[N, 3, H, W]`` in 0..255, 32 frames per forward."""
+        device = next(self.encoder.parameters()).device
+        pixels = self.preprocess(frames.to(device))
+        return torch.cat([self.encoder(chunk.to(self.dtype)) for chunk in pixels.split(32)])
+
     def score_sampled(self, frames: torch.Tensor, indices: torch.Tensor | None, num_frames: int, prompts: Any = None, rng: Any = None) -> torch.Tensor:
         """Scores ``[B]`` of every frame ``[B, T, 3, H, W]`` in order (``indices`` not needed)."""
         videos = frames_0_255(frames)
         batch, count = videos.shape[:2]
-        device = next(self.encoder.parameters()).device
-        pixels = self.preprocess(videos.flatten(0, 1).to(device))
-        features = torch.cat([self.encoder(chunk.to(self.dtype)) for chunk in pixels.split(32)])
-        return consistency_scores(features.view(batch, count, -1)).float()
+        return consistency_scores(self.features(videos.flatten(0, 1)).view(batch, count, -1)).float()
+
+    def score_stream(
+        self,
+        chunks: Iterable[np.ndarray],
+        indices: Sequence[int],
+        num_frames: int,
+        prompt: str | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> dict[str, float]:
+        """``consistency_scores`` of one video arriving as uint8 chunks: keeps the first and previous
+        frames' features, so memory does not grow with the length."""
+        first: torch.Tensor | None = None
+        previous: torch.Tensor | None = None
+        pair_values: list[torch.Tensor] = []
+        for chunk in chunks:
+            features = F.normalize(self.features(torch.from_numpy(chunk).permute(0, 3, 1, 2).float()).float(), dim=-1)
+            first = features[0] if first is None else first
+            sequence = features if previous is None else torch.cat([previous[None], features])
+            if len(sequence) > 1:
+                to_previous = (sequence[1:] * sequence[:-1]).sum(-1).clamp(min=0)
+                to_first = (sequence[1:] * first).sum(-1).clamp(min=0)
+                pair_values.append((to_previous + to_first) / 2)
+            previous = features[-1]
+        if not pair_values:
+            raise ValueError(f"consistency compares frames and needs at least 2, got {len(indices)}")
+        return {"score": float(torch.cat(pair_values).mean())}
 

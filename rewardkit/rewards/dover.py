@@ -275,7 +275,7 @@ class DoverSampler:
         s = self.sampling
         return (s.technical_frames if self.technical else 0, s.aesthetic_frames if self.aesthetic else 0)
 
-    def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
+    def indices(self, num_frames: int, rng: np.random.Generator | None = None, *, fps: float | None = None) -> list[int]:
         generator = rng if rng is not None else np.random.default_rng(self.seed)
         s = self.sampling
         parts = []

@@ -19,7 +19,7 @@ a NaN next to status ``ok`` would silently enter or distort the dimension's mean
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +29,13 @@ import torch
 from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards.base import VideoScorer
 from rewardkit.rewards.errors import NotApplicable
-from rewardkit.rewards.motion import flow_is_static, videos_to_uint8
+from rewardkit.rewards.motion import (
+    FlowTopFraction,
+    PairStatistic,
+    PairStream,
+    static_verdict,
+    videos_to_uint8,
+)
 from rewardkit.transforms import as_float_videos
 from rewardkit.video.sampling import All
 from rewardkit.weights import WeightsArgument, build_with_weights
@@ -42,15 +48,49 @@ __all__ = ["TemporalFlickering"]
 class TemporalFlickering(VideoScorer):
     """VBench temporal_flickering on ``[B, T, 3, H, W]`` videos (T >= 2); differentiable in the pixels.
 
-    ``static_filter`` is ``None`` (score every video), ``"flow"`` (OpenCV flow) or a callable taking one
-    uint8 video ``[T, H, W, 3]`` and returning whether it is static (e.g. a RAFT static filter).
+    ``static_filter`` is ``None`` (score every video), ``"flow"`` (OpenCV flow) or a ``PairStatistic``
+    (per-pair top-2 % flow magnitudes, e.g. RAFT's ``RaftTopFraction``) for VBench's static filter.
+    Files stream (``score_stream``): the score is a running mean of consecutive-frame differences, holding
+    two frames (and, with a filter, the first one) whatever the length.
     """
 
-    def __init__(self, static_filter: Callable[[np.ndarray], bool] | Literal["flow"] | None = None) -> None:
+    stream_chunk = 8
+
+    def __init__(self, static_filter: PairStatistic | Literal["flow"] | None = None) -> None:
         super().__init__()
         self.sampler = All()
         self.weights_sha256: str | None = None
-        self.static_filter = flow_is_static if static_filter == "flow" else static_filter
+        self.static_filter = FlowTopFraction(0.02) if static_filter == "flow" else static_filter
+
+    def _score_one(self, chunks: Iterable[torch.Tensor]) -> tuple[torch.Tensor, bool | None]:
+        """The score (0-d) of one video arriving as chunks ``[k, 3, H, W]`` (uint8, or float in [0, 1]), and
+        the static filter's verdict (None without a filter)."""
+        pair_maes: list[torch.Tensor] = []
+        previous: torch.Tensor | None = None
+        check = None if self.static_filter is None else PairStream(self.static_filter)
+        count = 0
+        buffers: list[torch.Tensor] = []  # uint8 frames: three float32 frames reused, so the heap does not grow
+        for chunk in chunks:
+            for frame in chunk:
+                if frame.dtype == torch.uint8:  # used exactly as VBench reads them
+                    if not buffers or buffers[0].shape != frame.shape:
+                        buffers = [torch.empty(frame.shape, dtype=torch.float32, device=frame.device) for _ in range(3)]
+                    pixels = buffers[0] if previous is not buffers[0] else buffers[1]
+                    pixels.copy_(frame)
+                    if previous is not None:
+                        pair_maes.append(torch.sub(pixels, previous, out=buffers[2]).abs_().mean())
+                else:  # float frames are scaled back to 0..255, with gradients
+                    pixels = frame * 255.0
+                    if previous is not None:
+                        pair_maes.append((pixels - previous).abs().mean())
+                previous = pixels
+            count += len(chunk)
+            if check is not None:
+                check.update(videos_to_uint8(chunk[None])[0])
+        if not pair_maes:
+            raise ValueError(f"temporal_flickering compares consecutive frames and needs at least 2, got {count}")
+        score = (255.0 - torch.stack(pair_maes).mean()) / 255.0
+        return score, None if check is None else static_verdict(check)
 
     def score_sampled(
         self,
@@ -61,26 +101,34 @@ class TemporalFlickering(VideoScorer):
         rng: np.random.Generator | None = None,
     ) -> torch.Tensor:
         """Score frames decoded by ``self.sampler``: every frame in order, so ``indices`` is not needed."""
-        videos = as_float_videos(frames, keep_uint8=True)
-        # uint8 frames are used exactly as VBench reads them; float frames are scaled back to 0..255.
-        pixels = videos.to(torch.float32) if videos.dtype == torch.uint8 else videos * 255.0
-        if pixels.shape[1] < 2:
-            raise ValueError(
-                f"temporal_flickering compares consecutive frames and needs at least 2, got {pixels.shape[1]}"
-            )
-        pair_mae = (pixels[:, 1:] - pixels[:, :-1]).abs().mean(dim=(2, 3, 4))
-        scores = (255.0 - pair_mae.mean(dim=1)) / 255.0
+        results = [self._score_one([video]) for video in as_float_videos(frames, keep_uint8=True)]
+        scores = torch.stack([score for score, _ in results])
         if self.static_filter is not None:
-            static = torch.tensor([bool(self.static_filter(video)) for video in videos_to_uint8(frames)])
+            static = torch.tensor([bool(verdict) for _, verdict in results])
             if not static.all():
                 moving = static.logical_not().nonzero().flatten().tolist()
-                raise NotApplicable(
-                    f"temporal_flickering applies to static videos only (VBench's static filter) and video(s) "
-                    f"{moving} of the batch move; VBench leaves them out of the dimension (score with "
-                    f"static_filter='none' to score them anyway)",
-                    scores=torch.where(static.to(scores.device), scores.detach(), torch.nan),
-                )
+                raise NotApplicable(_moving_message(moving), scores=torch.where(static.to(scores.device), scores.detach(), torch.nan))
         return scores
+
+    def score_stream(
+        self,
+        chunks: Iterable[np.ndarray],
+        indices: Sequence[int],
+        num_frames: int,
+        prompt: str | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> dict[str, float]:
+        score, static = self._score_one(torch.from_numpy(chunk).permute(0, 3, 1, 2) for chunk in chunks)
+        if static is False:
+            raise NotApplicable(_moving_message([0]), scores=torch.tensor([torch.nan]))
+        return {"score": float(score)}
+
+
+def _moving_message(moving: list[int]) -> str:
+    return (
+        f"temporal_flickering applies to static videos only (VBench's static filter) and video(s) {moving} of the "
+        f"batch move; VBench leaves them out of the dimension (score with static_filter='none' to score them anyway)"
+    )
 
 
 def _raft_weights(options: Mapping[str, Any]) -> dict[str, WeightFile]:
@@ -119,9 +167,9 @@ def create_temporal_flickering(
 
     def build(paths: Mapping[str, Path]) -> TemporalFlickering:
         if static_filter == "raft":
-            from rewardkit.rewards.raft import RaftStaticFilter, load_raft
+            from rewardkit.rewards.raft import RaftTopFraction, load_raft
 
-            return TemporalFlickering(RaftStaticFilter(load_raft(paths["model"]))).to(device)
+            return TemporalFlickering(RaftTopFraction(load_raft(paths["model"]), 0.02)).to(device)
         return TemporalFlickering("flow" if static_filter == "flow" else None).to(device)
 
     return build_with_weights("temporal_flickering", weights, {"static_filter": static_filter}, build)

@@ -7,9 +7,9 @@ the models are replaced, so these are approximations registered under their own 
 
 - ``dynamic_degree_flow``: VBench's dynamic_degree with OpenCV flow (DIS, medium preset, or Farneback) on
   grey frames instead of RAFT (raft-things, 20 iterations). Frames: VBench keeps every
-  ``max(1, round(fps / 8))``-th frame (about 8 fps); a sampler only sees the frame count, so the videos'
-  frame rate is the option ``fps`` (default 8: every frame, which is what VBench does for any video below
-  12 fps). Per consecutive pair of kept frames, the statistic is the mean of the top 5 % flow magnitudes
+  ``max(1, round(fps / 8))``-th frame (about 8 fps), ``fps`` read from the container as VBench does; frame
+  folders, GIFs, files that record no rate and tensors take the option ``fps`` (default 8: every frame, what
+  VBench does below 12 fps), with a warning once. Per consecutive pair of kept frames, the statistic is the mean of the top 5 % flow magnitudes
   (``int(0.05 * H * W)`` pixels); ``thres = 6 * min(H, W) / 256`` and a video is dynamic (score 1.0, else
   0.0) when at least ``round(4 * N / 16)`` of its pairs exceed it (N kept frames, Python's round). The
   dimension is the mean over videos. VBench pads frames to multiples of 8 for RAFT and takes the top 5 % of
@@ -22,6 +22,10 @@ the models are replaced, so these are approximations registered under their own 
   ``F_t0 = (F10 - F01) / 4``, ``F_t1 = (F01 - F10) / 4``, ``I_t = (warp(I0, F_t0) + warp(I1, F_t1)) / 2`` by
   bilinear backward warping with replicated borders; the result is truncated to uint8 as AMT's
   ``tensor2img`` does. Every frame of the video is read, as in VBench.
+
+All three stream (``score_stream``): frames arrive in order, a few at a time, and only the frames a pair
+still needs are kept (the first, the previous, the last even and odd ones), so memory does not grow with
+the video's length; the results equal scoring the whole clip at once.
 - Static filter (used by temporal_flickering): VBench's ``StaticFilter`` on all frames: flow for every
   consecutive pair plus first->last and last->first, statistic the mean of the top 2 % magnitudes,
   ``thres = 3 * min(H, W) / 256``, ``count_num = round(2 * N / 16)``; a video is static unless more than
@@ -33,7 +37,8 @@ weights could not be obtained); see tests/test_motion.py for the synthetic clips
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,7 +49,7 @@ from rewardkit.lazy import lazy_import
 from rewardkit.registry import register_reward
 from rewardkit.rewards.base import VideoScorer
 from rewardkit.transforms import as_float_videos
-from rewardkit.video.sampling import All
+from rewardkit.video.sampling import All, assumed_frame_rate
 from rewardkit.weights import WeightsArgument, build_with_weights
 
 cv2 = lazy_import("cv2", extra="eval")
@@ -52,8 +57,13 @@ cv2 = lazy_import("cv2", extra="eval")
 __all__ = [
     "DynamicDegreeFlow",
     "FlowMethod",
+    "FlowTopFraction",
     "FrameRateSubsample",
     "MotionSmoothnessFlow",
+    "PairStatistic",
+    "PairStream",
+    "StreamingVideoMetric",
+    "dynamic_outputs",
     "dynamic_params",
     "flow_is_static",
     "interpolate_midpoint",
@@ -61,12 +71,14 @@ __all__ = [
     "is_static",
     "optical_flow",
     "static_params",
+    "static_verdict",
     "top_fraction_mean",
     "videos_to_uint8",
 ]
 
 FlowMethod = Literal["dis", "farneback"]
-PairStatistic = Callable[[np.ndarray, np.ndarray], float]
+PairStatistic = Callable[[np.ndarray, np.ndarray], list[float]]
+"""Statistics of the frame pairs ``(first[i], second[i])``, each argument uint8 ``[k, H, W, 3]``."""
 
 
 def videos_to_uint8(frames: torch.Tensor) -> np.ndarray:
@@ -125,20 +137,69 @@ def is_static(pair_stats: Sequence[float], loop_stats: Sequence[float], thres: f
     return moving <= count_num and all(stat <= thres * count_num * 2 for stat in loop_stats)
 
 
-def static_pair_stats(video: np.ndarray, statistic: PairStatistic) -> tuple[list[float], list[float]]:
-    """The static filter's per-pair statistics of one video ``[T, H, W, 3]``: consecutive pairs, then
+@dataclass(frozen=True)
+class FlowTopFraction:
+    """A ``PairStatistic``: per pair, the mean of the top ``fraction`` OpenCV flow magnitudes (VBench's
+    ``get_score``)."""
+
+    fraction: float
+    method: FlowMethod = "dis"
+
+    def __call__(self, first: np.ndarray, second: np.ndarray) -> list[float]:
+        return [top_fraction_mean(optical_flow(a, b, self.method), self.fraction) for a, b in zip(first, second, strict=True)]
+
+
+class PairStream:
+    """Statistics of the consecutive frame pairs of ONE video fed in order, chunk by chunk (uint8
+    ``[k, H, W, 3]``), holding only the first and the latest frame: memory does not grow with length."""
+
+    def __init__(self, statistic: PairStatistic) -> None:
+        self.statistic = statistic
+        self.stats: list[float] = []
+        self.first: np.ndarray | None = None
+        self.last: np.ndarray | None = None
+        self.count = 0
+
+    def update(self, frames: np.ndarray) -> None:
+        if len(frames) == 0:
+            return
+        sequence = frames if self.last is None else np.concatenate([self.last[None], frames])
+        if len(sequence) > 1:
+            self.stats += self.statistic(sequence[:-1], sequence[1:])
+        if self.first is None:
+            self.first = frames[0].copy()
+        self.last = frames[-1].copy()
+        self.count += len(frames)
+
+
+def static_verdict(stream: PairStream) -> bool:
+    """VBench's static filter on every frame of a finished stream: its consecutive-pair statistics plus
     (first, last) and (last, first)."""
-    pairs = [statistic(video[i], video[i + 1]) for i in range(len(video) - 1)]
-    loop = [statistic(video[0], video[-1]), statistic(video[-1], video[0])]
-    return pairs, loop
+    if stream.first is None or stream.last is None or stream.count < 2:
+        raise ValueError(f"the static filter compares frames and needs at least 2, got {stream.count}")
+    loop = stream.statistic(np.stack([stream.first, stream.last]), np.stack([stream.last, stream.first]))
+    return is_static(stream.stats, loop, *static_params(*stream.first.shape[:2], stream.count))
+
+
+def dynamic_outputs(stream: PairStream) -> dict[str, float]:
+    """VBench's dynamic-degree decision and statistics on a finished stream of the kept frames."""
+    if stream.first is None or stream.count < 2:
+        raise ValueError(f"dynamic degree compares consecutive frames and needs at least 2, got {stream.count}")
+    thres, count_num = dynamic_params(*stream.first.shape[:2], stream.count)
+    return {
+        "score": float(is_dynamic(stream.stats, thres, count_num)),
+        "flow_top5": float(np.mean(stream.stats)),
+        "moving_pairs": float(sum(stat > thres for stat in stream.stats)),
+        "required_pairs": float(count_num),
+        "threshold": thres,
+    }
 
 
 def flow_is_static(video: np.ndarray, method: FlowMethod = "dis") -> bool:
     """VBench's static filter on one uint8 video ``[T, H, W, 3]`` (every frame) with OpenCV flow."""
-    if len(video) < 2:
-        raise ValueError(f"the static filter compares frames and needs at least 2, got {len(video)}")
-    pairs, loop = static_pair_stats(video, lambda a, b: top_fraction_mean(optical_flow(a, b, method), 0.02))
-    return is_static(pairs, loop, *static_params(video.shape[1], video.shape[2], len(video)))
+    stream = PairStream(FlowTopFraction(0.02, method))
+    stream.update(video)
+    return static_verdict(stream)
 
 
 def _backward_warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -163,43 +224,43 @@ def interpolate_midpoint(frame0: np.ndarray, frame1: np.ndarray, method: FlowMet
 
 @dataclass(frozen=True)
 class FrameRateSubsample:
-    """VBench's ~8 fps subsampling for dynamic_degree: every ``max(1, round(fps / 8))``-th frame from the
-    first, for videos at ``fps`` frames per second (at least 2 kept frames)."""
+    """VBench's ~8 fps subsampling for dynamic_degree: every ``max(1, round(rate / 8))``-th frame from the
+    first (at least 2 kept frames), ``rate`` being the container's frame rate, or ``fps`` for videos that
+    record none (frame folders, GIFs, tensors; with a warning once)."""
 
     fps: float = 8.0
 
     def __post_init__(self) -> None:
-        if not self.fps > 0:
-            raise ValueError(f"fps must be positive (the videos' frame rate), got {self.fps}")
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"fps must be a positive frame rate (used for videos that record none), got {self.fps}")
 
     @property
     def interval(self) -> int:
-        return max(1, round(self.fps / 8))
+        """The interval at the fallback rate ``fps``."""
+        return self.interval_at(self.fps)
 
-    def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
-        indices = list(range(0, num_frames, self.interval))
+    @staticmethod
+    def interval_at(rate: float) -> int:
+        return max(1, round(rate / 8))
+
+    def indices(self, num_frames: int, rng: np.random.Generator | None = None, *, fps: float | None = None) -> list[int]:
+        rate = assumed_frame_rate(fps, self.fps, "dynamic degree", "fps")
+        interval = self.interval_at(rate)
+        indices = list(range(0, num_frames, interval))
         if len(indices) < 2:
             raise ValueError(
-                f"dynamic degree compares frames kept every {self.interval} (fps={self.fps:g}) and needs 2 of "
-                f"them, but the video has {num_frames} frame(s); give a longer video or a lower fps"
+                f"dynamic degree compares frames kept every {interval} (at {rate:g} fps) and needs 2 of "
+                f"them, but the video has {num_frames} frame(s); give a longer video"
             )
         return indices
 
 
-class _FlowVideoMetric(VideoScorer):
-    """Shared video-contract plumbing of the OpenCV-flow metrics: per video, a dict of float outputs."""
+class StreamingVideoMetric(VideoScorer):
+    """A video metric computed frame by frame in order: ``score_stream`` holds a few frames whatever the
+    video's length, and tensors ``[B, K, 3, H, W]`` are scored as one chunk per video (rounded to uint8
+    as a saved file would be)."""
 
-    def __init__(self, sampler: All | FrameRateSubsample, method: FlowMethod) -> None:
-        super().__init__()
-        if method not in ("dis", "farneback"):
-            raise ValueError(f"flow must be 'dis' or 'farneback', got {method!r}")
-        self.sampler = sampler
-        self.method: FlowMethod = method
-        self.weights_sha256: str | None = None
-
-    def score_video(self, video: np.ndarray) -> dict[str, float]:
-        """Outputs (``score`` and ``output_names``) of one uint8 video ``[K, H, W, 3]``."""
-        raise NotImplementedError
+    stream_chunk = 8
 
     def score_sampled_details(
         self,
@@ -210,8 +271,20 @@ class _FlowVideoMetric(VideoScorer):
         rng: np.random.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
         """``score`` plus every name in ``output_names``, each float32 ``[B]``."""
-        per_video = [self.score_video(video) for video in videos_to_uint8(frames)]
+        per_video = [self.score_stream([video], range(len(video)), num_frames) for video in videos_to_uint8(frames)]
         return {key: torch.tensor([row[key] for row in per_video], dtype=torch.float32) for key in per_video[0]}
+
+
+class _FlowVideoMetric(StreamingVideoMetric):
+    """The OpenCV-flow metrics' options."""
+
+    def __init__(self, sampler: All | FrameRateSubsample, method: FlowMethod) -> None:
+        super().__init__()
+        if method not in ("dis", "farneback"):
+            raise ValueError(f"flow must be 'dis' or 'farneback', got {method!r}")
+        self.sampler = sampler
+        self.method: FlowMethod = method
+        self.weights_sha256: str | None = None
 
 
 class DynamicDegreeFlow(_FlowVideoMetric):
@@ -227,18 +300,18 @@ class DynamicDegreeFlow(_FlowVideoMetric):
     def __init__(self, fps: float = 8.0, method: FlowMethod = "dis") -> None:
         super().__init__(FrameRateSubsample(fps), method)
 
-    def score_video(self, video: np.ndarray) -> dict[str, float]:
-        if len(video) < 2:
-            raise ValueError(f"dynamic degree compares consecutive frames and needs at least 2, got {len(video)}")
-        stats = [top_fraction_mean(optical_flow(a, b, self.method), 0.05) for a, b in zip(video[:-1], video[1:], strict=True)]
-        thres, count_num = dynamic_params(video.shape[1], video.shape[2], len(video))
-        return {
-            "score": float(is_dynamic(stats, thres, count_num)),
-            "flow_top5": float(np.mean(stats)),
-            "moving_pairs": float(sum(stat > thres for stat in stats)),
-            "required_pairs": float(count_num),
-            "threshold": thres,
-        }
+    def score_stream(
+        self,
+        chunks: Iterable[np.ndarray],
+        indices: Sequence[int],
+        num_frames: int,
+        prompt: str | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> dict[str, float]:
+        stream = PairStream(FlowTopFraction(0.05, self.method))
+        for chunk in chunks:
+            stream.update(chunk)
+        return dynamic_outputs(stream)
 
 
 class MotionSmoothnessFlow(_FlowVideoMetric):
@@ -252,17 +325,30 @@ class MotionSmoothnessFlow(_FlowVideoMetric):
     def __init__(self, method: FlowMethod = "dis") -> None:
         super().__init__(All(), method)
 
-    def score_video(self, video: np.ndarray) -> dict[str, float]:
-        kept = video[0::2]
-        if len(kept) < 2:
+    def score_stream(
+        self,
+        chunks: Iterable[np.ndarray],
+        indices: Sequence[int],
+        num_frames: int,
+        prompt: str | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> dict[str, float]:
+        """Frames 0, 2, 4, ... are kept; each odd frame is compared with the midpoint of its neighbours."""
+        if len(indices) < 3:
             raise ValueError(
                 f"motion smoothness interpolates between frames 0, 2, 4, ... and needs at least 3 frames, "
-                f"got {len(video)}"
+                f"got {len(indices)}"
             )
-        maes = [
-            np.mean(cv2.absdiff(video[2 * j + 1], interpolate_midpoint(kept[j], kept[j + 1], self.method)))
-            for j in range(len(kept) - 1)
-        ]
+        maes: list[float] = []
+        previous_even: np.ndarray | None = None
+        odd: np.ndarray | None = None
+        for position, frame in enumerate(frame for chunk in chunks for frame in chunk):
+            if position % 2:
+                odd = frame.copy()
+                continue
+            if previous_even is not None and odd is not None:
+                maes.append(float(np.mean(cv2.absdiff(odd, interpolate_midpoint(previous_even, frame, self.method)))))
+            previous_even = frame.copy()
         mae = float(np.mean(maes))
         return {"score": (255.0 - mae) / 255.0, "interp_mae": mae}
 
@@ -285,8 +371,9 @@ def create_dynamic_degree_flow(
     dtype: torch.dtype,
     weights: WeightsArgument,
 ) -> DynamicDegreeFlow:
-    """VBench's dynamic-degree decision on OpenCV flow; ``fps`` is the videos' frame rate (VBench keeps
-    every ``round(fps / 8)``-th frame), ``flow`` the OpenCV method."""
+    """VBench's dynamic-degree decision on OpenCV flow (VBench keeps every ``round(fps / 8)``-th frame);
+    ``fps`` is the frame rate of videos that record none (files use their container's), ``flow`` the
+    OpenCV method."""
     return build_with_weights("dynamic_degree_flow", weights, {}, lambda paths: DynamicDegreeFlow(fps=fps, method=flow))
 
 

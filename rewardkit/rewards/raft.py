@@ -5,8 +5,8 @@ VBench (Huang et al., CVPR 2024, arXiv:2311.17982, https://github.com/Vchitect/V
 
 - ``dynamic_degree`` (vbench/dynamic_degree.py): RAFT ``raft-things.pth`` with 20 iterations on 0..255 RGB
   frames padded to multiples of 8 (replicate, centred: RAFT's ``InputPadder`` "sintel" mode); frames at
-  about 8 fps (every ``max(1, round(fps / 8))``-th, the option ``fps`` being the videos' frame rate, default
-  8 = every frame); per pair the mean of the top 5 % flow magnitudes over the *padded* flow field; dynamic
+  about 8 fps (every ``max(1, round(fps / 8))``-th, ``fps`` read from the container; the option ``fps``,
+  default 8 = every frame, for videos that record none); per pair the mean of the top 5 % flow magnitudes over the *padded* flow field; dynamic
   (1.0) when at least ``round(4 * N / 16)`` pairs exceed ``6 * min(H, W) / 256``. RAFT is torchvision's
   ``raft_large`` (the same architecture; it expects [-1, 1] input where RAFT rescales 0..255 itself) loaded
   from the official checkpoint by an explicit key map (``map_raft_keys``), strictly.
@@ -19,9 +19,8 @@ registry declares it as a file the user supplies by path (``RAFT_WEIGHTS.manual`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,14 +28,11 @@ import torch.nn.functional as F
 
 from rewardkit.lazy import lazy_import
 from rewardkit.registry import WeightFile, register_reward
-from rewardkit.rewards.base import VideoScorer
-from rewardkit.rewards.consistency import frames_0_255
 from rewardkit.rewards.motion import (
     FrameRateSubsample,
-    dynamic_params,
-    is_dynamic,
-    is_static,
-    static_params,
+    PairStream,
+    StreamingVideoMetric,
+    dynamic_outputs,
 )
 from rewardkit.weights import (
     WeightsArgument,
@@ -52,7 +48,7 @@ __all__ = [
     "RAFT_WEIGHTS",
     "DynamicDegree",
     "RaftFlow",
-    "RaftStaticFilter",
+    "RaftTopFraction",
     "load_raft",
     "map_raft_keys",
 ]
@@ -179,26 +175,25 @@ def load_raft(path: Path) -> RaftFlow:
     return RaftFlow(model)
 
 
-class RaftStaticFilter(torch.nn.Module):
-    """VBench's static filter with RAFT: ``filter(video)`` for one uint8 video ``[T, H, W, 3]`` (all frames)."""
+class RaftTopFraction(torch.nn.Module):
+    """A ``PairStatistic`` with RAFT: per pair of uint8 frames ``[k, H, W, 3]``, the mean of the top
+    ``fraction`` flow magnitudes on the padded grid (VBench's static filter: 0.02; dynamic degree: 0.05)."""
 
-    def __init__(self, raft: RaftFlow) -> None:
+    def __init__(self, raft: RaftFlow, fraction: float) -> None:
         super().__init__()
         self.raft = raft
+        self.fraction = fraction
 
-    def forward(self, video: np.ndarray) -> bool:
-        if len(video) < 2:
-            raise ValueError(f"the static filter compares frames and needs at least 2, got {len(video)}")
-        frames = torch.from_numpy(video).permute(0, 3, 1, 2).float()
-        last = len(frames) - 1
-        pairs = [(i, i + 1) for i in range(last)] + [(0, last), (last, 0)]
-        stats = self.raft.top_fraction_means(frames, pairs, 0.02)
-        return is_static(stats[:-2], stats[-2:], *static_params(video.shape[1], video.shape[2], len(video)))
+    def forward(self, first: np.ndarray, second: np.ndarray) -> list[float]:
+        frames = torch.from_numpy(np.concatenate([first, second])).permute(0, 3, 1, 2).float()
+        count = len(first)
+        return self.raft.top_fraction_means(frames, [(i, count + i) for i in range(count)], self.fraction)
 
 
-class DynamicDegree(VideoScorer):
+class DynamicDegree(StreamingVideoMetric):
     """VBench dynamic_degree with RAFT: 1.0 for a dynamic video, 0.0 for a static one. Outputs as
-    ``dynamic_degree_flow``: ``flow_top5``, ``moving_pairs``, ``required_pairs``, ``threshold``."""
+    ``dynamic_degree_flow``: ``flow_top5``, ``moving_pairs``, ``required_pairs``, ``threshold``. Streams
+    (``score_stream``): RAFT runs on consecutive kept frames as they arrive."""
 
     needs_prompt = False
     max_prompt_tokens = None
@@ -206,27 +201,26 @@ class DynamicDegree(VideoScorer):
 
     def __init__(self, raft: RaftFlow, fps: float = 8.0) -> None:
         super().__init__()
-        self.raft = raft
+        self.statistic = RaftTopFraction(raft, 0.05)
         self.sampler = FrameRateSubsample(fps)
         self.weights_sha256: str | None = None
 
-    def score_sampled(self, frames: torch.Tensor, indices: torch.Tensor | None, num_frames: int, prompts: Any = None, rng: Any = None) -> torch.Tensor:
-        """Scores ``[B]`` of frames ``[B, K, 3, H, W]`` decoded at ``self.sampler``'s indices, in order."""
-        return self.score_sampled_details(frames, indices, num_frames, prompts, rng)["score"]
+    @property
+    def raft(self) -> RaftFlow:
+        return self.statistic.raft
 
-    def score_sampled_details(
-        self, frames: torch.Tensor, indices: torch.Tensor | None, num_frames: int, prompts: Any = None, rng: Any = None
-    ) -> dict[str, torch.Tensor]:
-        videos = frames_0_255(frames)
-        if videos.shape[1] < 2:
-            raise ValueError(f"dynamic degree compares consecutive frames and needs at least 2, got {videos.shape[1]}")
-        rows = []
-        for video in videos:
-            stats = self.raft.top_fraction_means(video, [(i, i + 1) for i in range(len(video) - 1)], 0.05)
-            thres, count_num = dynamic_params(video.shape[-2], video.shape[-1], len(video))
-            rows.append([float(is_dynamic(stats, thres, count_num)), float(np.mean(stats)), float(sum(s > thres for s in stats)), float(count_num), thres])
-        table = torch.tensor(rows, dtype=torch.float32)
-        return dict(zip(("score", *self.output_names), table.unbind(1), strict=True))
+    def score_stream(
+        self,
+        chunks: Iterable[np.ndarray],
+        indices: Sequence[int],
+        num_frames: int,
+        prompt: str | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> dict[str, float]:
+        stream = PairStream(self.statistic)
+        for chunk in chunks:
+            stream.update(chunk)
+        return dynamic_outputs(stream)
 
 
 @register_reward(
@@ -244,7 +238,7 @@ def create_dynamic_degree(
     *, fps: float = 8.0, device: torch.device, dtype: torch.dtype, weights: WeightsArgument
 ) -> DynamicDegree:
     """VBench's dynamic degree; ``weights`` is RAFT's ``raft-things.pth`` (not downloadable by rewardkit),
-    ``fps`` the videos' frame rate (VBench keeps every ``round(fps / 8)``-th frame)."""
+    ``fps`` the frame rate of videos that record none (VBench keeps every ``round(fps / 8)``-th frame)."""
     return build_with_weights(
         "dynamic_degree", weights, {}, lambda paths: DynamicDegree(load_raft(paths["model"]).to(device), fps=fps)
     )

@@ -77,7 +77,7 @@ class VBenchMiddleFrames:
         if self.frames < 1:
             raise ValueError(f"VBenchMiddleFrames needs at least 1 frame, got {self.frames}")
 
-    def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
+    def indices(self, num_frames: int, rng: np.random.Generator | None = None, *, fps: float | None = None) -> list[int]:
         if num_frames < 1:
             raise ValueError(f"the video has no frames (num_frames={num_frames})")
         edges = np.linspace(0, num_frames, min(self.frames, num_frames) + 1).astype(int)

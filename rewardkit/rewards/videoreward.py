@@ -46,9 +46,9 @@ of frames (the Qwen2-VL processor). Scores: ``inference.py: reward`` with ``use_
 2.2476, MQ 1.1646 / 1.3811, TA 2.8105 / 2.5121, as quoted by two independent public integrations, unverified
 here) and Overall = VQ + MQ + TA; ``normalize=False`` returns the raw head outputs and their sum.
 
-Deliberate differences. The official reader takes each video's frame rate from the file; rewardkit's
-samplers see frame counts only, so the frame rate is the option ``video_fps`` (default 24), or a fixed
-frame count is asked for with ``num_frames`` (the official ``reward(..., num_frames=)`` argument). Frames
+Deliberate differences. The frame rate is read from the file as the official reader does; frame folders,
+GIFs, files without one and tensors take the option ``video_fps`` (default 24; a warning says so once), or a
+fixed frame count is asked for with ``num_frames`` (the official ``reward(..., num_frames=)`` argument). Frames
 given as floats are rounded to 8 bits first, as a saved video would be. An odd number of sampled frames
 (possible only with a fixed ``num_frames`` on a short video) is padded by repeating the last frame, as
 transformers' Qwen2-VL video processor does (transformers 4.45's processor raises there). The official code
@@ -80,6 +80,7 @@ from torch import nn
 from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards.base import VideoScorer
 from rewardkit.transforms import as_float_videos, check_prompts
+from rewardkit.video.sampling import assumed_frame_rate
 from rewardkit.weights import (
     MissingWeightsError,
     WeightsArgument,
@@ -250,14 +251,15 @@ class VideoAlignSampler:
         if self.fixed_frames < 0:
             raise ValueError(f"num_frames must be 0 (sample by frame rate) or a positive count, got {self.fixed_frames}")
 
-    def count(self, num_frames: int) -> int:
-        """How many frames the official reader takes from a video of ``num_frames`` frames."""
+    def count(self, num_frames: int, fps: float | None = None) -> int:
+        """How many frames the official reader takes from a video of ``num_frames`` frames at ``fps`` frames
+        per second (None: unknown, ``video_fps`` is assumed)."""
         if self.fixed_frames:
             count = _round_by_factor(self.fixed_frames, FRAME_FACTOR)
         else:
             min_frames = _ceil_by_factor(FPS_MIN_FRAMES, FRAME_FACTOR)
             max_frames = _floor_by_factor(min(FPS_MAX_FRAMES, num_frames), FRAME_FACTOR)
-            wanted = num_frames / self.video_fps * self.sample_fps
+            wanted = num_frames / assumed_frame_rate(fps, self.video_fps, "videoreward", "video_fps") * self.sample_fps
             count = _round_by_factor(min(max(wanted, min_frames), max_frames), FRAME_FACTOR)
         count = min(count, num_frames)
         if count < FRAME_FACTOR:
@@ -267,8 +269,8 @@ class VideoAlignSampler:
             )
         return count
 
-    def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
-        count = self.count(num_frames)
+    def indices(self, num_frames: int, rng: np.random.Generator | None = None, *, fps: float | None = None) -> list[int]:
+        count = self.count(num_frames, fps)
         return torch.linspace(0, num_frames - 1, count).round().long().tolist()
 
 
@@ -715,8 +717,8 @@ def create_videoreward(
 ) -> VideoReward:
     """VideoReward; ``weights`` is the VideoReward folder (model_config.json + checkpoint-N/), a checkpoint-N
     folder or its model.pth. ``output`` picks the main score; ``normalize`` applies the official
-    z-normalisation; ``video_fps`` is the frame rate assumed for the videos (the sampler takes 2 frames per
-    second of video) unless ``num_frames`` fixes the count (the official ``num_frames``). ``{"model": ...,
+    z-normalisation; ``video_fps`` is the frame rate assumed for videos whose container records none (the
+    sampler takes 2 frames per second of video) unless ``num_frames`` fixes the count (the official ``num_frames``). ``{"model": ...,
     "base": FOLDER}`` also gives the Qwen2-VL folder with config.json and preprocessor_config.json (default:
     the base model_config.json names when it is a local folder, else Qwen/Qwen2-VL-2B-Instruct from the Hub)."""
     given: dict[str, Any] = split_weights_argument("videoreward", weights, list(VIDEOREWARD_WEIGHTS))

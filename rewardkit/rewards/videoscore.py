@@ -136,7 +136,7 @@ class VideoScoreSampler:
         if self.n < 1:
             raise ValueError(f"VideoScoreSampler needs n >= 1, got {self.n}")
 
-    def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
+    def indices(self, num_frames: int, rng: np.random.Generator | None = None, *, fps: float | None = None) -> list[int]:
         if num_frames < 1:
             raise ValueError(f"VideoScore needs a video with at least 1 frame, got {num_frames}")
         if num_frames > self.n:

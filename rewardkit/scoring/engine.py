@@ -38,6 +38,7 @@ from rewardkit.video.io import (
     VIDEO_EXTENSIONS,
     DecodeError,
     check_decode_device,
+    iter_frames,
     media_kind,
     open_media,
     video_backend,
@@ -46,7 +47,17 @@ from rewardkit.video.sampling import FrameSampler, parse_sampler
 from rewardkit.video.weighting import FrameWeighting, parse_weighting
 from rewardkit.weights import weights_for
 
-__all__ = ["Engine", "FILES_PER_WORKER", "ScorerSlot", "WEIGHT_FREE_REWARDS", "build_slots", "default_workers", "score"]
+__all__ = [
+    "DECODE_BUDGET_BYTES",
+    "Engine",
+    "FILES_PER_WORKER",
+    "ScorerSlot",
+    "WEIGHT_FREE_REWARDS",
+    "build_slots",
+    "check_decode_budget",
+    "default_workers",
+    "score",
+]
 
 # Scored when no reward is named: they need no weights, so the quick start works offline.
 WEIGHT_FREE_REWARDS = ("temporal_flickering", "dynamic_degree_flow", "motion_smoothness_flow")
@@ -84,7 +95,11 @@ class ScorerSlot:
     @property
     def plan(self) -> FramePlan:
         sampler = self.module.sampler if self.modality == "video" else self.sampler
-        return FramePlan(self.label, self.modality, sampler, self.seed, getattr(self.module, "preprocessor", None))
+        streams = self.modality == "video" and getattr(self.module, "stream_chunk", 0) > 0
+        # A streaming reward without weights (flicker, the OpenCV-flow metrics) scores in the decoding worker.
+        in_worker = streams and next(self.module.parameters(), None) is None
+        preprocess = getattr(self.module, "preprocessor", None)
+        return FramePlan(self.label, self.modality, sampler, self.seed, preprocess, streams, self.module if in_worker else None)
 
     def prompt_truncated(self, prompt: str | None) -> bool:
         if prompt is None or not hasattr(self.module, "prompt_truncated"):
@@ -143,6 +158,22 @@ def build_slots(
 
 # -------------------------------------------------------------------------------------------- decoding
 
+# The most decoded RGB bytes a reward that needs its sampled frames all at once may hold per file (streaming
+# rewards hold a few frames instead); a file over it is that reward's failed row, never an out-of-memory crash.
+DECODE_BUDGET_BYTES = int(float(os.environ.get("REWARDKIT_DECODE_BUDGET_GB", "4")) * 2**30)
+
+
+def check_decode_budget(frames: int, height: int, width: int) -> None:
+    """Raise ValueError when ``frames`` RGB frames of ``height`` x ``width`` exceed ``DECODE_BUDGET_BYTES``."""
+    needed = frames * height * width * 3
+    if needed > DECODE_BUDGET_BYTES:
+        raise ValueError(
+            f"this reward needs {frames} frames of {width}x{height} decoded at once ({needed / 2**30:.1f} GiB), over the "
+            f"decode budget of {DECODE_BUDGET_BYTES / 2**30:.1f} GiB; sample fewer frames (--frames segmental:S or "
+            f"uniform:N for image rewards) or raise REWARDKIT_DECODE_BUDGET_GB"
+        )
+
+
 
 @dataclass(frozen=True)
 class FramePlan:
@@ -154,13 +185,19 @@ class FramePlan:
     sampler: FrameSampler
     seed: int
     preprocess: Any
+    streams: bool = False  # a video reward that decodes its frames while it scores (``score_stream``)
+    scorer: Any = None  # such a reward when it has no weights: it scores in the worker, as it decodes
 
-    def indices(self, path: str, kind: str, num_frames: int) -> list[int]:
+    def score_rng(self, path: str) -> np.random.Generator:
+        """The reward's own randomness for one file (seeded per file, as the frame choice)."""
+        return np.random.default_rng([self.seed, zlib.crc32(f"{self.label}|{path}|score".encode())])
+
+    def indices(self, path: str, kind: str, num_frames: int, fps: float | None = None) -> list[int]:
         if kind == "image":
             return [0]
         # Per-file generator: random sampling does not depend on batch size, worker count or file order.
         rng = np.random.default_rng([self.seed, zlib.crc32(f"{self.label}|{path}".encode())])
-        return self.sampler.indices(num_frames, rng)
+        return self.sampler.indices(num_frames, rng, fps=fps)
 
 
 class _DecodeDataset(Dataset):
@@ -190,16 +227,28 @@ class _DecodeDataset(Dataset):
                 wanted: list[list[int] | Exception] = []
                 for plan in self.plans:
                     try:
-                        wanted.append(plan.indices(item.path, info.kind, info.num_frames))
+                        indices = plan.indices(item.path, info.kind, info.num_frames, info.fps)
+                        if not plan.streams:
+                            check_decode_budget(len(set(indices)), info.height, info.width)
+                        wanted.append(indices)
                     except ValueError as error:
                         wanted.append(error)
-                union = sorted({index for indices in wanted if isinstance(indices, list) for index in indices})
+                union = sorted({
+                    index
+                    for plan, indices in zip(self.plans, wanted, strict=True)
+                    if isinstance(indices, list) and not plan.streams
+                    for index in indices
+                })
                 frames = dict(zip(union, media.read(union), strict=True)) if union else {}
             for plan, indices in zip(self.plans, wanted, strict=True):
                 if isinstance(indices, Exception):
                     result["per_slot"].append(indices)
                 elif plan.modality == "video" and info.kind == "image":
                     result["per_slot"].append(None)  # not applicable: a still image has no time axis
+                elif plan.scorer is not None:
+                    result["per_slot"].append(_score_streaming(plan, item, indices, info.num_frames))
+                elif plan.streams:
+                    result["per_slot"].append((indices, None))  # decoded while scored, in the main process
                 elif plan.modality == "video":
                     stacked = np.stack([frames[index] for index in indices])
                     result["per_slot"].append((indices, torch.from_numpy(stacked).permute(0, 3, 1, 2)))
@@ -214,6 +263,17 @@ class _DecodeDataset(Dataset):
             result["error"] = f"{type(error).__name__}: {error}"
         result["seconds"] = time.perf_counter() - started
         return result
+
+
+def _score_streaming(plan: FramePlan, item: MediaItem, indices: list[int], num_frames: int) -> tuple[list[int], dict[str, float]] | Exception:
+    """A weight-free streaming reward's outputs for one file, decoded chunk by chunk here in the worker."""
+    scorer = plan.scorer
+    try:
+        with torch.inference_mode():
+            frames = iter_frames(item.path, indices, scorer.stream_chunk)
+            return indices, scorer.score_stream(frames, indices, num_frames, item.prompt, plan.score_rng(item.path))
+    except (ValueError, RuntimeError, DecodeError, OSError) as error:  # NotApplicable (a ValueError) included
+        return error
 
 
 @dataclass
@@ -367,6 +427,8 @@ class Engine:
             payload = decoded["per_slot"][slot_index]
             if payload is None:
                 self._emit(base, status="skipped", error=f"{slot.label} scores videos; {item.path} is a still image")
+            elif isinstance(payload, NotApplicable):  # scored in the worker: e.g. VBench's flicker on a moving video
+                self._emit(base, status="skipped", error=str(payload))
             elif isinstance(payload, Exception):
                 self._emit(base, status="failed", error=f"{type(payload).__name__}: {payload}")
             elif slot.needs_prompt and item.prompt is None:
@@ -382,11 +444,14 @@ class Engine:
                     base["warning"] = f"prompt truncated to {slot.module.max_prompt_tokens} tokens"
                 started = time.perf_counter()
                 try:
-                    outputs = self._score_video(slot, item, tensors, indices, decoded["num_frames"])
+                    if isinstance(tensors, dict):  # already scored in the worker
+                        outputs = tensors
+                    else:
+                        outputs = self._score_video(slot, item, tensors, indices, decoded["num_frames"])
                 except NotApplicable as error:  # e.g. VBench's flicker on a moving video: left out, not failed
                     self._emit(base, status="skipped", error=str(error))
                     continue
-                except (ValueError, RuntimeError) as error:
+                except (ValueError, RuntimeError, DecodeError, OSError) as error:
                     self._emit(base, status="failed", error=f"{type(error).__name__}: {error}")
                     continue
                 base["seconds"] += time.perf_counter() - started
@@ -401,11 +466,15 @@ class Engine:
 
     @staticmethod
     def _score_video(
-        slot: ScorerSlot, item: MediaItem, tensors: torch.Tensor, indices: list[int], num_frames: int
+        slot: ScorerSlot, item: MediaItem, tensors: torch.Tensor | None, indices: list[int], num_frames: int
     ) -> dict[str, float]:
-        """Run a video reward on one file's sampled frames; its own randomness is seeded per file."""
+        """Run a video reward on one file's sampled frames (``tensors``, or decoded here chunk by chunk for
+        a streaming reward); its own randomness is seeded per file."""
         module = slot.module
-        rng = np.random.default_rng([slot.seed, zlib.crc32(f"{slot.label}|{item.path}|score".encode())])
+        rng = slot.plan.score_rng(item.path)
+        prompt = item.prompt if slot.needs_prompt else None
+        if tensors is None:
+            return module.score_stream(iter_frames(item.path, indices, module.stream_chunk), indices, num_frames, prompt, rng)
         arguments = (
             tensors[None].to(_device_of(module)),
             torch.tensor([indices], dtype=torch.long),

@@ -58,6 +58,7 @@ __all__ = [
     "Media",
     "MediaInfo",
     "check_decode_device",
+    "iter_frames",
     "media_kind",
     "open_media",
     "probe",
@@ -722,6 +723,50 @@ def read_frames(path: PathLike, indices: Sequence[int] | None = None) -> np.ndar
     """
     with open_media(path) as media:
         return media.read(indices)
+
+
+def iter_frames(path: PathLike, indices: Sequence[int] | None = None, chunk: int = 16) -> Iterator[np.ndarray]:
+    """Yield the frames at ``indices`` (strictly increasing; None = every frame) as uint8 ``[k, H, W, 3]``
+    RGB arrays of at most ``chunk`` frames, in order, holding no more than one chunk at a time.
+
+    The file is opened once (:func:`open_media`); with PyAV it is decoded sequentially from the first frame,
+    converting only the wanted frames; other backends read ``chunk`` frames per call. Raises as
+    :func:`read_frames` does, and ValueError for indices that are not strictly increasing or a ``chunk``
+    below 1.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1 frame, got {chunk}")
+    with open_media(path) as media:
+        wanted = list(range(media.info.num_frames)) if indices is None else _normalize_indices(indices)
+        if any(b <= a for a, b in zip(wanted[:-1], wanted[1:], strict=True)):
+            raise ValueError("iter_frames reads frames in order: indices must be strictly increasing")
+        _check_indices(wanted, media.info.num_frames)
+        if isinstance(media._source, _PyAVVideo):
+            yield from _pyav_chunks(media._source, wanted, chunk)
+        else:
+            for start in range(0, len(wanted), chunk):
+                yield media.read(wanted[start : start + chunk])
+
+
+def _pyav_chunks(video: _PyAVVideo, wanted: list[int], chunk: int) -> Iterator[np.ndarray]:
+    """``wanted`` (sorted) frames of a PyAV video in chunks, decoding forward from the first frame once."""
+    frames: list[np.ndarray] = []
+    wanted_set, last, decoded, converted = set(wanted), wanted[-1], 0, 0
+    try:
+        for index, frame in enumerate(video._decoded()):
+            decoded = index + 1
+            if index in wanted_set:
+                frames.append(video._rgb(frame))
+                converted += 1
+            if frames and (len(frames) == chunk or index >= last):
+                yield np.stack(frames)
+                frames = []
+            if index >= last:
+                break
+    except av.FFmpegError as exc:
+        raise _decode_error(video.path, f"decoding failed ({_ffmpeg_reason(exc)})", _REENCODE_HINT) from exc
+    if converted < len(wanted):
+        raise video._short(decoded)
 
 
 # ------------------------------------------------------------------------------------------- writing

@@ -8,6 +8,7 @@ evaluation variant) or the middle one.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -16,13 +17,16 @@ import torch
 
 from rewardkit.errors import UserInputError
 
-__all__ = ["FrameSampler", "Segmental", "Uniform", "All", "frame_indices", "parse_sampler"]
+__all__ = ["FrameSampler", "Segmental", "Uniform", "All", "assumed_frame_rate", "frame_indices", "parse_sampler"]
+
+_WARNED_FRAME_RATES: set[tuple[str, float]] = set()
 
 
 class FrameSampler(Protocol):
-    """Anything that maps a frame count to the frame indices to score."""
+    """Anything that maps a frame count (and the container's frame rate, None when unknown) to the frame
+    indices to score."""
 
-    def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]: ...
+    def indices(self, num_frames: int, rng: np.random.Generator | None = None, *, fps: float | None = None) -> list[int]: ...
 
     @property
     def spec(self) -> str:
@@ -60,7 +64,7 @@ class Segmental:
     def spec(self) -> str:
         return f"segmental:{self.segments}:{self.mode}"
 
-    def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
+    def indices(self, num_frames: int, rng: np.random.Generator | None = None, *, fps: float | None = None) -> list[int]:
         _check_num_frames(num_frames, self.segments, f"segmental sampling with {self.segments} segments")
         length = num_frames // self.segments
         starts = np.arange(self.segments) * length
@@ -88,7 +92,7 @@ class Uniform:
     def spec(self) -> str:
         return f"uniform:{self.n}"
 
-    def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
+    def indices(self, num_frames: int, rng: np.random.Generator | None = None, *, fps: float | None = None) -> list[int]:
         _check_num_frames(num_frames, 1, "uniform sampling")
         return [int(index) for index in np.linspace(0, num_frames - 1, self.n).round()]
 
@@ -99,15 +103,33 @@ class All:
 
     spec = "all"
 
-    def indices(self, num_frames: int, rng: np.random.Generator | None = None) -> list[int]:
+    def indices(self, num_frames: int, rng: np.random.Generator | None = None, *, fps: float | None = None) -> list[int]:
         _check_num_frames(num_frames, 1, "reading all frames")
         return list(range(num_frames))
 
 
-def frame_indices(sampler: FrameSampler, num_frames: int, batch: int = 1, rng: np.random.Generator | None = None) -> torch.Tensor:
-    """Indices ``[batch, K]`` to decode from ``num_frames``-frame videos, drawn independently per video
-    (random samplers use ``rng``): the one place every video reward and the trainer sample frames."""
-    return torch.tensor([sampler.indices(num_frames, rng) for _ in range(batch)], dtype=torch.long)
+def assumed_frame_rate(fps: float | None, fallback: float, reward: str, option: str) -> float:
+    """``fps`` (the container's frame rate), or ``fallback`` (the reward's ``option``) when it is unknown, with a
+    warning once per process and reward: frame folders, GIFs, files that record no rate and tensors."""
+    if fps is not None and fps > 0:
+        return fps
+    if (reward, fallback) not in _WARNED_FRAME_RATES:
+        _WARNED_FRAME_RATES.add((reward, fallback))
+        warnings.warn(
+            f"{reward}: a video without a frame rate (frame folder, GIF, tensor or a file that records none) is taken "
+            f"as {fallback:g} fps, the option {option}; set {option}=RATE if that is wrong",
+            stacklevel=3,
+        )
+    return fallback
+
+
+def frame_indices(
+    sampler: FrameSampler, num_frames: int, batch: int = 1, rng: np.random.Generator | None = None, fps: float | None = None
+) -> torch.Tensor:
+    """Indices ``[batch, K]`` to decode from ``num_frames``-frame videos at ``fps`` frames per second (None:
+    unknown), drawn independently per video (random samplers use ``rng``): the one place every video
+    reward and the trainer sample frames."""
+    return torch.tensor([sampler.indices(num_frames, rng, fps=fps) for _ in range(batch)], dtype=torch.long)
 
 
 def parse_sampler(spec: str) -> FrameSampler:

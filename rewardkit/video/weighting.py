@@ -3,10 +3,16 @@
 ``TemporalAttenuation`` is InstructVideo's temporally attenuated reward: frame ``g(i)`` of an F-frame video
 gets weight ``f_i = exp(-lambda * |g(i) - F // 2|)`` and the video reward is ``(1 / S) * sum_i f_i r_i``
 (the paper's form) or, with ``normalized=True``, ``sum_i f_i r_i / sum_i f_i``.
+
+The paper's distances are in frames of its 16-frame clips. For any other length F, frame ``g`` is placed at
+the same relative position of a 16-frame clip, ``16 * g / F``, so ``f_i = exp(-lambda * |16 * g(i) / F - 8|)``:
+exactly the paper's formula when F = 16, and the same weights for the same relative positions at any
+length (read unscaled on a 600-frame video, every sampled frame would weigh about ``exp(-150)``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -14,7 +20,7 @@ import torch
 
 from rewardkit.errors import UserInputError
 
-__all__ = ["FrameWeighting", "TemporalAttenuation", "Mean", "parse_weighting"]
+__all__ = ["PAPER_FRAMES", "FrameWeighting", "TemporalAttenuation", "Mean", "parse_weighting"]
 
 
 class FrameWeighting(Protocol):
@@ -35,19 +41,30 @@ def _check(scores: torch.Tensor, indices: torch.Tensor) -> None:
         )
 
 
+PAPER_FRAMES = 16  # InstructVideo's clips: TAR's distances are in frames of a 16-frame clip
+
+
 @dataclass(frozen=True)
 class TemporalAttenuation:
-    """``f_i = exp(-lam * |g(i) - F // 2|)``; lam = 1.0 in the paper (0.5 was unstable, 2 too weak)."""
+    """``f_i = exp(-lam * |16 * g(i) / F - 8|)`` (the paper's ``|g(i) - F // 2|`` at F = 16, relative positions
+    scaled to a 16-frame clip otherwise); lam = 1.0 in the paper (0.5 was unstable, 2 too weak)."""
 
     lam: float = 1.0
     normalized: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam < 0:
+            raise UserInputError(
+                f"TAR's lambda must be a finite number >= 0 (the paper uses 1.0; 0 weighs every frame alike), got {self.lam!r}"
+            )
 
     @property
     def spec(self) -> str:
         return f"tar:{self.lam}" + (":normalized" if self.normalized else "")
 
     def weights(self, indices: torch.Tensor, num_frames: int) -> torch.Tensor:
-        distance = (indices.to(torch.float64) - num_frames // 2).abs()
+        # At F = 16 the scale is exactly 1.0, so this is the paper's |g - F // 2| to the bit.
+        distance = (indices.to(torch.float64) * (PAPER_FRAMES / num_frames) - PAPER_FRAMES / 2).abs()
         return torch.exp(-self.lam * distance)
 
     def __call__(self, scores: torch.Tensor, indices: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -78,15 +95,15 @@ class Mean:
 def parse_weighting(spec: str) -> FrameWeighting:
     """Read ``mean``, ``tar:LAMBDA`` or ``tar:LAMBDA:normalized`` (the CLI's ``--weighting``)."""
     name, *arguments = spec.strip().lower().split(":")
-    try:
-        if name == "mean" and not arguments:
-            return Mean()
-        if name == "tar" and len(arguments) <= 2 and arguments[1:] in ([], ["normalized"]):
-            return TemporalAttenuation(
-                float(arguments[0]) if arguments else 1.0, normalized=len(arguments) == 2
-            )
-    except ValueError:
-        pass
+    if name == "mean" and not arguments:
+        return Mean()
+    if name == "tar" and len(arguments) <= 2 and arguments[1:] in ([], ["normalized"]):
+        try:
+            lam = float(arguments[0]) if arguments else 1.0
+        except ValueError:
+            lam = None
+        if lam is not None:
+            return TemporalAttenuation(lam, normalized=len(arguments) == 2)
     raise UserInputError(
         f"cannot read frame weighting {spec!r}; write mean, tar:LAMBDA (InstructVideo's temporally attenuated "
         f"reward, e.g. tar:1.0) or tar:LAMBDA:normalized"
