@@ -285,6 +285,8 @@ def _weights_by_reward(values: Sequence[str], specs: Sequence[str]) -> dict[str,
 def _run_score(args: argparse.Namespace) -> int:
     from rewardkit.registry import get_reward_info, parse_device, parse_reward_spec, validate_options
     from rewardkit.scoring import collect_media, score
+    from rewardkit.scoring.inputs import InputWarning
+    from rewardkit.scoring.results import escape_text
 
     device = str(parse_device(args.device or default_device()))  # a missing GPU is one line, before any work
     specs = args.reward
@@ -296,11 +298,13 @@ def _run_score(args: argparse.Namespace) -> int:
         name, options = parse_reward_spec(spec)
         validate_options(get_reward_info(name), options)
     weights = _weights_by_reward(args.weights, specs)
-    media, skipped = collect_media(args.paths)
-    if not media:
-        raise UserInputError(f"no images or videos found in {', '.join(args.paths)}")
+    if args.seed < 0:
+        raise UserInputError(f"--seed must be 0 or more, got {args.seed}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        media, skipped = collect_media(args.paths)
+        if not media:
+            raise UserInputError(f"no images or videos found in {', '.join(args.paths)}")
         results = score(
             args.paths,
             specs,
@@ -320,12 +324,15 @@ def _run_score(args: argparse.Namespace) -> int:
     if truncated:
         more = f" ({len(truncated) - 1} more prompts alike; see the warning column)" if len(truncated) > 1 else ""
         print(f"warning: {truncated[0]}{more}", file=sys.stderr)
+    for message in dict.fromkeys(str(warning.message) for warning in caught if issubclass(warning.category, InputWarning)):
+        print(f"warning: {escape_text(message)}", file=sys.stderr)
     _print_report(results, skipped, args.out)
     return EXIT_FAILED_ROWS if (results["status"] == "failed").any() else EXIT_OK
 
 
 def _print_report(results: pd.DataFrame, skipped: Sequence[str], out: str | None) -> None:
     from rewardkit.scoring import iter_failures, summarize
+    from rewardkit.scoring.results import escape_text
 
     if out is None and not results.empty:
         print(_per_file_table(results))
@@ -336,11 +343,15 @@ def _print_report(results: pd.DataFrame, skipped: Sequence[str], out: str | None
         print(summary.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
     failures = list(iter_failures(results))
     for path, reward, error in failures[:10]:
-        print(f"failed: {path} [{reward}]: {error}", file=sys.stderr)
+        print(f"failed: {path} [{reward}]: {error}", file=sys.stderr)  # already escaped in the table
     if len(failures) > 10:
         print(f"... and {len(failures) - 10} more failures (see the status and error columns)", file=sys.stderr)
-    if skipped:
-        print(f"skipped {len(skipped)} non-media file(s), e.g. {skipped[0]}", file=sys.stderr)
+    folders = [path for path in skipped if os.path.isdir(path)]
+    files = [path for path in skipped if path not in folders]
+    if files:
+        print(f"skipped {len(files)} non-media file(s), e.g. {escape_text(files[0])}", file=sys.stderr)
+    if folders:
+        print(f"could not read {len(folders)} folder(s), their files are not scored: {escape_text(folders[0])}", file=sys.stderr)
     if out:
         print(f"results: {out} ({len(results)} rows)")
 

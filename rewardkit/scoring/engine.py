@@ -2,8 +2,12 @@
 
 Decoding and reference preprocessing run in DataLoader workers while the main process runs the models.
 Each file becomes one row per reward with a status and an error, so a corrupt file among thousands is one
-failed row. Rows are flushed to ``out`` as they are produced; a rerun with the same ``out`` skips the
-rows that already succeeded, so an interrupted run resumes where it stopped.
+failed row. Decoding always runs in worker processes (one, without read-ahead, with ``workers=0``), so a
+decoder that crashes its process (``std::bad_alloc``, SIGABRT, SIGSEGV) costs only the file it was
+decoding: that file becomes a failed row, a fresh worker takes over and the run goes on. A score that is
+not finite is a failed row, never ``ok``. Rows are flushed to ``out`` as they are produced; a rerun with
+the same ``out`` skips the rows that already succeeded (matched on the resolved path), so an interrupted
+run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import sys
 import time
 import warnings
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,14 +28,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 import rewardkit
 from rewardkit.errors import UserInputError
 from rewardkit.registry import create_reward, get_reward_info, parse_reward_spec
 from rewardkit.rewards.errors import NotApplicable
-from rewardkit.scoring.inputs import MediaItem, collect_media, find_prompt, prompt_table
-from rewardkit.scoring.results import COLUMNS, ResultsWriter, combine_results
+from rewardkit.scoring.inputs import MediaItem, collect_media, prompt_for, prompt_table
+from rewardkit.scoring.results import COLUMNS, ResultsWriter, combine_results, escape_text, row_key
 from rewardkit.video.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, DecodeError, media_kind, probe, read_frames
 from rewardkit.video.sampling import FrameSampler, parse_sampler
 from rewardkit.video.weighting import FrameWeighting, parse_weighting
@@ -197,7 +203,7 @@ class _DecodeDataset(Dataset):
                         result["per_slot"].append(ValueError(f"preprocessing failed: {error}"))
                         continue
                     result["per_slot"].append((indices, tensors))
-        except (DecodeError, ValueError, OSError) as error:
+        except Exception as error:  # whatever goes wrong decoding one file concerns that file only
             result["error"] = f"{type(error).__name__}: {error}"
         result["seconds"] = time.perf_counter() - started
         return result
@@ -241,26 +247,44 @@ def score(
     """
     if batch_size < 1:
         raise UserInputError(f"batch_size must be at least 1, got {batch_size}")
+    if seed < 0:
+        raise UserInputError(f"seed must be 0 or more, got {seed}")
+    if workers is not None and workers < 0:
+        raise UserInputError(f"workers must be 0 or more, got {workers}")
     path_list = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     media, _ = collect_media(path_list)
     table = prompt_table(prompts)
-    items = [MediaItem(path, media_kind(path), find_prompt(path, table)) for path in media]
+    items = [MediaItem(path, media_kind(path), *prompt_for(path, table)) for path in media]
     writer = ResultsWriter(out)
-    done = writer.existing()
-    slots = build_slots(
-        rewards, device=device, dtype=dtype, weights=weights or {}, frames=frames, weighting=weighting, seed=seed
-    )
+    writer.open()  # a folder, a read-only place or another run's lock: an error before any model loads
+    try:
+        done = writer.existing()
+        slots = build_slots(
+            rewards, device=device, dtype=dtype, weights=weights or {}, frames=frames, weighting=weighting, seed=seed
+        )
+    except BaseException:
+        writer.close(None)
+        raise
     extra = [column for slot in slots for column in slot.extra_columns.values()]
     writer.columns = list(dict.fromkeys([*COLUMNS, *done.columns, *extra]))
-    finished = {(row.path, row.reward, row.options) for row in done.itertuples() if row.status in ("ok", "skipped")}
+    finished = {
+        (row_key(row.path), row.reward, row.options) for row in done.itertuples() if row.status in ("ok", "skipped")
+    }
     engine = Engine(slots, writer, finished)
+    already = sum(engine.key(item, slot) in finished for item in items for slot in slots)
+    if already:
+        print(
+            f"{out}: {already} of {len(items) * len(slots)} rows already done; scoring the other "
+            f"{len(items) * len(slots) - already}",
+            file=sys.stderr,
+        )
     try:
         engine.run(items, batch_size=batch_size, workers=workers, progress=progress)
     finally:
         combined = combine_results(done, pd.DataFrame(engine.rows, columns=writer.columns), writer.columns)
         writer.close(combined if out is not None else None)
-    wanted = {item.path for item in items}
-    return combined[combined["path"].isin(wanted)].reset_index(drop=True)
+    wanted = {row_key(item.path) for item in items}
+    return combined[combined["path"].map(row_key).isin(wanted)].reset_index(drop=True)
 
 
 class Engine:
@@ -279,41 +303,35 @@ class Engine:
     def run(self, items: Sequence[MediaItem], *, batch_size: int, workers: int | None, progress: bool) -> None:
         from tqdm.auto import tqdm
 
-        items = [item for item in items if any(self._key(item, slot) not in self.finished for slot in self.slots)]
+        items = [item for item in items if any(self.key(item, slot) not in self.finished for slot in self.slots)]
         if not items:
             return
         workers = _default_workers() if workers is None else workers
-        loader = DataLoader(
-            _DecodeDataset(items, self.slots),
-            batch_size=None,
-            shuffle=False,
-            num_workers=workers,
-            collate_fn=_identity,
-            prefetch_factor=2 if workers > 0 else None,  # all-frame metrics hold whole videos
-            persistent_workers=False,
-        )
+        decoded_files = _decoded_files(_DecodeDataset(items, self.slots), workers)
         self.batch_size = batch_size
         self.items = items
         bar = tqdm(total=len(items), unit="file", disable=not progress, dynamic_ncols=True, desc="scoring")
         try:
             with torch.inference_mode():
-                for decoded in loader:
+                for decoded in decoded_files:
                     self._accept(decoded)
                     bar.update(1)
                     bar.set_postfix(failed=self.failures, refresh=False)
                 for slot_index in range(len(self.slots)):
                     self._flush(slot_index)
         finally:
+            decoded_files.close()
             bar.close()
 
     @staticmethod
-    def _key(item: MediaItem, slot: ScorerSlot) -> tuple[str, str, str]:
-        return item.path, slot.label, slot.options_text
+    def key(item: MediaItem, slot: ScorerSlot) -> tuple[str, str, str]:
+        """What resume compares: the resolved path, the reward and its options."""
+        return row_key(item.path), slot.label, slot.options_text
 
     def _accept(self, decoded: dict[str, Any]) -> None:
         item = self.items[decoded["position"]]
         for slot_index, slot in enumerate(self.slots):
-            if self._key(item, slot) in self.finished:
+            if self.key(item, slot) in self.finished:
                 continue
             base = self._row(item, slot, decoded)
             if decoded["error"] is not None:
@@ -328,8 +346,10 @@ class Engine:
                 self._emit(
                     base,
                     status="failed",
-                    error=f"no prompt for {item.path}: {slot.label} needs one; give --prompts FILE (CSV path,prompt or "
-                    f"JSONL), a sidecar {Path(item.path).stem}.txt, or a VBench-style name '{{prompt}}-0.mp4'",
+                    error=f"no prompt for {item.path}: {slot.label} needs one"
+                    + (f" ({item.prompt_problem})" if item.prompt_problem else "")
+                    + f"; give --prompts FILE (CSV path,prompt or JSONL), a sidecar {Path(item.path).stem}.txt, or a "
+                    "VBench-style name '{prompt}-0.mp4'",
                 )
             elif slot.modality == "video":
                 indices, tensors = payload
@@ -423,14 +443,14 @@ class Engine:
     def _row(self, item: MediaItem, slot: ScorerSlot, decoded: dict[str, Any]) -> dict[str, Any]:
         return {
             "path": item.path,
-            "prompt": item.prompt,
+            "prompt": item.prompt if slot.needs_prompt or not item.prompt_problem else None,
             "reward": slot.label,
             "options": slot.options_text,
             "score": math.nan,
             "n_frames": decoded["num_frames"],
             "status": "",
             "error": "",
-            "warning": "",
+            "warning": f"{item.prompt_problem} (no prompt used)" if item.prompt_problem and not slot.needs_prompt else "",
             "seconds": decoded["seconds"],
             "rewardkit_version": rewardkit.__version__,
             "weights_sha256": getattr(slot.module, "weights_sha256", None) or getattr(getattr(slot.module, "image_reward", None), "weights_sha256", None) or "",
@@ -443,14 +463,83 @@ class Engine:
         extra = {column: outputs.get(name, math.nan) for name, column in row["slot"].extra_columns.items()}
         row = {column: row.get(column, math.nan) for column in self.writer.columns} | extra
         row |= {"status": status, "score": outputs.get("score", math.nan), "error": error}
+        not_finite = [name for name, value in outputs.items() if not math.isfinite(value)]
+        if status == "ok" and not_finite:  # NaN or inf is never a score
+            row |= {"status": "failed", "error": f"the reward gave a non-finite {' and '.join(not_finite)} ({outputs[not_finite[0]]})"}
+        row = {key: escape_text(value) if isinstance(value, str) else value for key, value in row.items()}
         row["seconds"] = round(row["seconds"], 6)
-        self.failures += status == "failed"
+        self.failures += row["status"] == "failed"
         self.rows.append(row)
         self.writer.write(row)
 
 
 def _identity(sample: Any) -> Any:
     return sample
+
+
+def _decoded_files(dataset: _DecodeDataset, workers: int) -> Iterator[dict[str, Any]]:
+    """Each file decoded, in order, by ``workers`` processes (``0``: one process without read-ahead).
+
+    When a worker dies (the decoder aborted or crashed the process), the first file not yet delivered is
+    decoded alone in a fresh worker: if that one dies too, the file gets its failed row; then a new loader
+    goes on from the next file. torch notices a dead worker by a SIGCHLD handler that raises; SIGCHLD is
+    blocked except while fetching, so that this happens here and never inside a model call."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    try:
+        start = 0
+        while start < len(dataset):
+            try:
+                for decoded in _watched(_loader(dataset, range(start, len(dataset)), workers)):
+                    start = decoded["position"] + 1
+                    yield decoded
+                return
+            except RuntimeError as error:
+                if "DataLoader worker" not in str(error):
+                    raise
+            try:
+                yield from _watched(_loader(dataset, [start], 0))
+            except RuntimeError as error:
+                if "DataLoader worker" not in str(error):
+                    raise
+                reason = str(error).partition(")")[2].strip(" .") or "died"
+                yield {
+                    "position": start, "per_slot": [], "num_frames": 0, "seconds": 0.0,
+                    "error": f"DecoderCrash: decoding this file crashed the decoding process (the worker {reason}); "
+                    "the file is left out",
+                }
+            start += 1
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _watched(loader: DataLoader) -> Iterator[dict[str, Any]]:
+    """The items of ``loader``, with SIGCHLD let through only while the next one is fetched."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+    try:
+        iterator = iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    while True:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        yield item
+
+
+def _loader(dataset: _DecodeDataset, positions: Sequence[int], workers: int) -> DataLoader:
+    return DataLoader(
+        Subset(dataset, positions),
+        batch_size=None,
+        shuffle=False,
+        num_workers=max(workers, 1),
+        collate_fn=_identity,
+        prefetch_factor=2 if workers > 0 else 1,  # all-frame metrics hold whole videos
+        persistent_workers=False,
+    )
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:
