@@ -22,7 +22,7 @@ from PIL import Image
 from rewardkit.cli import main
 from rewardkit.scoring import engine, results
 from rewardkit.scoring.inputs import collect_media, is_frame_folder, load_prompt_table
-from rewardkit.scoring.results import ResultsWriter, escape_text, read_journal
+from rewardkit.scoring.results import ResultsWriter, escape_text, journal_records, read_journal
 from rewardkit.video.io import write_video
 
 FLICKER = "temporal_flickering"
@@ -224,13 +224,16 @@ def test_the_journal_drops_a_torn_record_at_every_byte_offset(tmp_path, suffix):
         sizes.append(out.stat().st_size)
     writer.close(None)
     data = out.read_bytes()
+    expected = [row["score"] for row in journal_rows(suffix)]
     for cut in range(sizes[0], len(data)):
         out.write_bytes(data[:cut])
-        table, end = read_journal(out)
+        records, end = journal_records(out)
         complete = sum(size <= cut for size in sizes)
-        assert len(table) == complete, cut
-        assert end == sizes[complete - 1], cut
-        assert list(table["score"]) == [row["score"] for row in journal_rows(suffix)[:complete]]
+        assert len(records) == complete and end == sizes[complete - 1], cut
+        assert [float(record["score"]) for record in records] == expected[:complete], cut
+    for cut in (sizes[1] - 1, sizes[1], sizes[1] + 1):  # the table a resume reads, at a few cuts
+        out.write_bytes(data[:cut])
+        assert list(read_journal(out)[0]["score"]) == expected[: sum(size <= cut for size in sizes)]
     out.write_bytes(data[: sizes[1] + 7])  # torn inside the third row
     writer = ResultsWriter(out)
     writer.open()
@@ -297,12 +300,15 @@ def test_a_full_disk_is_a_clear_error_and_the_file_resumes(capsys, tmp_path, mon
 
 
 def test_a_second_process_on_the_same_out_is_refused(tmp_path):
-    """Two real processes: while one holds ``--out``, the other exits 2 naming the lock, writing nothing."""
+    """Two real processes: while one holds ``OUT.lock`` (an exclusive flock, as a scoring run takes it),
+    ``rewardkit score`` with that ``--out`` exits 2 naming the lock and writes nothing; two writers in one
+    process exclude each other the same way, and a finished run leaves no lock file."""
     clip(tmp_path / "clip.mp4")
     out = tmp_path / "out.csv"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom rewardkit.scoring.results import ResultsWriter\n"
-         f"ResultsWriter({str(out)!r}).open()\nprint('locked', flush=True)\ntime.sleep(60)"],
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(out) + '.lock'!r}, os.O_RDWR | os.O_CREAT)\nfcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "os.write(fd, str(os.getpid()).encode())\nprint('locked', flush=True)\ntime.sleep(60)"],
         stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -310,13 +316,19 @@ def test_a_second_process_on_the_same_out_is_refused(tmp_path):
         second = subprocess.run(
             [sys.executable, "-m", "rewardkit.cli", "score", str(tmp_path / "clip.mp4"), "--reward", FLICKER,
              "--workers", "0", "--no-progress", "--out", str(out)],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True, text=True, timeout=300,
         )
     finally:
         holder.kill()
         holder.wait()
     assert second.returncode == 2, second.stderr
-    assert "out.csv.lock" in second.stderr and "another rewardkit run" in second.stderr and not out.exists()
+    assert "out.csv.lock" in second.stderr and f"process {holder.pid}" in second.stderr and not out.exists()
+    first, again = ResultsWriter(out), ResultsWriter(out)
+    first.open()
+    with pytest.raises(results.ResultsWriteError, match="another rewardkit run is writing"):
+        again.open()
+    first.close(None)
+    assert not Path(str(out) + ".lock").exists()
 
 
 def test_out_that_cannot_be_written_is_an_error_before_any_model_loads(capsys, tmp_path, monkeypatch):
@@ -479,7 +491,7 @@ def test_jsonl_scores_round_trip_exactly_and_slashes_are_not_escaped(capsys, tmp
     text = jsonl.read_text()
     assert "\\/" not in text and str(tmp_path) in text
     from_jsonl = {json.loads(line)["path"]: json.loads(line)["score"] for line in text.splitlines()}
-    from_csv = read_csv(csv_out).set_index("path")["score"]
+    from_csv = pd.read_csv(csv_out, float_precision="round_trip").set_index("path")["score"]
     assert all(from_jsonl[path] == from_csv[path] for path in from_csv.index)  # exact, not approx
 
 

@@ -154,7 +154,8 @@ class FramePlan:
         if kind == "image":
             return [0]
         # Per-file generator: random sampling does not depend on batch size, worker count or file order.
-        rng = np.random.default_rng([self.seed, zlib.crc32(f"{self.label}|{path}".encode())])
+        # surrogatepass: a file name may hold undecodable bytes; valid names encode as before
+        rng = np.random.default_rng([self.seed, zlib.crc32(f"{self.label}|{path}".encode("utf-8", "surrogatepass"))])
         return self.sampler.indices(num_frames, rng)
 
 
@@ -380,7 +381,7 @@ class Engine:
     ) -> dict[str, float]:
         """Run a video reward on one file's sampled frames; its own randomness is seeded per file."""
         module = slot.module
-        rng = np.random.default_rng([slot.seed, zlib.crc32(f"{slot.label}|{item.path}|score".encode())])
+        rng = np.random.default_rng([slot.seed, zlib.crc32(f"{slot.label}|{item.path}|score".encode("utf-8", "surrogatepass"))])
         arguments = (
             tensors[None].to(_device_of(module)),
             torch.tensor([indices], dtype=torch.long),

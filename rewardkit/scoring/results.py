@@ -22,7 +22,10 @@ import pandas as pd
 
 from rewardkit.errors import UserInputError
 
-__all__ = ["COLUMNS", "ResultsWriteError", "ResultsWriter", "combine_results", "escape_text", "read_journal", "row_key"]
+__all__ = [
+    "COLUMNS", "ResultsWriteError", "ResultsWriter", "combine_results", "escape_text", "journal_records", "read_journal",
+    "row_key",
+]
 
 COLUMNS = [
     "path", "prompt", "reward", "options", "score", "n_frames", "status", "error", "warning",
@@ -73,6 +76,8 @@ class ResultsWriter:
         if self.out is None:
             self.journal = None
         else:
+            if self.out.is_dir():
+                raise ResultsWriteError(f"--out {str(self.out)!r} is a folder; give a file name such as {str(self.out / 'results.csv')!r}")
             suffix = self.out.suffix.lower()
             if suffix not in (".csv", ".jsonl", ".parquet"):
                 raise UserInputError(f"--out must end in .csv, .jsonl or .parquet, got {str(self.out)!r}")
@@ -88,8 +93,6 @@ class ResultsWriter:
         """Check that ``out`` can be written and take the exclusive lock ``OUT.lock`` (exit 2 if not)."""
         if self.out is None or self._lock is not None:
             return
-        if self.out.is_dir():
-            raise ResultsWriteError(f"--out {str(self.out)!r} is a folder; give a file name such as {str(self.out / 'results.csv')!r}")
         lock_path = self.out.with_name(self.out.name + ".lock")
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -293,25 +296,42 @@ def _close_quietly(descriptor: int) -> None:
 # ------------------------------------------------------------------------------------- the journal
 
 
-def read_journal(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, int]:
-    """The complete, parsable rows of a CSV or JSONL results file, and the byte offset where its last
-    complete record ends (what follows is a torn record). Unparsable records are left out."""
+def journal_records(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], int]:
+    """The complete, parsable records of a CSV or JSONL results file (CSV values as text), and the byte
+    offset where its last complete record ends (what follows is a torn record). Unparsable records are
+    left out."""
     data = Path(path).read_bytes()
-    if Path(path).suffix.lower() == ".csv":
-        records, end = _csv_records(data)
-    else:
-        records, end = _jsonl_records(data)
+    return _csv_records(data) if Path(path).suffix.lower() == ".csv" else _jsonl_records(data)
+
+
+def read_journal(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, int]:
+    """``journal_records`` as a table, numbers as numbers."""
+    records, end = journal_records(path)
     table = pd.DataFrame(records)
     if table.empty:
         return pd.DataFrame(columns=COLUMNS), end
     for column in table.columns:
-        if column in TEXT_COLUMNS:
-            continue
-        converted = pd.to_numeric(table[column].replace("", math.nan), errors="coerce")
-        if converted.notna().sum() == table[column].replace("", None).notna().sum():
-            table[column] = converted
+        if column not in TEXT_COLUMNS:
+            table[column] = _numbers(table[column])
     table = table.reindex(columns=list(dict.fromkeys([*COLUMNS, *table.columns])))
     return table, end
+
+
+def _numbers(values: pd.Series) -> pd.Series:
+    """A CSV column of numbers as numbers, parsed exactly as Python does (``float(repr(x)) == x``): ints
+    when every value is one, floats when every value is a float or empty; otherwise left as text."""
+    if values.map(lambda value: isinstance(value, (int, float))).all():
+        return values
+    texts = values.map(lambda value: "" if value is None else str(value))
+    try:
+        if (texts != "").all():
+            return pd.Series([int(text) for text in texts], index=values.index)
+    except ValueError:
+        pass
+    try:
+        return pd.Series([float(text) if text else math.nan for text in texts], index=values.index, dtype=float)
+    except ValueError:
+        return values
 
 
 def _valid(record: dict[str, Any]) -> bool:
