@@ -110,9 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--batch-size", type=int, default=8, help="frames per model batch (default 8)")
     scoring.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     scoring.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="model dtype (default fp32)")
-    scoring.add_argument("--seed", type=int, default=0, help="seed for random frame sampling (default 0)")
+    scoring.add_argument("--seed", type=int, default=0, help="seed for random frame sampling, 0 or more (default 0)")
     scoring.add_argument("--out", metavar="FILE", help="results table: .csv, .jsonl or .parquet (rerun to resume)")
-    scoring.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: cores - 1, at most 4)")
+    scoring.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: cores - 1, at most 4; 0: one process, one file at a time; "
+                         "a decoder crash is always one failed row)")
     scoring.add_argument(
         "--weights", action="append", default=[], metavar="[NAME=]PATH",
         help="local weights instead of the Hugging Face cache; NAME= picks the reward when several are scored, "

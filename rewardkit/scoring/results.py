@@ -301,7 +301,7 @@ def journal_records(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]],
     offset where its last complete record ends (what follows is a torn record). Unparsable records are
     left out."""
     data = Path(path).read_bytes()
-    return _csv_records(data) if Path(path).suffix.lower() == ".csv" else _jsonl_records(data)
+    return _csv_records(data, Path(path)) if Path(path).suffix.lower() == ".csv" else _jsonl_records(data)
 
 
 def read_journal(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, int]:
@@ -348,8 +348,9 @@ def _valid(record: dict[str, Any]) -> bool:
     return True
 
 
-def _csv_records(data: bytes) -> tuple[list[dict[str, Any]], int]:
-    """Split CSV bytes into records (a newline outside quotes ends one); parse each on its own."""
+def _csv_records(data: bytes, path: Path) -> tuple[list[dict[str, Any]], int]:
+    """Split CSV bytes into records (a newline outside quotes ends one); parse each on its own. A torn
+    header line is no table at all; a complete header of another table is an error (nothing is cut)."""
     records: list[dict[str, Any]] = []
     header: list[str] | None = None
     start = end = 0
@@ -368,7 +369,10 @@ def _csv_records(data: bytes) -> tuple[list[dict[str, Any]], int]:
         if header is None:
             header = fields
             if not {"path", "reward", "options", "status"} <= set(header):
-                return [], 0  # not a results table (or a torn header): start afresh
+                raise ResultsWriteError(
+                    f"{path} is not a rewardkit results table (its first line names no path, reward, options and "
+                    "status columns); choose another --out"
+                )
             continue
         if len(fields) != len(header):
             continue
