@@ -168,6 +168,7 @@ BUILTIN_REWARDS: dict[str, str] = {
     "hpsv2": "rewardkit.rewards.hpsv2",
     "imagereward": "rewardkit.rewards.imagereward",
     "imaging_quality": "rewardkit.rewards.musiq",
+    "motion_smoothness": "rewardkit.rewards.amt",
     "motion_smoothness_flow": "rewardkit.rewards.motion",
     "overall_consistency": "rewardkit.rewards.viclip",
     "patch": "rewardkit.rewards.wrappers",

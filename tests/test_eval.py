@@ -77,11 +77,16 @@ def test_suite_errors_are_clear(tmp_path):
         load_suite(tmp_path / "missing.toml")
 
 
-def test_shipped_suites_load():
+def test_shipped_suites_load(tmp_path):
     quick = load_suite(REPO / "eval" / "quick.toml")
     assert len(quick.prompts) == 24 and quick.dimensions[0].name == "temporal_flickering"
+    # Suites with vbench_info read VBench's downloaded prompt file; offline, a stand-in in its format.
+    stand_in = tmp_path / "info.json"
+    stand_in.write_text(json.dumps([{"prompt_en": "p", "dimension": [*QUALITY, *SEMANTIC],
+                                     "auxiliary_info": {"appearance_style": {"appearance_style": "s"}}}]))
     for path in (REPO / "eval").glob("*.toml"):
-        assert load_suite(path).dimensions
+        uses_info = "vbench_info" in path.read_text(encoding="utf-8")
+        assert load_suite(path, vbench_info=stand_in if uses_info else None).dimensions
 
 
 # -------------------------------------------------------------------------------------------------- runs

@@ -39,6 +39,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluation.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/SUITE-MODEL)")
     evaluation.add_argument("--prompts", metavar="FILE", help="CSV (path,prompt) or JSONL mapping videos to prompts")
     evaluation.add_argument("--dimensions", metavar="A,B", help="only these dimensions of the suite")
+    evaluation.add_argument("--vbench-info", metavar="FILE", help="VBench_full_info.json (or a file in its format) instead of the suite's vbench_info download")
     evaluation.add_argument("--weights", action="append", default=[], metavar="NAME=PATH", help="local weights for a reward")
     evaluation.add_argument("--set", action="append", default=[], metavar="DIM.KEY=VALUE", help="extra reward option for a dimension")
     evaluation.add_argument("--device", default=None, help="default: this process's GPU if any, else cpu")
@@ -117,6 +118,7 @@ def _key_values(items: list[str], what: str) -> dict[str, str]:
 
 def _run_eval(args: argparse.Namespace) -> int:
     from rewardkit.eval.harness import evaluate
+    from rewardkit.eval.suite import load_suite
     from rewardkit.registry import parse_device
 
     if args.device is not None:
@@ -128,7 +130,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             raise UserInputError(f"cannot read --set {key}={value}; write DIMENSION.OPTION=VALUE, e.g. hpsv2.version=v2.0")
         options.setdefault(dimension, {})[option] = value
     run = evaluate(
-        args.suite,
+        load_suite(args.suite, vbench_info=args.vbench_info),
         args.videos,
         model_name=args.model_name,
         out=args.out,
@@ -145,9 +147,13 @@ def _run_eval(args: argparse.Namespace) -> int:
     if run.dimensions.empty:  # a non-main process of a multi-process run
         return EXIT_OK
     print(run.dimensions.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
-    for key in ("quality", "semantic", "total"):
+    for key, basis in run.summary.get("vbench_basis", {}).items():
+        rests_on = f"{basis['dimensions']}/{basis['of']} dimensions, {basis['videos']} videos"
         if run.summary.get(key) is not None:
-            print(f"VBench {key}: {100 * run.summary[key]:.2f}%")
+            print(f"VBench {key}: {100 * run.summary[key]:.2f}% ({rests_on})")
+        else:
+            missing = basis["missing"]
+            print(f"VBench {key}: not computed, {len(missing)} dimension(s) missing: {', '.join(missing)} ({rests_on} scored)")
     short = run.summary["coverage"].get("short", {})
     if short:
         print(f"warning: {len(short)} prompt(s) of the suite have fewer videos than the suite expects"

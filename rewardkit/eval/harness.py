@@ -122,14 +122,23 @@ def evaluate(
         (name, spec_options, weights_for(name, spec_options, weights or {}))
         for name, spec_options in map(parse_reward_spec, specs.values())
     )
+    prompt_of = {path: find_prompt(path, table) for path in media}
     parts = []
     for dimension in suite.dimensions:
         spec = specs[dimension.name]
         shard_name = f"{dimension.name}.csv" if world == 1 else f"{dimension.name}.rank{rank}.csv"
+        # A dimension with its own prompt list (VBench's) scores only the videos of those prompts.
+        listed = set(dimension.prompts)
+        chosen = [path for path in mine if not listed or prompt_of[path] in listed]
+        if not chosen:
+            continue
+        texts: Mapping[str, str] | None = table or None
+        if dimension.prompt_key is not None and suite.vbench_info is not None:  # e.g. VBench's style text
+            texts = {path: suite.vbench_info.auxiliary(dimension.name, prompt_of[path])[dimension.prompt_key] for path in chosen}
         result = score(
-            mine,
+            chosen,
             [spec],
-            prompts=table or None,
+            prompts=texts,
             frames=dimension.frames,
             weighting=dimension.weighting,
             batch_size=batch_size,
@@ -147,8 +156,7 @@ def evaluate(
         if rank != 0:
             return EvalRun(pd.concat(parts, ignore_index=True), pd.DataFrame(), {}, run_dir)
         parts = [_merge_shards(run_dir, dimension.name, world) for dimension in suite.dimensions]
-    per_video = pd.concat(parts, ignore_index=True)
-    prompt_of = {path: find_prompt(path, table) for path in media}
+    per_video = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["path", "dimension", "status", "score", "n_frames"])
     run = aggregate(suite, per_video, model_name=model_name, prompt_of=prompt_of)
     run.summary |= {"settings": {"dtype": dtype, "batch_size": batch_size, "processes": world}}
     _write_run(run, run_dir)
@@ -207,9 +215,24 @@ def aggregate(
         "semantic": totals.semantic,
         "total": totals.total,
         "vbench_missing": list(totals.missing) if vbench_scores else [],
+        "vbench_basis": _vbench_basis(suite, per_video, vbench_scores) if any(d.vbench for d in suite.dimensions) else {},
         "coverage": _coverage(suite, prompt_of or {}),
     }
     return EvalRun(per_video, dimensions, summary)
+
+
+def _vbench_basis(suite: Suite, per_video: pd.DataFrame, scores: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+    """What Quality, Semantic and Total rest on: dimensions scored (of VBench's), the distinct videos
+    scored ok in them, and the dimensions missing (a total is None whenever any is)."""
+    vbench_names = {dimension.name for dimension in suite.dimensions if dimension.vbench}
+    ok = per_video[(per_video["status"] == "ok") & per_video["dimension"].isin(vbench_names)] if len(per_video) else per_video
+    basis = {}
+    for group, names in (("quality", QUALITY), ("semantic", SEMANTIC), ("total", QUALITY + SEMANTIC)):
+        present = [name for name in names if name in scores]
+        videos = ok[ok["dimension"].isin(present)]["path"].nunique() if len(ok) else 0
+        basis[group] = {"dimensions": len(present), "of": len(names), "videos": int(videos),
+                        "missing": [name for name in names if name not in scores]}
+    return basis
 
 
 def _coverage(suite: Suite, prompt_of: Mapping[str, str | None]) -> dict[str, Any]:

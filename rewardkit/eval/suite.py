@@ -4,6 +4,9 @@
 name = "quick"
 description = "weight-free metrics"
 prompts = "prompts/quick.txt"     # optional, relative to this file: one prompt per line
+vbench_info = "vbench"            # optional: VBench's VBench_full_info.json (downloaded, pinned, hashed;
+                                  # or a path to a file in its format): each vbench dimension then scores
+                                  # only the videos of its own VBench prompt list
 videos_per_prompt = 1             # expected videos per prompt (coverage check)
 seed = 0
 
@@ -16,18 +19,21 @@ aggregate = "mean"                # over videos: mean, or frame_pairs (weighted 
                                   # consistency dimensions average over all frame pairs)
 vbench = true                     # a VBench dimension: normalised and counted in Quality/Semantic/Total
 tolerance = 0.002                 # optional: the drop `rewardkit regress` tolerates (absolute, score units)
+prompt_key = "appearance_style"   # optional, with vbench_info: the reward's text is this field of the
+                                  # prompt's auxiliary info (VBench's style text), not the prompt
 ```
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rewardkit.errors import UserInputError
 from rewardkit.eval.vbench import VBENCH_DIMENSIONS
+from rewardkit.eval.vbench_info import VBenchInfo, load_vbench_info
 from rewardkit.parsing import did_you_mean
 from rewardkit.registry import get_reward_info, parse_reward_spec
 from rewardkit.toml import tomllib
@@ -36,8 +42,8 @@ from rewardkit.video.weighting import FrameWeighting, Mean, parse_weighting
 
 __all__ = ["Dimension", "Suite", "load_suite", "read_prompt_list"]
 
-_SUITE_KEYS = {"name", "description", "prompts", "videos_per_prompt", "seed", "dimensions"}
-_DIMENSION_KEYS = {"name", "reward", "frames", "weighting", "aggregate", "vbench", "tolerance"}
+_SUITE_KEYS = {"name", "description", "prompts", "vbench_info", "videos_per_prompt", "seed", "dimensions"}
+_DIMENSION_KEYS = {"name", "reward", "frames", "weighting", "aggregate", "vbench", "tolerance", "prompt_key"}
 AGGREGATES = ("mean", "frame_pairs")
 
 
@@ -52,6 +58,8 @@ class Dimension:
     aggregate: str = "mean"
     vbench: bool = False
     tolerance: float | None = None
+    prompts: tuple[str, ...] = ()  # the dimension's own prompt list (VBench's); empty: every video
+    prompt_key: str | None = None  # score against this field of the prompt's VBench auxiliary info
 
     @property
     def reward_name(self) -> str:
@@ -69,6 +77,7 @@ class Suite:
     videos_per_prompt: int = 1
     seed: int = 0
     path: Path | None = field(default=None, compare=False)
+    vbench_info: VBenchInfo | None = field(default=None, compare=False)
 
     def select(self, names: list[str]) -> Suite:
         """The suite restricted to the named dimensions (unknown names are an error)."""
@@ -77,7 +86,7 @@ class Suite:
             if name not in known:
                 raise UserInputError(f"suite {self.name!r} has no dimension {name!r}.{did_you_mean(name, known)} It has {', '.join(sorted(known))}")
         chosen = tuple(dimension for dimension in self.dimensions if dimension.name in names)
-        return Suite(self.name, chosen, self.description, self.prompts, self.videos_per_prompt, self.seed, self.path)
+        return Suite(self.name, chosen, self.description, self.prompts, self.videos_per_prompt, self.seed, self.path, self.vbench_info)
 
 
 def _check_keys(found: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -92,8 +101,11 @@ def read_prompt_list(path: str | os.PathLike[str]) -> tuple[str, ...]:
     return tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
 
 
-def load_suite(path: str | os.PathLike[str]) -> Suite:
-    """Read and check a suite file: every reward must be registered, every option readable."""
+def load_suite(path: str | os.PathLike[str], vbench_info: str | os.PathLike[str] | None = None) -> Suite:
+    """Read and check a suite file: every reward must be registered, every option readable.
+
+    ``vbench_info`` replaces the suite's ``vbench_info`` source (a path to a file in the format of VBench's
+    VBench_full_info.json)."""
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"suite file {str(path)!r} not found; suites are TOML files such as eval/quick.toml")
@@ -137,6 +149,27 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
         if not prompt_file.is_file():
             raise UserInputError(f"{path}: prompt list {str(prompt_file)!r} not found")
         prompts = read_prompt_list(prompt_file)
+    info = None
+    if vbench_info is not None or "vbench_info" in data:
+        source = vbench_info if vbench_info is not None else data["vbench_info"]
+        info = load_vbench_info(source if str(source) == "vbench" or vbench_info is not None else path.parent / str(source))
+        own = []
+        for dimension in dimensions:
+            listed = info.prompts(dimension.name) if dimension.vbench else ()
+            if dimension.vbench and not listed:
+                raise UserInputError(f"{path}: {info.source} lists no prompt for dimension {dimension.name!r}")
+            own.append(replace(dimension, prompts=listed))
+        dimensions = own
+    for dimension in dimensions:
+        if dimension.prompt_key is not None:
+            if info is None:
+                raise UserInputError(f"{path}: dimension {dimension.name!r} sets prompt_key, which needs vbench_info in the suite")
+            lacking = [p for p in dimension.prompts if not isinstance(info.auxiliary(dimension.name, p), dict)
+                       or dimension.prompt_key not in info.auxiliary(dimension.name, p)]
+            if lacking:
+                raise UserInputError(f"{path}: {info.source} has no auxiliary {dimension.prompt_key!r} for {dimension.name!r} prompt {lacking[0]!r}")
+    if info is not None and not prompts:
+        prompts = tuple(dict.fromkeys(prompt for dimension in dimensions for prompt in dimension.prompts))
     videos_per_prompt = data.get("videos_per_prompt", 1)
     if not isinstance(videos_per_prompt, int) or videos_per_prompt < 1:
         raise UserInputError(f"{path}: videos_per_prompt must be a positive integer, got {videos_per_prompt!r}")
@@ -148,4 +181,5 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
         videos_per_prompt=videos_per_prompt,
         seed=int(data.get("seed", 0)),
         path=path,
+        vbench_info=info,
     )

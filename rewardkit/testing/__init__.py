@@ -71,6 +71,7 @@ TINY_REWARDS = {
     "hpsv2": "rewardkit.testing.clip:tiny_hpsv2",
     "imagereward": "rewardkit.testing.imagereward:tiny_imagereward",
     "imaging_quality": "rewardkit.testing.musiq:tiny_imaging_quality",
+    "motion_smoothness": "rewardkit.testing.amt:tiny_motion_smoothness",
     "motion_smoothness_flow": "rewardkit.testing:weight_free",
     "overall_consistency": "rewardkit.testing.vbench:tiny_overall_consistency",
     "patch": "rewardkit.testing.clip:tiny_patch",

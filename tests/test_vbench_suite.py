@@ -1,0 +1,142 @@
+"""The full VBench suite (eval/vbench.toml): VBench's prompt lists and auxiliary info through the pinned
+download's loader, per-dimension prompt filtering, and what Quality / Semantic / Total rest on.
+
+Independent references: a stand-in info file written here in the format of VBench's
+``vbench/VBench_full_info.json`` (entries copied in shape from it: ``prompt_en``, ``dimension``,
+``auxiliary_info``), read by the same loader as the real file, and VBench's ``load_dimension_info`` rule
+(a dimension's prompts are the entries listing it); counts of dimensions and videos by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rewardkit.errors import UserInputError
+from rewardkit.eval.harness import aggregate, evaluate
+from rewardkit.eval.suite import load_suite
+from rewardkit.eval.vbench import QUALITY, SEMANTIC
+from rewardkit.eval.vbench_info import (
+    VBENCH_COMMIT,
+    VBENCH_INFO_FILE,
+    load_kinetics_classes,
+    load_vbench_info,
+)
+from rewardkit.registry import BUILTIN_REWARDS
+from rewardkit.weights import url_cache_path
+
+REPO = Path(__file__).resolve().parent.parent
+CAR, BEACH, CAT = "a red car", "a beach, Van Gogh style", "a cat"
+
+
+def write_stand_in(path: Path) -> Path:
+    """Every dimension of eval/vbench.toml gets "a red car"; appearance_style gets the beach with its
+    style text; "a cat" serves only a dimension the suite does not have (color), with its colour label."""
+    present = [*QUALITY, "temporal_style", "overall_consistency"]
+    entries = [
+        {"prompt_en": CAR, "dimension": present},
+        {"prompt_en": BEACH, "dimension": ["appearance_style"],
+         "auxiliary_info": {"appearance_style": {"appearance_style": "Van Gogh style"}}},
+        {"prompt_en": CAT, "dimension": ["color"], "auxiliary_info": {"color": {"color": "white"}}},
+    ]
+    path.write_text(json.dumps(entries), encoding="utf-8")
+    return path
+
+
+def test_loader_reads_prompts_and_auxiliary_info(tmp_path):
+    info = load_vbench_info(write_stand_in(tmp_path / "info.json"))
+    assert info.prompts("appearance_style") == (BEACH,) and info.prompts("motion_smoothness") == (CAR,)
+    assert info.auxiliary("appearance_style", BEACH) == {"appearance_style": "Van Gogh style"}
+    assert info.auxiliary("color", CAT) == {"color": "white"} and info.auxiliary("color", CAR) is None
+    (tmp_path / "bad.json").write_text(json.dumps([{"prompt": "x"}]))
+    with pytest.raises(UserInputError, match="prompt_en"):
+        load_vbench_info(tmp_path / "bad.json")
+
+
+def test_the_real_file_is_pinned_and_hash_checked(tmp_path, monkeypatch):
+    """The URL names VBench's file at a fixed commit; offline and uncached, the error says where to get it;
+    a cached file whose sha256 is not the pinned one is refused."""
+    assert VBENCH_COMMIT in VBENCH_INFO_FILE.url and VBENCH_INFO_FILE.url.endswith("/vbench/VBench_full_info.json")
+    assert len(VBENCH_INFO_FILE.sha256) == 64
+    monkeypatch.setenv("REWARDKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserInputError, match="VBench_full_info.json is not available"):
+        load_vbench_info("vbench")
+    cached = url_cache_path(VBENCH_INFO_FILE)
+    cached.parent.mkdir(parents=True)
+    write_stand_in(cached)
+    with pytest.raises(UserInputError, match="sha256"):
+        load_vbench_info("vbench")
+
+
+def test_kinetics_classes_in_index_order(tmp_path):
+    """VBench's file lists ``name<TAB>index``; the index, not the line order, places a class."""
+    (tmp_path / "k.txt").write_text("Riding a bike\t1\nmarching\t0\n")
+    assert load_kinetics_classes(tmp_path / "k.txt") == ("marching", "riding a bike")
+    (tmp_path / "gap.txt").write_text("a\t0\nb\t2\n")
+    with pytest.raises(UserInputError, match="without gaps"):
+        load_kinetics_classes(tmp_path / "gap.txt")
+
+
+def test_shipped_suite_has_every_dimension_rewardkit_can_score(tmp_path):
+    suite = load_suite(REPO / "eval" / "vbench.toml", vbench_info=write_stand_in(tmp_path / "info.json"))
+    names = [dimension.name for dimension in suite.dimensions]
+    assert suite.videos_per_prompt == 5 and all(dimension.vbench for dimension in suite.dimensions)
+    assert sorted(names) == sorted(name for name in (*QUALITY, *SEMANTIC) if name in BUILTIN_REWARDS)
+    own = {dimension.name: dimension.prompts for dimension in suite.dimensions}
+    assert own["appearance_style"] == (BEACH,) and own["subject_consistency"] == (CAR,)
+    assert suite.prompts == (CAR, BEACH)
+
+
+def test_summary_says_what_each_total_rests_on(tmp_path):
+    """Hand-built rows: all 7 quality dimensions on videos a and b (b failed once), 3 semantic ones on c."""
+    suite = load_suite(REPO / "eval" / "vbench.toml", vbench_info=write_stand_in(tmp_path / "info.json"))
+    rows = [(name, path, "ok") for name in QUALITY for path in ("a.mp4", "b.mp4")]
+    rows[-1] = (QUALITY[-1], "b.mp4", "failed")
+    rows += [(name, "c.mp4", "ok") for name in ("appearance_style", "temporal_style", "overall_consistency")]
+    per_video = pd.DataFrame([{"dimension": d, "path": p, "status": s, "score": 0.5, "n_frames": 8} for d, p, s in rows])
+    summary = aggregate(suite, per_video, model_name="m").summary
+    basis = summary["vbench_basis"]
+    assert basis["quality"] == {"dimensions": 7, "of": 7, "videos": 2, "missing": []}
+    assert basis["semantic"]["dimensions"] == 3 and basis["semantic"]["videos"] == 1
+    assert sorted(basis["semantic"]["missing"]) == sorted({*SEMANTIC} - {"appearance_style", "temporal_style", "overall_consistency"})
+    assert basis["total"]["videos"] == 3 and basis["total"]["of"] == 16
+    assert summary["quality"] is not None and summary["semantic"] is None and summary["total"] is None
+
+
+@pytest.mark.slow
+def test_full_suite_end_to_end_offline(tmp_path, tiny_reward_options):
+    """eval/vbench.toml on synthetic clips with every dimension's tiny random weights: each dimension
+    scores only its own prompts' videos (the cat, listed for no present dimension, is scored by none);
+    Quality is computed from 7/7 dimensions, Semantic and Total are reported missing with the names."""
+    from rewardkit.testing.vbench import moving_square_clip
+    from rewardkit.video.io import write_video
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for index, prompt in enumerate((CAR, BEACH, CAT)):
+        write_video(videos / f"{prompt}-0.mp4", moving_square_clip(4, 128, 128, speed=2.0 + index, seed=index))
+    suite = load_suite(REPO / "eval" / "vbench.toml", vbench_info=write_stand_in(tmp_path / "info.json"))
+    weights: dict = {}
+    # A random RAFT cannot tell a static clip from a moving one: the static filter is off here (its own
+    # tests are in test_vbench_dims.py), so temporal_flickering scores every video of its prompts.
+    options: dict = {"temporal_flickering": {"static_filter": "none"}}
+    for dimension in suite.dimensions:
+        if dimension.name == "temporal_flickering":
+            continue
+        found = dict(tiny_reward_options(dimension.reward_name))
+        weights[dimension.reward_name] = found.pop("weights")
+        if found:
+            options[dimension.name] = {key: str(value) for key, value in found.items()}
+    run = evaluate(suite, videos, out=tmp_path / "run", weights=weights, options=options, workers=0, progress=False)
+    table = run.dimensions.set_index("dimension")
+    assert table.loc["appearance_style", "n"] == 1 and table.loc["motion_smoothness", "n"] == 1
+    assert (table["failed"] == 0).all() and np.isfinite(table["score"]).all()
+    assert not any(run.videos["path"].str.contains("a cat"))
+    assert run.summary["quality"] is not None and run.summary["total"] is None
+    assert run.summary["vbench_basis"]["quality"]["dimensions"] == 7
+    assert "color" in run.summary["vbench_basis"]["semantic"]["missing"]
