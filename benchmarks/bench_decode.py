@@ -1,17 +1,28 @@
-"""Sparse vs. full decoding of a 64-frame clip, with decord and with the PyAV fallback.
+"""Video decoding per backend: sparse vs. full reads of a 64-frame clip, and full-decode speed against
+``ffmpeg -f null`` on the same file.
 
 Run:
     uv run pytest benchmarks/bench_decode.py --benchmark-only -p no:cacheprovider
 
-Each benchmark group holds one backend on one clip, so "sparse" (``read_frames(path, [0, 16, 32, 48])``,
-the segmental sampling of 4 out of 64 frames) and "all" (``read_frames(path)[[0, 16, 32, 48]]``) sit
-side by side. Two encodings of the same frames are measured: libx264's default keyframe interval
-(keyint 250, so the whole clip is one GOP, as written by ``write_video``) and a keyframe every 16
-frames, where each sampled frame is a keyframe.
+Each benchmark group holds one backend (torchcodec where it loads, and PyAV) on one clip, so "sparse"
+(``read_frames(path, [0, 16, 32, 48])``, the segmental sampling of 4 out of 64 frames; one open for probe
+and read, as the engine does) and "all" (``read_frames(path)[[0, 16, 32, 48]]``, decode everything, then
+select) sit side by side. Two encodings of the same frames: a keyframe every 16 frames (each sampled frame
+is then a keyframe) and every 250 (libx264's default, as ``write_video`` writes: the clip is one GOP, so a
+sparse read still decodes frames 0..48).
+
+The "full" group decodes every frame of the GOP 250 clip to RGB with each backend, next to ``ffmpeg
+-benchmark -threads 1 -i CLIP -f null -`` (decoding only, no RGB conversion: the physical limit of one CPU
+decoder thread here; both backends decode with one thread). Its time is ffmpeg's own ``-benchmark`` real
+time (process start-up excluded), kept in ``extra_info["ffmpeg_seconds"]``; the row is skipped when the
+``ffmpeg`` command is absent.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import av
@@ -20,7 +31,7 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from rewardkit.video import io
-from rewardkit.video.io import read_frames, write_video
+from rewardkit.video.io import open_media, read_frames
 
 NUM_FRAMES, HEIGHT, WIDTH = 64, 320, 512
 INDICES = [0, 16, 32, 48]
@@ -40,12 +51,12 @@ def make_clip() -> np.ndarray:
     return frames
 
 
-def write_gop16(path: Path, frames: np.ndarray) -> None:
-    """Same settings as write_video(.mp4) except a keyframe every 16 frames."""
+def write_with_gop(path: Path, frames: np.ndarray, gop: int) -> None:
+    """write_video(.mp4)'s settings (libx264, crf 18, preset fast, yuv420p) with a keyframe every ``gop``."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=8, options={"crf": "18", "preset": "fast"})
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.codec_context.gop_size = 16
+        stream.codec_context.gop_size = gop
         for array in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
         container.mux(stream.encode())
@@ -55,27 +66,23 @@ def write_gop16(path: Path, frames: np.ndarray) -> None:
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bench")
     frames = make_clip()
-    paths = {"default GOP": root / "default_gop.mp4", "GOP 16": root / "gop16.mp4"}
-    write_video(paths["default GOP"], frames)
-    write_gop16(paths["GOP 16"], frames)
+    paths = {"GOP 16": root / "gop16.mp4", "GOP 250": root / "gop250.mp4"}
+    write_with_gop(paths["GOP 16"], frames, 16)
+    write_with_gop(paths["GOP 250"], frames, 250)
     return paths
 
 
-@pytest.fixture(params=["decord", "pyav"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "decord":
-        pytest.importorskip("decord")
-
-        def no_fallback(*args: object) -> None:
-            raise AssertionError("decord fell back to PyAV; the benchmark would measure the wrong backend")
-
-        monkeypatch.setattr(io, "_read_pyav", no_fallback)
-    else:
-        monkeypatch.setattr(io, "_FORCE_PYAV", True)
+@pytest.fixture(params=io.VIDEO_BACKENDS)
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, clips: dict[str, Path]) -> str:
+    if request.param == "torchcodec" and io._torchcodec_decoders() is None:
+        pytest.skip(f"torchcodec cannot load here: {io._torchcodec_state}")
+    monkeypatch.setenv(io.BACKEND_ENV, request.param)
+    with open_media(clips["GOP 16"]) as media:
+        assert media.backend == request.param, "the benchmark would measure the wrong backend"
     return request.param
 
 
-@pytest.mark.parametrize("gop", ["default GOP", "GOP 16"])
+@pytest.mark.parametrize("gop", ["GOP 16", "GOP 250"])
 @pytest.mark.parametrize("mode", ["sparse", "all"])
 def test_decode(
     benchmark: BenchmarkFixture, clips: dict[str, Path], backend: str, gop: str, mode: str
@@ -87,3 +94,26 @@ def test_decode(
     else:
         frames = benchmark(lambda: read_frames(path)[INDICES])
     assert frames.shape == (len(INDICES), HEIGHT, WIDTH, 3)
+
+
+def test_full_decode(benchmark: BenchmarkFixture, clips: dict[str, Path], backend: str) -> None:
+    benchmark.group = "full decode, GOP 250"
+    frames = benchmark(read_frames, clips["GOP 250"])
+    assert frames.shape == (NUM_FRAMES, HEIGHT, WIDTH, 3)
+
+
+def ffmpeg_null_seconds(path: Path) -> float:
+    """ffmpeg's own real time (``-benchmark``'s rtime, printed at the default log level) for decoding
+    ``path`` to nothing on one thread."""
+    command = ["ffmpeg", "-nostdin", "-hide_banner", "-benchmark", "-threads", "1", "-i", str(path), "-f", "null", "-"]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
+    return float(re.search(r"rtime=([0-9.]+)s", result.stdout + result.stderr).group(1))
+
+
+def test_ffmpeg_null(benchmark: BenchmarkFixture, clips: dict[str, Path]) -> None:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("no ffmpeg command here (apt-get install ffmpeg)")
+    benchmark.group = "full decode, GOP 250"
+    seconds = benchmark(ffmpeg_null_seconds, clips["GOP 250"])
+    benchmark.extra_info["ffmpeg_seconds"] = seconds
+    benchmark.extra_info["frames_per_second"] = NUM_FRAMES / seconds

@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--seed", type=int, default=0, help="seed for random frame sampling, 0 or more (default 0)")
     scoring.add_argument("--out", metavar="FILE", help="results table: .csv, .jsonl or .parquet (rerun to resume)")
     scoring.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: cores - 1, at most 4; 0: one process, one file at a time; "
-                         "a decoder crash is always one failed row)")
+                         "a decoder crash is one failed row, except with --decode-device cuda)")
+    scoring.add_argument("--decode-device", default="cpu", help="where video files are decoded: cpu (default) or cuda[:N] (torchcodec on the GPU; clear error where unsupported)")
     scoring.add_argument(
         "--weights", action="append", default=[], metavar="[NAME=]PATH",
         help="local weights instead of the Hugging Face cache; NAME= picks the reward when several are scored, "
@@ -320,6 +321,7 @@ def _run_score(args: argparse.Namespace) -> int:
             workers=args.workers,
             weights=weights,
             progress=not args.no_progress,
+            decode_device=args.decode_device,
         )
     truncated = sorted({str(warning.message) for warning in caught if "truncated" in str(warning.message)})
     if truncated:
@@ -428,7 +430,7 @@ def _run_env(args: argparse.Namespace) -> int:
     from rewardkit.weights import is_offline
 
     lines = {"rewardkit": rewardkit.__version__, "python": sys.version.split()[0]}
-    for package in ("torch", "torchvision", "open_clip_torch", "transformers", "huggingface_hub", "decord", "av"):
+    for package in ("torch", "torchvision", "open_clip_torch", "transformers", "huggingface_hub", "torchcodec", "av"):
         try:
             lines[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

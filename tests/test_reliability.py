@@ -66,15 +66,15 @@ def read_csv(path):
 
 def crash_on(name, monkeypatch):
     """Make decoding ``name`` abort the process, as a decoder hitting ``std::bad_alloc`` does (SIGABRT)."""
-    real_probe = engine.probe
+    real_open = engine.open_media
 
-    def probe(path):
+    def open_media(path, **options):
         if Path(path).name == name:
             faulthandler.disable()  # pytest's dump of the aborting worker would only be noise
             os.abort()
-        return real_probe(path)
+        return real_open(path, **options)
 
-    monkeypatch.setattr(engine, "probe", probe)
+    monkeypatch.setattr(engine, "open_media", open_media)
 
 
 def deny_folder(folder, monkeypatch):

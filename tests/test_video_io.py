@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import re
 import sys
-import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -13,7 +12,16 @@ import pytest
 from PIL import Image
 
 from rewardkit.video import io
-from rewardkit.video.io import DecodeError, MediaInfo, media_kind, probe, read_frames, write_video
+from rewardkit.video.io import (
+    DecodeError,
+    MediaInfo,
+    media_kind,
+    open_media,
+    probe,
+    read_frames,
+    video_backend,
+    write_video,
+)
 
 NUM_FRAMES, HEIGHT, WIDTH = 16, 64, 96
 CONTAINERS = [".mp4", ".webm", ".mov", ".avi", ".mkv"]
@@ -40,18 +48,13 @@ def nearest_source(decoded: np.ndarray, source: np.ndarray) -> list[int]:
     return errors.argmin(axis=1).tolist()
 
 
-@pytest.fixture(params=["decord", "pyav"])
+@pytest.fixture(params=io.VIDEO_BACKENDS)
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test once through decord (skipped if absent) and once through the PyAV fallback."""
-    if request.param == "decord":
-        pytest.importorskip("decord")
-
-        def no_fallback(*args: object) -> None:
-            raise AssertionError("the decord backend silently fell back to PyAV")
-
-        monkeypatch.setattr(io, "_read_pyav", no_fallback)
-    else:
-        monkeypatch.setattr(io, "_FORCE_PYAV", True)
+    """Run a test once per video backend available here: torchcodec (skipped where it cannot load, e.g.
+    without FFmpeg's shared libraries) and the PyAV fallback."""
+    if request.param == "torchcodec" and io._torchcodec_decoders() is None:
+        pytest.skip(f"torchcodec cannot load here: {io._torchcodec_state}")
+    monkeypatch.setenv(io.BACKEND_ENV, request.param)
     return request.param
 
 
@@ -64,6 +67,19 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         paths[ext] = root / f"clip{ext}"
         write_video(paths[ext], make_frames())
     return paths
+
+
+def write_with_gop(path: Path, frames: np.ndarray, gop: int, rotation: int = 0) -> None:
+    """An H.264 mp4 with a keyframe every ``gop`` frames (and B-frames, so decode order != display
+    order), optionally with a display matrix rotating it ``rotation`` degrees counter-clockwise."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=8, options={"g": str(gop), "keyint_min": str(gop), "bf": "2"})
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for array in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        container.mux(stream.encode())
 
 
 def write_faststart_mp4(path: Path, frames: np.ndarray) -> None:
@@ -108,8 +124,11 @@ def test_media_kind_frame_folders(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("ext", CONTAINERS)
 def test_probe_video(videos: dict[str, Path], ext: str, backend: str) -> None:
+    with open_media(videos[ext]) as media:
+        assert media.backend == backend  # no silent fallback on a good file
     info = probe(videos[ext])
-    assert info == MediaInfo(str(videos[ext]), "video", NUM_FRAMES, HEIGHT, WIDTH)
+    # write_video's default rate is 8 fps; the container's average rate must read back as exactly that.
+    assert info == MediaInfo(str(videos[ext]), "video", NUM_FRAMES, HEIGHT, WIDTH, fps=8.0)
 
 
 @pytest.mark.parametrize("ext", CONTAINERS)
@@ -131,54 +150,71 @@ def test_sparse_read_matches_full_read(videos: dict[str, Path], ext: str, backen
 
 
 @pytest.mark.parametrize("ext", CONTAINERS)
-def test_decord_and_pyav_agree(videos: dict[str, Path], ext: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("decord")
-    with_decord = read_frames(videos[ext])
-    monkeypatch.setattr(io, "_FORCE_PYAV", True)
+def test_torchcodec_and_pyav_agree(videos: dict[str, Path], ext: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if io._torchcodec_decoders() is None:
+        pytest.skip(f"torchcodec cannot load here: {io._torchcodec_state}")
+    monkeypatch.setenv(io.BACKEND_ENV, "torchcodec")
+    with_torchcodec = read_frames(videos[ext])
+    monkeypatch.setenv(io.BACKEND_ENV, "pyav")
     with_pyav = read_frames(videos[ext])
-    # Same bitstream, same FFmpeg decoder and same yuv->rgb conversion: bit-identical, not just close.
-    np.testing.assert_array_equal(with_decord, with_pyav)
+    # Same bitstream and FFmpeg's bit-exact decoders; the yuv->rgb conversions differ by rounding at most.
+    assert np.abs(with_torchcodec.astype(np.int16) - with_pyav).max() <= 2
 
 
-def test_pyav_decodes_only_up_to_the_last_index(
-    videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("gop", [4, 250])
+def test_sparse_reads_with_keyframes(tmp_path: Path, gop: int, backend: str) -> None:
+    """Sparse reads seek to the keyframe before each wanted frame; frames must equal a full decode's,
+    bit for bit, at either keyframe interval (B-frames included)."""
+    path = tmp_path / f"gop{gop}.mp4"
+    write_with_gop(path, make_frames(24), gop)
+    full = read_frames(path)
+    for indices in ([5, 13, 22], [23, 0, 11, 12], [7, 6]):
+        np.testing.assert_array_equal(read_frames(path, indices), full[indices])
+
+
+def test_pyav_decodes_from_the_keyframe_before_each_wanted_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The PyAV path converts only requested frames to RGB and stops after the largest index."""
-    monkeypatch.setattr(io, "_FORCE_PYAV", True)
+    """With a keyframe every 4 frames, frames 5 and 13 need frames 4-5 and 12-13 decoded (4 in all, by
+    hand), and only the 2 wanted frames converted to RGB."""
+    monkeypatch.setenv(io.BACKEND_ENV, "pyav")
+    path = tmp_path / "gop4.mp4"
+    write_with_gop(path, make_frames(24), 4)
     decoded: list[int] = []
     conversions: list[int] = []
-    real_open, real_reformatter = io._av_open, io.VideoReformatter
+    real_decoded, real_rgb = io._PyAVVideo._decoded, io._PyAVVideo._rgb
 
-    class CountingContainer:
-        def __init__(self, container: av.container.InputContainer) -> None:
-            self._container = container
+    def counting_decoded(self: io._PyAVVideo) -> object:
+        for frame in real_decoded(self):
+            decoded.append(frame.pts)
+            yield frame
 
-        def __getattr__(self, name: str) -> object:
-            return getattr(self._container, name)
+    def counting_rgb(self: io._PyAVVideo, frame: av.VideoFrame) -> np.ndarray:
+        conversions.append(frame.pts)
+        return real_rgb(self, frame)
 
-        def __enter__(self) -> CountingContainer:
-            return self
+    monkeypatch.setattr(io._PyAVVideo, "_decoded", counting_decoded)
+    monkeypatch.setattr(io._PyAVVideo, "_rgb", counting_rgb)
+    with open_media(path) as media:
+        decoded.clear()  # opening decodes the first frame once, for the rotation
+        media.read([13, 5, 13])
+    assert len(decoded) == 4 and len(conversions) == 2
 
-        def __exit__(self, *exc: object) -> None:
-            self._container.close()
 
-        def decode(self, *args: object) -> Iterator[av.VideoFrame]:
-            for frame in self._container.decode(*args):
-                decoded.append(1)
-                yield frame
+def test_pyav_counts_frames_from_the_container_index(videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """mp4/mov/avi index every frame: no packet scan at open. mkv/webm index keyframes only: a scan."""
+    monkeypatch.setenv(io.BACKEND_ENV, "pyav")
+    scans: list[str] = []
+    real_scan = io._PyAVVideo._count_by_demux
 
-    class CountingReformatter:
-        def __init__(self) -> None:
-            self._reformatter = real_reformatter()
+    def counting_scan(self: io._PyAVVideo) -> int:
+        scans.append(self.path.suffix)
+        return real_scan(self)
 
-        def reformat(self, *args: object, **kwargs: object) -> av.VideoFrame:
-            conversions.append(1)
-            return self._reformatter.reformat(*args, **kwargs)
-
-    monkeypatch.setattr(io, "_av_open", lambda path: CountingContainer(real_open(path)))
-    monkeypatch.setattr(io, "VideoReformatter", CountingReformatter)
-    read_frames(videos[".mp4"], [5, 2, 5])
-    assert len(decoded) == 6 and len(conversions) == 2
+    monkeypatch.setattr(io._PyAVVideo, "_count_by_demux", counting_scan)
+    for ext in CONTAINERS:
+        assert probe(videos[ext]).num_frames == NUM_FRAMES
+    assert scans == [".webm", ".mkv"]
 
 
 def test_out_of_range_index(videos: dict[str, Path], backend: str) -> None:
@@ -267,32 +303,92 @@ def test_truncated_faststart_mp4(tmp_path: Path, backend: str) -> None:
             call(path)
 
 
-def test_decord_failure_falls_back_to_pyav(videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """decord may report a length and then fail on late frames: the PyAV result is returned instead."""
+def test_torchcodec_failure_falls_back_to_pyav(videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file torchcodec rejects is read by PyAV, and the backend says so."""
+    decoders = io._torchcodec_decoders()
+    if decoders is None:
+        pytest.skip(f"torchcodec cannot load here: {io._torchcodec_state}")
 
-    class LateFailingReader:
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            pass
+    def rejecting_decoder(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Could not open input file")
 
-        def __len__(self) -> int:
-            return NUM_FRAMES
-
-        def get_batch(self, indices: list[int]) -> None:
-            raise RuntimeError("Error getting frame at: 15")
-
-    fake = types.SimpleNamespace(VideoReader=LateFailingReader, cpu=lambda device_id: None)
-    monkeypatch.setattr(io, "_decord", lambda: fake)
-    frames = read_frames(videos[".mp4"], [1, 15])
-    monkeypatch.setattr(io, "_FORCE_PYAV", True)
+    monkeypatch.setattr(decoders, "VideoDecoder", rejecting_decoder)
+    with open_media(videos[".mp4"]) as media:
+        assert media.backend == "pyav"
+        frames = media.read([1, 15])
+    monkeypatch.setenv(io.BACKEND_ENV, "pyav")
     np.testing.assert_array_equal(frames, read_frames(videos[".mp4"], [1, 15]))
 
 
-def test_missing_decord_is_tolerated(videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(io, "_decord_module", None)
-    monkeypatch.setitem(sys.modules, "decord", None)  # makes `import decord` raise ImportError
-    assert io._decord() is None
-    assert probe(videos[".mp4"]).num_frames == NUM_FRAMES
-    assert read_frames(videos[".mp4"], [3]).shape == (1, HEIGHT, WIDTH, 3)
+def test_missing_torchcodec_falls_back_without_error(
+    videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A machine where torchcodec cannot load (no FFmpeg libraries) reads everything with PyAV."""
+    monkeypatch.delenv(io.BACKEND_ENV, raising=False)
+    monkeypatch.setattr(io, "_torchcodec_state", None)
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # makes the import raise ImportError
+    assert video_backend() == "pyav"
+    with open_media(videos[".mp4"]) as media:
+        assert media.backend == "pyav" and media.info.num_frames == NUM_FRAMES
+        assert media.read([3]).shape == (1, HEIGHT, WIDTH, 3)
+    monkeypatch.setenv(io.BACKEND_ENV, "torchcodec")
+    with pytest.raises(ValueError, match=r"torchcodec cannot be loaded here.*apt-get install"):
+        probe(videos[".mp4"])
+    with pytest.raises(ValueError, match=r"needs torchcodec.*apt-get install"):
+        open_media(videos[".mp4"], device="cuda")
+
+
+def test_backend_and_device_are_checked(videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(io.BACKEND_ENV, "decord")
+    with pytest.raises(ValueError, match=r"REWARDKIT_VIDEO_BACKEND='decord' is not a video backend.*torchcodec, pyav"):
+        probe(videos[".mp4"])
+    monkeypatch.delenv(io.BACKEND_ENV)
+    with pytest.raises(ValueError, match=r"decode device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
+        open_media(videos[".mp4"], device="gpu")
+
+
+def test_probe_and_read_share_one_open(videos: dict[str, Path], backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """open_media opens the file once; info and reads come from that one open."""
+    opened: list[str] = []
+    real_pyav, real_torchcodec = io._PyAVVideo.__init__, io._TorchcodecVideo.__init__
+
+    def count_pyav(self: io._PyAVVideo, *args: object) -> None:
+        opened.append("pyav")
+        real_pyav(self, *args)
+
+    def count_torchcodec(self: io._TorchcodecVideo, *args: object) -> None:
+        opened.append("torchcodec")
+        real_torchcodec(self, *args)
+
+    monkeypatch.setattr(io._PyAVVideo, "__init__", count_pyav)
+    monkeypatch.setattr(io._TorchcodecVideo, "__init__", count_torchcodec)
+    with open_media(videos[".mp4"]) as media:
+        assert media.info.num_frames == NUM_FRAMES
+        media.read([0, 8])
+        media.read()
+    assert opened == [backend]
+
+
+# ------------------------------------------------------------------------------------------ rotation
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_rotated_video_decodes_as_players_show_it(tmp_path: Path, rotation: int, backend: str) -> None:
+    """A display matrix rotating by ``rotation`` degrees counter-clockwise (what phones write): frames come
+    out turned as np.rot90 turns the source (counter-clockwise, k = rotation / 90), which is what ffmpeg's
+    player-side autorotation shows; probe reports the same turned size."""
+    source = make_frames(4)
+    path = tmp_path / f"rot{rotation}.mp4"
+    write_with_gop(path, source, gop=2, rotation=rotation)
+    expected = np.rot90(source, rotation // 90, axes=(1, 2))
+    info = probe(path)
+    assert (info.height, info.width) == expected.shape[1:3]
+    for frames in (read_frames(path), read_frames(path, [3, 1])):
+        assert frames.shape[1:3] == expected.shape[1:3]
+    frames = read_frames(path)
+    assert nearest_source(frames, expected) == [0, 1, 2, 3]
+    assert np.abs(frames.astype(np.int16) - expected).mean() < 4.0  # lossy; a wrong turn gives ~80
+    np.testing.assert_array_equal(read_frames(path, [3, 1]), frames[[3, 1]])
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -313,7 +409,9 @@ def test_non_media_file(tmp_path: Path) -> None:
 
 def test_gif(videos: dict[str, Path]) -> None:
     path = videos[".gif"]
-    assert probe(path) == MediaInfo(str(path), "video", NUM_FRAMES, HEIGHT, WIDTH)
+    # 8 fps -> 125 ms per frame, but GIF stores centiseconds: Pillow writes 12 cs (round half to even), so
+    # the file's own rate is 100 / 12 frames per second.
+    assert probe(path) == MediaInfo(str(path), "video", NUM_FRAMES, HEIGHT, WIDTH, fps=pytest.approx(100 / 12))
     frames = read_frames(path)
     source = make_frames()
     assert frames.shape == (NUM_FRAMES, HEIGHT, WIDTH, 3) and frames.dtype == np.uint8
@@ -321,6 +419,16 @@ def test_gif(videos: dict[str, Path]) -> None:
     assert np.abs(frames.astype(np.int16) - source).mean() < MAX_MEAN_ERROR[".gif"]
     with pytest.raises(ValueError, match=r"valid indices are 0\.\.15"):
         read_frames(path, [16])
+
+
+@pytest.mark.parametrize("fps", [24.0, 30000 / 1001])
+def test_probe_reports_the_container_frame_rate(tmp_path: Path, fps: float) -> None:
+    """The rate write_video stored (24, and NTSC's 30000/1001) comes back from the container header."""
+    path = tmp_path / "rate.mp4"
+    write_video(path, make_frames(4), fps=fps)
+    assert probe(path).fps == pytest.approx(fps, rel=1e-9)
+    Image.new("RGB", (2, 2)).save(tmp_path / "still.png")
+    assert probe(tmp_path / "still.png").fps is None  # an image has no frame rate
 
 
 def test_gif_merges_identical_consecutive_frames(tmp_path: Path) -> None:
@@ -345,6 +453,7 @@ def frame_folder(tmp_path: Path) -> Path:
 
 
 def test_frame_folder(frame_folder: Path) -> None:
+    # A frame folder has no frame rate (fps None).
     assert probe(frame_folder) == MediaInfo(str(frame_folder), "video", 12, HEIGHT, WIDTH)
     np.testing.assert_array_equal(read_frames(frame_folder), make_frames(12))  # natural order, lossless
 
@@ -469,3 +578,30 @@ def test_write_video_keeps_libx264_default_gop(tmp_path: Path) -> None:
     with av.open(str(path)) as container:
         keyframes = [packet.is_keyframe for packet in container.demux(video=0) if packet.size]
     assert len(keyframes) == 40 and keyframes.count(True) == 1  # x264's default keyint is 250
+
+
+# ------------------------------------------------------------------------- decode device and rows
+
+
+def test_decode_device_cuda_is_a_clear_usage_error_without_support(videos: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """`score --decode-device cuda` where torchcodec or the GPU is missing: exit 2 with the reason."""
+    import torch
+
+    from rewardkit.cli import main
+
+    if io._torchcodec_decoders() is not None and torch.cuda.is_available():
+        pytest.skip("this machine can decode on the GPU")
+    code = main(["score", str(videos[".mp4"]), "--reward", "temporal_flickering", "--decode-device", "cuda",
+                 "--no-progress", "--workers", "0"])
+    assert code == 2
+    assert re.search(r"decoding on 'cuda' needs (a CUDA GPU|torchcodec)", capsys.readouterr().err)
+
+
+def test_rows_record_the_backend(videos: dict[str, Path], tmp_path: Path) -> None:
+    """Each row says which library decoded its file: the video backend for a video, Pillow for an image."""
+    from rewardkit.scoring import score
+
+    Image.fromarray(make_frames(1)[0]).save(tmp_path / "still.png")
+    rows = score([videos[".mp4"], tmp_path / "still.png"], ["temporal_flickering"], workers=0, progress=False)
+    backends = {Path(path).suffix: backend for path, backend in zip(rows["path"], rows["backend"], strict=True)}
+    assert backends == {".mp4": video_backend(), ".png": "pillow"}

@@ -46,6 +46,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluation.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="model dtype (default fp32)")
     evaluation.add_argument("--batch-size", type=int, default=8, help="frames per model batch (default 8)")
     evaluation.add_argument("--workers", type=int, default=None, help="decoding worker processes")
+    evaluation.add_argument("--decode-device", default="cpu", help="where video files are decoded: cpu (default) or cuda[:N] (torchcodec on the GPU; clear error where unsupported)")
     evaluation.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluation.set_defaults(run=_run_eval)
 
@@ -143,6 +144,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         progress=not args.no_progress,
+        decode_device=args.decode_device,
     )
     if run.dimensions.empty:  # a non-main process of a multi-process run
         return EXIT_OK

@@ -98,6 +98,7 @@ def evaluate(
     batch_size: int = 8,
     workers: int | None = None,
     progress: bool = True,
+    decode_device: str = "cpu",
 ) -> EvalRun:
     """Score ``videos`` on every dimension of ``suite`` and aggregate.
 
@@ -149,6 +150,7 @@ def evaluate(
             workers=workers,
             weights=weights,
             progress=progress,
+            decode_device=decode_device,
         )
         parts.append(result.assign(dimension=dimension.name))
     if world > 1:

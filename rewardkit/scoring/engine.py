@@ -36,7 +36,15 @@ from rewardkit.registry import create_reward, get_reward_info, parse_reward_spec
 from rewardkit.rewards.errors import NotApplicable
 from rewardkit.scoring.inputs import MediaItem, collect_media, prompt_for, prompt_table
 from rewardkit.scoring.results import COLUMNS, ResultsWriter, combine_results, escape_text, row_key
-from rewardkit.video.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, DecodeError, media_kind, probe, read_frames
+from rewardkit.video.io import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    DecodeError,
+    check_decode_device,
+    media_kind,
+    open_media,
+    video_backend,
+)
 from rewardkit.video.sampling import FrameSampler, parse_sampler
 from rewardkit.video.weighting import FrameWeighting, parse_weighting
 from rewardkit.weights import weights_for
@@ -162,9 +170,10 @@ class FramePlan:
 class _DecodeDataset(Dataset):
     """Decodes each file once (the union of the frames every reward asked for) and preprocesses it."""
 
-    def __init__(self, items: Sequence[MediaItem], slots: Sequence[ScorerSlot]) -> None:  # noqa: D107
+    def __init__(self, items: Sequence[MediaItem], slots: Sequence[ScorerSlot], decode_device: str = "cpu") -> None:  # noqa: D107
         self.items = items
         self.plans = [slot.plan for slot in slots]
+        self.decode_device = decode_device
 
     def __len__(self) -> int:
         return len(self.items)
@@ -172,23 +181,24 @@ class _DecodeDataset(Dataset):
     def __getitem__(self, position: int) -> dict[str, Any]:
         item = self.items[position]
         started = time.perf_counter()
-        result: dict[str, Any] = {"position": position, "per_slot": [], "error": None, "num_frames": 0}
+        result: dict[str, Any] = {"position": position, "per_slot": [], "error": None, "num_frames": 0, "backend": ""}
         try:
             if item.kind is None:
                 raise DecodeError(
                     f"{item.path} is not an image or video; supported extensions are "
                     f"{', '.join(sorted(VIDEO_EXTENSIONS | IMAGE_EXTENSIONS))} and folders of frames"
                 )
-            info = probe(item.path)
-            result["num_frames"] = info.num_frames
-            wanted: list[list[int] | Exception] = []
-            for plan in self.plans:
-                try:
-                    wanted.append(plan.indices(item.path, info.kind, info.num_frames))
-                except ValueError as error:
-                    wanted.append(error)
-            union = sorted({index for indices in wanted if isinstance(indices, list) for index in indices})
-            frames = dict(zip(union, read_frames(item.path, union), strict=True)) if union else {}
+            with open_media(item.path, device=self.decode_device) as media:  # one open: probe, then read
+                info = media.info
+                result["num_frames"], result["backend"] = info.num_frames, media.backend
+                wanted: list[list[int] | Exception] = []
+                for plan in self.plans:
+                    try:
+                        wanted.append(plan.indices(item.path, info.kind, info.num_frames))
+                    except ValueError as error:
+                        wanted.append(error)
+                union = sorted({index for indices in wanted if isinstance(indices, list) for index in indices})
+                frames = dict(zip(union, media.read(union), strict=True)) if union else {}
             for plan, indices in zip(self.plans, wanted, strict=True):
                 if isinstance(indices, Exception):
                     result["per_slot"].append(indices)
@@ -236,6 +246,7 @@ def score(
     workers: int | None = None,
     weights: Mapping[str, str] | None = None,
     progress: bool = True,
+    decode_device: str = "cpu",
 ) -> pd.DataFrame:
     """Score files and folders with rewards; one row per file and reward (see ``COLUMNS``).
 
@@ -244,7 +255,9 @@ def score(
     strings (``segmental:4`` takes the first frame of 4 equal segments, InstructVideo's evaluation
     setting; ``tar:1.0`` weights frames by temporal attenuation). ``weights`` maps a reward name to a
     local weights path. With ``out``, rows are appended as they are produced and rows that succeeded in
-    an earlier run with the same ``out`` are skipped.
+    an earlier run with the same ``out`` are skipped. ``decode_device="cuda"`` decodes video files on the GPU
+    (torchcodec; in the main process, as CUDA does not survive forked workers); each row's ``backend`` says
+    which library decoded the file.
     """
     if batch_size < 1:
         raise UserInputError(f"batch_size must be at least 1, got {batch_size}")
@@ -252,6 +265,10 @@ def score(
         raise UserInputError(f"seed must be 0 or more, got {seed}")
     if workers is not None and workers < 0:
         raise UserInputError(f"workers must be 0 or more, got {workers}")
+    try:
+        check_decode_device(decode_device)
+    except ValueError as error:
+        raise UserInputError(str(error)) from error
     path_list = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     media, _ = collect_media(path_list)
     table = prompt_table(prompts)
@@ -280,7 +297,7 @@ def score(
             file=sys.stderr,
         )
     try:
-        engine.run(items, batch_size=batch_size, workers=workers, progress=progress)
+        engine.run(items, batch_size=batch_size, workers=workers, progress=progress, decode_device=decode_device)
     finally:
         combined = combine_results(done, pd.DataFrame(engine.rows, columns=writer.columns), writer.columns)
         writer.close(combined if out is not None else None)
@@ -301,14 +318,18 @@ class Engine:
         self.failures = 0
         self.pending = [_Pending() for _ in slots]
 
-    def run(self, items: Sequence[MediaItem], *, batch_size: int, workers: int | None, progress: bool) -> None:
+    def run(
+        self, items: Sequence[MediaItem], *, batch_size: int, workers: int | None, progress: bool, decode_device: str = "cpu"
+    ) -> None:
         from tqdm.auto import tqdm
 
         items = [item for item in items if any(self.key(item, slot) not in self.finished for slot in self.slots)]
         if not items:
             return
         workers = _default_workers() if workers is None else workers
-        decoded_files = _decoded_files(_DecodeDataset(items, self.slots), workers)
+        video_backend()  # loads torchcodec once here rather than in every forked worker
+        # CUDA does not survive a fork: with --decode-device cuda decoding runs in this process
+        decoded_files = _decoded_files(_DecodeDataset(items, self.slots, decode_device), workers, decode_device == "cpu")
         self.batch_size = batch_size
         self.items = items
         bar = tqdm(total=len(items), unit="file", disable=not progress, dynamic_ncols=True, desc="scoring")
@@ -449,6 +470,7 @@ class Engine:
             "options": slot.options_text,
             "score": math.nan,
             "n_frames": decoded["num_frames"],
+            "backend": decoded["backend"],
             "status": "",
             "error": "",
             "warning": f"{item.prompt_problem} (no prompt used)" if item.prompt_problem and not slot.needs_prompt else "",
@@ -478,13 +500,17 @@ def _identity(sample: Any) -> Any:
     return sample
 
 
-def _decoded_files(dataset: _DecodeDataset, workers: int) -> Iterator[dict[str, Any]]:
-    """Each file decoded, in order, by ``workers`` processes (``0``: one process without read-ahead).
+def _decoded_files(dataset: _DecodeDataset, workers: int, isolated: bool = True) -> Iterator[dict[str, Any]]:
+    """Each file decoded, in order, by ``workers`` processes (``0``: one process without read-ahead);
+    ``isolated`` False: in this process (GPU decoding), where a decoder crash ends the run.
 
     When a worker dies (the decoder aborted or crashed the process), the first file not yet delivered is
     decoded alone in a fresh worker: if that one dies too, the file gets its failed row; then a new loader
     goes on from the next file. torch notices a dead worker by a SIGCHLD handler that raises; SIGCHLD is
     blocked except while fetching, so that this happens here and never inside a model call."""
+    if not isolated:
+        yield from (dataset[position] for position in range(len(dataset)))
+        return
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
     try:
         start = 0
@@ -504,7 +530,7 @@ def _decoded_files(dataset: _DecodeDataset, workers: int) -> Iterator[dict[str, 
                     raise
                 reason = str(error).partition(")")[2].strip(" .") or "died"
                 yield {
-                    "position": start, "per_slot": [], "num_frames": 0, "seconds": 0.0,
+                    "position": start, "per_slot": [], "num_frames": 0, "seconds": 0.0, "backend": "",
                     "error": f"DecoderCrash: decoding this file crashed the decoding process (the worker {reason}); "
                     "the file is left out",
                 }

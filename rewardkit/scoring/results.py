@@ -29,10 +29,12 @@ __all__ = [
 
 COLUMNS = [
     "path", "prompt", "reward", "options", "score", "n_frames", "status", "error", "warning",
-    "seconds", "rewardkit_version", "weights_sha256",
+    "seconds", "rewardkit_version", "weights_sha256", "backend",
 ]
 STATUSES = ("ok", "failed", "skipped")
-TEXT_COLUMNS = ("path", "prompt", "reward", "options", "status", "error", "warning", "rewardkit_version", "weights_sha256")
+TEXT_COLUMNS = (
+    "path", "prompt", "reward", "options", "status", "error", "warning", "rewardkit_version", "weights_sha256", "backend",
+)
 
 
 class ResultsWriteError(UserInputError):

@@ -2,32 +2,41 @@
 
 This is the bottom layer of rewardkit: it imports nothing from the rest of the package.
 
-Backends:
+Backends (:func:`video_backend` says which one is used here; the ``backend`` column of score rows records
+it per file):
 
-* videos (``.mp4 .webm .mov .avi .mkv``): decord when it is importable (it only ships Linux x86_64
-  wheels), PyAV otherwise or whenever decord fails on a file;
+* video files (``.mp4 .webm .mov .avi .mkv``): torchcodec, PyTorch's decoder, wherever it loads (it needs
+  FFmpeg's shared libraries, versions 4 to 8, installed on the system). It scans the packets once at open
+  (exact frame count, every frame's position) and decodes exactly the frames asked for, from the keyframe
+  before each; ``device="cuda"`` decodes on the GPU. PyAV (which bundles its own FFmpeg) is the fallback:
+  where torchcodec does not load, and for any file torchcodec rejects. PyAV takes the frame count from the
+  container's index where that indexes every frame inside the file (mp4, mov, avi; otherwise it counts
+  packets, decoding nothing), seeks to the keyframe before each wanted frame and decodes forward.
+  ``REWARDKIT_VIDEO_BACKEND=pyav`` (or ``torchcodec``) forces one. decord is not supported: it has had no
+  release since 2021 and ships Linux x86_64 wheels only, and torchcodec does what it did.
 * GIFs and still images: Pillow;
 * frame folders (a directory holding only image files): Pillow, one file per frame, in natural order.
 
-Only the requested frames are converted to RGB; the PyAV backend stops decoding after the largest
-requested index. Every failure to read a file is reported as :class:`DecodeError`.
+Frames come out as players show them: a video's display matrix rotation (a multiple of 90 degrees, e.g.
+phone footage) is applied, and probe reports the rotated size. Flips in the display matrix are not applied.
+
+Only the requested frames are converted to RGB. Every failure to read a file is reported as
+:class:`DecodeError`.
 
 Limits: a still image is its first frame (animated WebP/TIFF are not expanded) and EXIF orientation
 is not applied. A truncated video raises DecodeError when FFmpeg cannot open it (an .mp4 cut before
-its index, which FFmpeg writes last) or when fewer packets remain than its header declares (mp4/mov;
-avi only on the PyAV path, as decord returns the readable prefix). mkv/webm declare no frame count,
-so a truncated one reads as a shorter video with either backend.
-
-Private switch: set ``rewardkit.video.io._FORCE_PYAV = True`` (e.g. with ``monkeypatch.setattr``) to
-bypass decord and exercise the PyAV backend; tests and benchmarks use it to compare backends.
+its index, which FFmpeg writes last) or when fewer packets remain than its header declares (mp4, mov,
+avi). mkv/webm declare no frame count, so a truncated one reads as a shorter video.
 """
 
 from __future__ import annotations
 
+import bisect
+import importlib
 import math
 import operator
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -41,11 +50,16 @@ from PIL import Image, ImageSequence
 from rewardkit.parsing import natural_key
 
 __all__ = [
+    "BACKEND_ENV",
     "IMAGE_EXTENSIONS",
+    "VIDEO_BACKENDS",
     "VIDEO_EXTENSIONS",
     "DecodeError",
+    "Media",
     "MediaInfo",
+    "check_decode_device",
     "media_kind",
+    "open_media",
     "probe",
     "read_frames",
     "video_backend",
@@ -57,12 +71,12 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", 
 
 PathLike = str | os.PathLike[str]
 
-# Private switch: True makes every video go through PyAV even when decord is installed.
-_FORCE_PYAV = False
-# Lazily imported decord module; False means "import attempted and failed". decord is imported only
-# after av (imported above): decord loads its bundled FFmpeg/libvpx with RTLD_GLOBAL, and when that
-# happens before PyAV is loaded, PyAV's libvpx encoders bind to decord's older libvpx and fail to open.
-_decord_module: ModuleType | None | bool = None
+# Video file backends in order of preference, and the environment variable that forces one.
+VIDEO_BACKENDS = ("torchcodec", "pyav")
+BACKEND_ENV = "REWARDKIT_VIDEO_BACKEND"
+
+# torchcodec.decoders once imported, or why the import failed (None: not tried yet).
+_torchcodec_state: ModuleType | str | None = None
 
 _REENCODE_HINT = (
     "If it plays in a media player, re-encode it with `ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4`; "
@@ -84,6 +98,9 @@ class MediaInfo:
     num_frames: int
     height: int
     width: int
+    # Average frame rate from the container (frames per second); None for images and frame folders, and
+    # for a video whose container declares no rate.
+    fps: float | None = None
 
 
 def _decode_error(path: Path, cause: str, hint: str) -> DecodeError:
@@ -161,28 +178,6 @@ def _check_readable(path: PathLike) -> tuple[Path, str]:
     return p, kind
 
 
-def video_backend() -> str:
-    """The library that decodes video files here: ``decord`` when it imports, else ``PyAV``."""
-    return "decord" if _decord() else "PyAV"
-
-
-def _decord() -> ModuleType | None:
-    """The decord module, or None when it is disabled or cannot be imported."""
-    global _decord_module
-    if _FORCE_PYAV:
-        return None
-    if _decord_module is None:
-        try:
-            import decord
-        except (ImportError, OSError):
-            _decord_module = False
-        else:
-            # decord logs every file it cannot open from C++; rewardkit reports those as DecodeError.
-            decord.logging.set_level(decord.logging.QUIET)
-            _decord_module = decord
-    return _decord_module or None
-
-
 def _is_gif(path: Path) -> bool:
     return path.suffix.lower() == ".gif"
 
@@ -230,14 +225,16 @@ def _read_image(path: Path) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- GIFs
 
 
-def _probe_gif(path: Path) -> tuple[int, int, int]:
+def _probe_gif(path: Path) -> tuple[int, int, int, float | None]:
+    """Frame count, size and average frame rate (frames over the summed frame durations, if any)."""
     with _open_image(path) as image:
         try:
-            num_frames = image.n_frames
+            durations = [frame.info.get("duration", 0) for frame in ImageSequence.Iterator(image)]
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise _decode_error(path, f"the GIF is damaged or truncated ({exc})", _IMAGE_HINT) from exc
         width, height = image.size
-    return num_frames, height, width
+    total_ms = sum(durations)
+    return len(durations), height, width, 1000 * len(durations) / total_ms if total_ms > 0 else None
 
 
 def _read_gif(path: Path, wanted: list[int] | None) -> np.ndarray:
@@ -259,11 +256,11 @@ def _read_gif(path: Path, wanted: list[int] | None) -> np.ndarray:
 # -------------------------------------------------------------------------------------- frame folders
 
 
-def _probe_folder(path: Path) -> tuple[int, int, int]:
+def _probe_folder(path: Path) -> tuple[int, int, int, float | None]:
     files = _frame_folder_or_raise(path)
     with _open_image(files[0]) as image:
         width, height = image.size
-    return len(files), height, width
+    return len(files), height, width, None
 
 
 def _read_folder(path: Path, wanted: list[int] | None) -> np.ndarray:
@@ -307,101 +304,249 @@ def _av_open(path: Path) -> av.container.InputContainer:
     return container
 
 
-def _probe_pyav(path: Path) -> tuple[int, int, int]:
-    """Frame count and size from the header, checked by a demux pass (reads packets, decodes nothing)."""
-    with _av_open(path) as container:
-        stream = container.streams.video[0]
-        height, width = stream.codec_context.height, stream.codec_context.width
-        declared = stream.frames  # 0 when the container stores no frame count (webm, mkv)
+class _SeekMissed(Exception):
+    """A seek did not land at or before the wanted frame (the caller decodes from the start instead)."""
+
+
+class _PyAVVideo:
+    """A video file opened with PyAV: counts frames from the container's index where it is complete, seeks
+    to the keyframe before each wanted frame and decodes forward from there."""
+
+    backend = "pyav"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._container = _av_open(path)
+        self._stream = self._container.streams.video[0]
+        # One reformatter for all frames: frame.to_ndarray(format=...) builds a new SwsContext per frame,
+        # which made the RGB conversion several times slower than decoding (PyAV 18 / FFmpeg 8).
+        self._to_rgb = VideoReformatter()
+        self._frame_pts: list[int] | None = None  # presentation timestamps in display order
+        self._keyframes: list[int] = []  # display positions of the keyframes
+        self._indexed = False  # whether the packets were scanned (then _frame_pts is set if usable)
         try:
-            num_frames = sum(1 for packet in container.demux(stream) if packet.size > 0)
+            self.num_frames = self._count_from_index() or self._count_by_demux()
+            self.rotation = self._rotation() if self.num_frames else 0
+        except BaseException:
+            self._container.close()
+            raise
+        height, width = self._stream.codec_context.height, self._stream.codec_context.width
+        if width <= 0 or height <= 0:
+            self._container.close()
+            raise _decode_error(path, "the video stream has no frame size in its header", _REENCODE_HINT)
+        self.height, self.width = (width, height) if self.rotation in (90, 270) else (height, width)
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        self.fps = float(rate) if rate else None
+
+    def close(self) -> None:
+        self._container.close()
+
+    def _count_from_index(self) -> int | None:
+        """The declared frame count when the container indexes every frame inside the file (mp4, mov,
+        avi), else None (mkv/webm index keyframes only; a truncated file's index points past its end)."""
+        declared, entries = self._stream.frames, getattr(self._stream, "index_entries", [])  # PyAV >= 17
+        if declared <= 0 or len(entries) != declared:
+            return None
+        end = max(entry.pos + entry.size for entry in entries)
+        return declared if end <= self.path.stat().st_size else None
+
+    def _count_by_demux(self) -> int:
+        """Count the packets (decoding nothing), recording their timestamps; a shortfall against the
+        header's count means a truncated file."""
+        declared = self._stream.frames  # 0 when the container stores no frame count (webm, mkv)
+        pts: list[int | None] = []
+        keys: list[int | None] = []
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.size > 0:
+                    pts.append(packet.pts)
+                    if packet.is_keyframe:
+                        keys.append(packet.pts)
         except av.FFmpegError as exc:
             raise _decode_error(
-                path,
+                self.path,
                 f"reading its packets failed ({_ffmpeg_reason(exc)}); it is probably truncated or corrupt",
                 _REENCODE_HINT,
             ) from exc
-    if num_frames < declared:
-        raise _decode_error(
-            path,
-            f"its header declares {declared} frames but only {num_frames} are present; it is probably truncated",
-            _REENCODE_HINT,
-        )
-    if width <= 0 or height <= 0:
-        raise _decode_error(path, "the video stream has no frame size in its header", _REENCODE_HINT)
-    return num_frames, height, width
+        self._indexed = True
+        if len(pts) < declared:
+            raise _decode_error(
+                self.path,
+                f"its header declares {declared} frames but only {len(pts)} are present; it is probably truncated",
+                _REENCODE_HINT,
+            )
+        if None not in pts and None not in keys and len(set(pts)) == len(pts):
+            self._frame_pts = sorted(pts)  # type: ignore[arg-type]
+            position = {value: index for index, value in enumerate(self._frame_pts)}
+            self._keyframes = sorted(position[value] for value in keys)  # type: ignore[index]
+        self._rewind()
+        return len(pts)
 
+    def _rewind(self) -> None:
+        self._container.seek(0, backward=True, any_frame=False)
 
-def _read_pyav(path: Path, wanted: list[int] | None, expected: int) -> np.ndarray:
-    """Decode sequentially, converting only the frames in ``wanted`` (sorted, unique; None = all)."""
-    frames: list[np.ndarray] = []
-    decoded = 0
-    # One reformatter for all frames: frame.to_ndarray(format=...) builds a new SwsContext per frame,
-    # which made the RGB conversion several times slower than decoding (PyAV 18 / FFmpeg 8).
-    to_rgb = VideoReformatter()
-    with _av_open(path) as container:
-        stream = container.streams.video[0]
-        wanted_set = None if wanted is None else set(wanted)
-        last = None if wanted is None else wanted[-1]
+    def _rotation(self) -> int:
+        """The display matrix's rotation (counter-clockwise degrees, a multiple of 90), read from the first
+        decoded frame, where FFmpeg attaches the stream's display matrix."""
         try:
-            for index, frame in enumerate(container.decode(stream)):
-                decoded = index + 1
-                if wanted_set is None or index in wanted_set:
-                    frames.append(to_rgb.reformat(frame, format="rgb24").to_ndarray())
-                if last is not None and index >= last:
-                    break
+            first = next(self._container.decode(self._stream), None)
         except av.FFmpegError as exc:
             raise _decode_error(
-                path, f"decoding failed after {decoded} frame(s) ({_ffmpeg_reason(exc)})", _REENCODE_HINT
+                self.path, f"decoding its first frame failed ({_ffmpeg_reason(exc)})", _REENCODE_HINT
             ) from exc
-    if len(frames) < (expected if wanted is None else len(wanted)):
-        raise _decode_error(
-            path,
-            f"only {decoded} of its {expected} frame(s) could be decoded; the file is probably truncated",
+        self._rewind()
+        return 0 if first is None else round(first.rotation / 90) % 4 * 90
+
+    def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        array = self._to_rgb.reformat(frame, format="rgb24").to_ndarray()
+        return np.ascontiguousarray(np.rot90(array, self.rotation // 90)) if self.rotation else array
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        """Frames in display order from the container's current position to the end."""
+        for packet in self._container.demux(self._stream):
+            yield from packet.decode()  # the final empty packet flushes the decoder
+
+    def read(self, wanted: list[int] | None) -> np.ndarray:
+        try:
+            if wanted is not None and not self._indexed:
+                self._count_by_demux()  # builds the timestamp index (reads packets, decodes nothing)
+            if wanted is None or self._frame_pts is None:
+                return self._read_sequentially(wanted)
+            try:
+                return self._read_seeking(wanted)
+            except _SeekMissed:
+                self._rewind()
+                return self._read_sequentially(wanted)
+        except av.FFmpegError as exc:
+            raise _decode_error(self.path, f"decoding failed ({_ffmpeg_reason(exc)})", _REENCODE_HINT) from exc
+
+    def _read_sequentially(self, wanted: list[int] | None) -> np.ndarray:
+        """Decode from the first frame, converting only the frames in ``wanted`` (None = all)."""
+        frames: list[np.ndarray] = []
+        wanted_set = None if wanted is None else set(wanted)
+        last = self.num_frames - 1 if wanted is None else wanted[-1]
+        decoded = 0
+        for index, frame in enumerate(self._decoded()):
+            decoded = index + 1
+            if wanted_set is None or index in wanted_set:
+                frames.append(self._rgb(frame))
+            if index >= last:
+                break
+        self._rewind()
+        if len(frames) < (self.num_frames if wanted is None else len(wanted)):
+            raise self._short(decoded)
+        return np.stack(frames)
+
+    def _read_seeking(self, wanted: list[int]) -> np.ndarray:
+        """Seek to the keyframe before a wanted frame only when that keyframe lies beyond the frames already
+        decoded; otherwise keep decoding forward. Frames are matched by presentation timestamp."""
+        assert self._frame_pts is not None
+        frames: list[np.ndarray] = []
+        decoder: Iterator[av.VideoFrame] | None = None
+        position = 0  # display position of the next frame the running decoder yields
+        for target in wanted:
+            keyframe = self._keyframes[max(bisect.bisect_right(self._keyframes, target) - 1, 0)]
+            if decoder is None or position > target or keyframe > position:
+                self._container.seek(self._frame_pts[keyframe], backward=True, any_frame=False, stream=self._stream)
+                decoder, position = self._decoded(), keyframe
+            target_pts = self._frame_pts[target]
+            for frame in decoder:
+                if frame.pts is None or frame.pts > target_pts:
+                    raise _SeekMissed
+                if frame.pts == target_pts:
+                    frames.append(self._rgb(frame))
+                    position = target + 1
+                    break
+            else:
+                self._rewind()
+                raise self._short(len(frames))
+        self._rewind()
+        return np.stack(frames)
+
+    def _short(self, decoded: int) -> DecodeError:
+        return _decode_error(
+            self.path,
+            f"only {decoded} of its {self.num_frames} frame(s) could be decoded; the file is probably truncated",
             _REENCODE_HINT,
         )
-    return np.stack(frames)
 
 
-# --------------------------------------------------------------------------------------- video: decord
+# ----------------------------------------------------------------------------------- video: torchcodec
 
 
-def _probe_decord(decord: ModuleType, path: Path) -> tuple[int, int, int]:
-    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-    height, width, _ = reader[0].shape
-    return len(reader), height, width
+class _Unusable(Exception):
+    """torchcodec cannot read this file (the caller falls back to PyAV, which diagnoses it)."""
 
 
-def _read_decord(decord: ModuleType, path: Path, wanted: list[int] | None) -> np.ndarray | None:
-    """Read with decord; None when decord cannot handle the file (the caller falls back to PyAV)."""
-    try:
-        reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-        num_frames = len(reader)
-    except Exception:  # decord raises assorted types (DECORDError, AssertionError, RuntimeError)
-        return None
-    if wanted is not None:
-        _check_indices(wanted, num_frames)
-    try:
-        batch = reader.get_batch(list(range(num_frames)) if wanted is None else wanted)
-    except Exception:  # e.g. late frames of a truncated file whose header promises more
-        return None
-    # decord returns its own NDArray, or a framework tensor if someone called decord.bridge.set_bridge.
-    frames = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
-    return np.ascontiguousarray(frames, dtype=np.uint8)
+def _torchcodec_decoders() -> ModuleType | None:
+    """``torchcodec.decoders``, or None when torchcodec or FFmpeg's shared libraries are missing."""
+    global _torchcodec_state
+    if _torchcodec_state is None:
+        try:
+            _torchcodec_state = importlib.import_module("torchcodec.decoders")
+        except Exception as exc:  # ImportError, or RuntimeError/OSError when FFmpeg's libraries are absent
+            _torchcodec_state = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return _torchcodec_state if isinstance(_torchcodec_state, ModuleType) else None
 
 
-def _read_video_file(path: Path, wanted: list[int] | None) -> np.ndarray:
-    decord = _decord()
-    if decord is not None:
-        frames = _read_decord(decord, path, wanted)
-        if frames is not None:
-            return frames
-    num_frames = _probe_pyav(path)[0]
-    if num_frames == 0:
-        raise _decode_error(path, "it contains no video frames", "Regenerate it")
-    if wanted is not None:
-        _check_indices(wanted, num_frames)
-    return _read_pyav(path, wanted, num_frames)
+class _TorchcodecVideo:
+    """A video file opened with torchcodec in exact mode (one scan of the packets at open gives the frame
+    count and every frame's position); frames come out rotated as the display matrix says."""
+
+    backend = "torchcodec"
+
+    def __init__(self, path: Path, decoders: ModuleType, device: str) -> None:
+        self.path = path
+        try:
+            self._decoder = decoders.VideoDecoder(
+                str(path), seek_mode="exact", device=device, dimension_order="NHWC"
+            )
+            metadata = self._decoder.metadata
+        except Exception as exc:  # torchcodec raises RuntimeError/ValueError for files FFmpeg rejects
+            raise _Unusable(str(exc)) from exc
+        declared, present = metadata.num_frames_from_header or 0, metadata.num_frames_from_content or 0
+        if present == 0 or present < declared or not metadata.height or not metadata.width:
+            raise _Unusable(f"{present} frame(s) present, {declared} declared")
+        self.num_frames, self.height, self.width = present, metadata.height, metadata.width
+        self.fps = metadata.average_fps or None
+
+    def close(self) -> None:
+        del self._decoder
+
+    def read(self, wanted: list[int] | None) -> np.ndarray:
+        try:
+            if wanted is None:
+                batch = self._decoder.get_frames_in_range(0, self.num_frames)
+            else:
+                batch = self._decoder.get_frames_at(wanted)
+        except Exception as exc:  # torchcodec raises RuntimeError for undecodable packets
+            raise _decode_error(self.path, f"decoding failed ({exc})", _REENCODE_HINT) from exc
+        return batch.data.cpu().numpy()
+
+
+# -------------------------------------------------------------------- images, GIFs and folders as sources
+
+
+class _StillSource:
+    backend = "pillow"
+
+    def __init__(self, path: Path, kind: str) -> None:
+        self.path, self.kind = path, kind
+        if kind == "image":
+            self.num_frames, self.height, self.width = _probe_image(path)
+            self.fps = None
+        elif path.is_dir():
+            self.num_frames, self.height, self.width, self.fps = _probe_folder(path)
+        else:
+            self.num_frames, self.height, self.width, self.fps = _probe_gif(path)
+
+    def close(self) -> None:
+        pass
+
+    def read(self, wanted: list[int] | None) -> np.ndarray:
+        if self.kind == "image":
+            return _read_image(self.path)[None]
+        return _read_folder(self.path, wanted) if self.path.is_dir() else _read_gif(self.path, wanted)
 
 
 # -------------------------------------------------------------------------------------------- public
@@ -416,35 +561,6 @@ def _check_indices(indices: Sequence[int], num_frames: int) -> None:
         )
 
 
-def _probe_video(path: Path) -> tuple[int, int, int]:
-    if path.is_dir():
-        return _probe_folder(path)
-    if _is_gif(path):
-        return _probe_gif(path)
-    decord = _decord()
-    if decord is not None:
-        try:
-            return _probe_decord(decord, path)
-        except Exception:  # decord raises assorted types (DECORDError, AssertionError, RuntimeError)
-            pass  # PyAV either succeeds or gives a clearer diagnosis
-    return _probe_pyav(path)
-
-
-def probe(path: PathLike) -> MediaInfo:
-    """Return the kind, frame count and frame size of a media file without decoding every frame.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: ``path`` is not a supported image, video or frame folder.
-        DecodeError: the file is empty, corrupt, truncated or has no frames.
-    """
-    p, kind = _check_readable(path)
-    num_frames, height, width = _probe_image(p) if kind == "image" else _probe_video(p)
-    if num_frames <= 0:
-        raise _decode_error(p, "it contains no video frames", "Regenerate it")
-    return MediaInfo(path=str(path), kind=kind, num_frames=num_frames, height=height, width=width)
-
-
 def _normalize_indices(indices: Sequence[int]) -> list[int]:
     result = []
     for i in indices:
@@ -455,6 +571,140 @@ def _normalize_indices(indices: Sequence[int]) -> list[int]:
         except TypeError as exc:
             raise TypeError(f"indices must be integers, got {i!r} ({type(i).__name__})") from exc
     return result
+
+
+def _chosen_backend() -> str:
+    """The video backend to use: ``$REWARDKIT_VIDEO_BACKEND`` if set, else torchcodec when it loads, else PyAV."""
+    requested = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if requested not in ("", *VIDEO_BACKENDS):
+        raise ValueError(
+            f"{BACKEND_ENV}={requested!r} is not a video backend; use one of {', '.join(VIDEO_BACKENDS)}, "
+            "or unset it to pick the first one available"
+        )
+    if requested == "pyav":
+        return "pyav"
+    if _torchcodec_decoders() is not None:
+        return "torchcodec"
+    if requested == "torchcodec":
+        raise ValueError(f"{BACKEND_ENV}=torchcodec, but torchcodec cannot be loaded here: {_TORCHCODEC_FIX}")
+    return "pyav"
+
+
+_TORCHCODEC_FIX = (
+    "install it (`pip install torchcodec`) and FFmpeg's shared libraries (Debian/Ubuntu: "
+    "`apt-get install libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev "
+    "libavdevice-dev`), or decode on the CPU with PyAV"
+)
+
+
+def video_backend() -> str:
+    """The library that decodes video files here: ``torchcodec`` when it loads (it needs FFmpeg's shared
+    libraries), else ``pyav``; ``$REWARDKIT_VIDEO_BACKEND`` (``torchcodec`` or ``pyav``) forces one."""
+    return _chosen_backend()
+
+
+def check_decode_device(device: str) -> str:
+    """Return ``device`` if video files can be decoded there (``cpu``, or ``cuda[:N]`` with torchcodec and a
+    GPU), else raise ValueError saying why and what to do."""
+    if device == "cpu":
+        return device
+    if not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ValueError(f"decode device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if _torchcodec_decoders() is None:
+        raise ValueError(
+            f"decoding on {device!r} needs torchcodec, which cannot be loaded here ({_torchcodec_state}): "
+            f"{_TORCHCODEC_FIX}"
+        )
+    import torch  # torchcodec loaded, so torch is importable
+
+    if not torch.cuda.is_available():
+        raise ValueError(f"decoding on {device!r} needs a CUDA GPU, but torch sees none; use 'cpu'")
+    return device
+
+
+class Media:
+    """An open image, video or frame folder: its :class:`MediaInfo`, the ``backend`` that reads it
+    (``torchcodec``, ``pyav`` or ``pillow``) and :meth:`read`. Probing and reading share this one open.
+    Use it as a context manager (or call :meth:`close`)."""
+
+    def __init__(self, path: PathLike, source: _PyAVVideo | _TorchcodecVideo | _StillSource, kind: str) -> None:
+        self._source = source
+        self.backend: str = source.backend
+        self.info = MediaInfo(
+            path=str(path), kind=kind, num_frames=source.num_frames, height=source.height,
+            width=source.width, fps=source.fps,
+        )
+
+    def read(self, indices: Sequence[int] | None = None) -> np.ndarray:
+        """Frames as a uint8 ``[N, H, W, 3]`` RGB array, decoding only what is asked (see read_frames)."""
+        order = None if indices is None else _normalize_indices(indices)
+        if order is not None and not order:
+            return np.empty((0, self.info.height, self.info.width, 3), dtype=np.uint8)
+        wanted = None if order is None else sorted(set(order))
+        if wanted is not None:
+            _check_indices(wanted, self.info.num_frames)
+        frames = self._source.read(wanted)
+        if order is None:
+            return frames
+        row = {index: position for position, index in enumerate(wanted)}
+        return frames[[row[i] for i in order]]
+
+    def close(self) -> None:
+        self._source.close()
+
+    def __enter__(self) -> Media:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_media(path: PathLike, *, device: str = "cpu") -> Media:
+    """Open an image, video file (including GIF) or frame folder for probing and reading.
+
+    Video files go through torchcodec where it loads, else PyAV (also for any file torchcodec rejects;
+    PyAV then reads it or explains what is wrong). ``device="cuda"`` decodes video files on the GPU with
+    torchcodec (NVDEC) and raises ValueError where that is not possible; frames still come back as numpy.
+    Images, GIFs and frame folders are read with Pillow.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: ``path`` is not a supported image, video or frame folder; or a bad ``device``.
+        DecodeError: the file is empty, corrupt, truncated or has no frames.
+    """
+    device = check_decode_device(device)
+    p, kind = _check_readable(path)
+    source: _PyAVVideo | _TorchcodecVideo | _StillSource
+    if kind == "image" or p.is_dir() or _is_gif(p):
+        source = _StillSource(p, kind)
+    else:
+        decoders = _torchcodec_decoders() if _chosen_backend() == "torchcodec" else None
+        try:
+            if decoders is None:
+                raise _Unusable("not chosen")
+            source = _TorchcodecVideo(p, decoders, device)
+        except _Unusable:
+            source = _PyAVVideo(p)
+    if source.num_frames <= 0:
+        source.close()
+        raise _decode_error(p, "it contains no video frames", "Regenerate it")
+    return Media(path, source, kind)
+
+
+def probe(path: PathLike) -> MediaInfo:
+    """Return the kind, frame count, frame size and frame rate of a media file without decoding every frame.
+
+    Sizes are as players show the frames (after the display matrix's rotation). ``fps`` is the
+    container's average frame rate (a GIF's: frames over the summed frame durations); None for images,
+    frame folders and files that declare no rate.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: ``path`` is not a supported image, video or frame folder.
+        DecodeError: the file is empty, corrupt, truncated or has no frames.
+    """
+    with open_media(path) as media:
+        return media.info
 
 
 def read_frames(path: PathLike, indices: Sequence[int] | None = None) -> np.ndarray:
@@ -470,26 +720,8 @@ def read_frames(path: PathLike, indices: Sequence[int] | None = None) -> np.ndar
         ValueError: unsupported path, or an index outside ``0..num_frames-1``.
         DecodeError: the file is empty, corrupt or truncated.
     """
-    p, kind = _check_readable(path)
-    order = None if indices is None else _normalize_indices(indices)
-    if order is not None and not order:
-        info = probe(p)
-        return np.empty((0, info.height, info.width, 3), dtype=np.uint8)
-    wanted = None if order is None else sorted(set(order))
-    if kind == "image":
-        if wanted is not None:
-            _check_indices(wanted, 1)
-        frames = _read_image(p)[None]
-    elif p.is_dir() or _is_gif(p):
-        if wanted is not None:
-            _check_indices(wanted, _probe_video(p)[0])
-        frames = _read_folder(p, wanted) if p.is_dir() else _read_gif(p, wanted)
-    else:
-        frames = _read_video_file(p, wanted)
-    if order is None:
-        return frames
-    row = {index: position for position, index in enumerate(wanted)}
-    return frames[[row[i] for i in order]]
+    with open_media(path) as media:
+        return media.read(indices)
 
 
 # ------------------------------------------------------------------------------------------- writing
