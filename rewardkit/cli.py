@@ -1,5 +1,5 @@
-"""The ``rewardkit`` command: ``list``, ``score``, ``download``, ``eval``, ``leaderboard``, ``regress`` and
-``env``.
+"""The ``rewardkit`` command: ``list``, ``score``, ``download``, ``eval``, ``leaderboard``, ``regress``,
+``finetune``, ``sample``, ``pairs`` and ``env``.
 
 Exit codes: 0 success; 1 some rows failed (the rest were scored); 2 usage or setup error (bad arguments,
 unknown reward or option, missing weights); 130 interrupted (finished rows are kept; rerun to resume).
@@ -153,6 +153,46 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     tuning.set_defaults(run=_run_finetune)
 
+    sampling = commands.add_parser(
+        "sample",
+        help="sample videos of a text-to-video model for a prompt list (VBench names; optional rewards, guidance)",
+        description="Sample --num-per-prompt videos per prompt into --out as {prompt}-{i}.mp4 (the names `rewardkit eval` "
+        "reads). Existing videos are kept (rerun to resume); under `accelerate launch` each process samples a share. "
+        "With --reward the videos are scored into OUT/results.csv (the `rewardkit score` table).",
+        epilog="examples:\n  rewardkit sample prompts.txt --model finetune/smoke-tiny.toml --num-per-prompt 2 --out runs/samples\n"
+        "  rewardkit sample eval/quick.toml --model Wan-AI/Wan2.1-T2V-1.3B-Diffusers --family wan --num-frames 33 --out videos\n\n" + EXIT_CODES,
+        formatter_class=HelpFormatter,
+    )
+    sampling.add_argument("prompts", metavar="PROMPTS", help="a text file (one prompt per line), a CSV with a prompt column, or an eval suite (.toml)")
+    sampling.add_argument("--model", required=True, metavar="PATH_OR_RECIPE",
+                          help="a recipe (.toml, e.g. RUN/config.toml: its model and sampler settings) or a model folder / Hub id / testing:NAME")
+    sampling.add_argument("--family", help="model family of a model path: unet3d (default), animatediff or wan")
+    sampling.add_argument("--lora", metavar="RUN/lora", help="a LoRA written by `rewardkit finetune` (merged into the model)")
+    sampling.add_argument("--num-per-prompt", type=int, default=None, metavar="K", help="videos per prompt (default 1, or the suite's videos_per_prompt)")
+    sampling.add_argument("--steps", type=int, metavar="D", help="sampling steps (default: the recipe's, else 20)")
+    sampling.add_argument("--cfg", type=float, metavar="S", help="classifier-free guidance scale (default: the recipe's, else 5; 1 = off)")
+    sampling.add_argument("--negative-prompt", help="negative prompt of classifier-free guidance (default: the recipe's, else empty)")
+    sampling.add_argument("--seed", type=int, default=None, help="video i of a prompt depends only on (prompt, i, seed) (default 0, or the suite's seed)")
+    sampling.add_argument("--num-frames", type=int, help="frames per video (default: the recipe's, else 16)")
+    sampling.add_argument("--height", type=int, help="height in pixels (default: the recipe's, else 256)")
+    sampling.add_argument("--width", type=int, help="width in pixels (default: the recipe's, else 256)")
+    sampling.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), help="model dtype (default: the recipe's, else fp32)")
+    sampling.add_argument("--batch-size", type=int, default=1, help="videos sampled together (default 1)")
+    sampling.add_argument("--fps", type=float, default=8.0, help="frame rate written into the mp4s (default 8)")
+    sampling.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
+    sampling.add_argument("--reward", action="append", default=[], metavar="NAME[:key=value,...]",
+                          help="score the videos with this reward into OUT/results.csv (repeatable)")
+    sampling.add_argument("--weights", action="append", default=[], metavar="[NAME=]PATH", help="local weights of the --reward rewards, as in `rewardkit score`")
+    sampling.add_argument("--guidance", metavar="REWARD[:key=value,...]", help="a differentiable reward guiding the sampler (see README: reward guidance)")
+    sampling.add_argument("--guidance-scale", type=float, default=None, metavar="W",
+                          help="RMS change of the clean latent per guided step (default 0.1)")
+    sampling.add_argument("--guidance-steps", default=None, help="guided steps: all (default), first:N or last:N")
+    sampling.add_argument("--guidance-frames", default="segmental:4:random",
+                          help="frames an image guidance reward sees per step (default segmental:4:random)")
+    sampling.add_argument("--out", required=True, metavar="DIR", help="folder of the videos (and results.csv)")
+    sampling.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sampling.set_defaults(run=_run_sample)
+
     pairing = commands.add_parser(
         "pairs", help="preference pairs (JSONL, for dpo / gran_dpo) from a `rewardkit score` table",
         description="Pair the videos of each prompt in a `rewardkit score` table by one reward: best vs worst, or every two.",
@@ -175,6 +215,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     env.set_defaults(run=_run_env)
     return parser
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    from rewardkit.finetune.sample import sample_videos
+
+    prompts, per_prompt, seed = args.prompts, 1, 0
+    if args.prompts.endswith(".toml"):  # an eval suite: its prompt list, videos per prompt and seed
+        from rewardkit.eval.suite import load_suite
+
+        suite = load_suite(args.prompts)
+        if not suite.prompts:
+            raise UserInputError(f"suite {args.prompts!r} has no prompt list (its 'prompts' key); give a prompt file")
+        prompts, per_prompt, seed = list(suite.prompts), suite.videos_per_prompt, suite.seed
+    run = sample_videos(
+        prompts, args.model, args.out, family=args.family, lora=args.lora,
+        num_per_prompt=args.num_per_prompt if args.num_per_prompt is not None else per_prompt, steps=args.steps, cfg=args.cfg,
+        negative_prompt=args.negative_prompt, seed=args.seed if args.seed is not None else seed, batch_size=args.batch_size,
+        num_frames=args.num_frames, height=args.height, width=args.width, dtype=args.dtype, device=args.device, fps=args.fps,
+        rewards=args.reward, weights=_weights_by_reward(args.weights, args.reward) if args.weights else None,
+        guidance=args.guidance, guidance_scale=args.guidance_scale, guidance_steps=args.guidance_steps,
+        guidance_frames=args.guidance_frames, progress=not args.no_progress,
+    )
+    print(f"sample: {args.out} ({len(run.videos)} videos, {len(run.written)} written now, {len(run.videos) - len(run.written)} kept or by other processes)")
+    if args.guidance:
+        print(f"guidance: {run.guided_backward_passes} reward backward passes, {run.guided_decoded_frames} frames decoded with a graph")
+    if run.results is not None:
+        _print_report(run.results, [], str(Path(args.out) / "results.csv"))
+        return EXIT_FAILED_ROWS if (run.results["status"] == "failed").any() else EXIT_OK
+    return EXIT_OK
 
 
 def _run_pairs(args: argparse.Namespace) -> int:
@@ -408,13 +477,13 @@ def _run_download(args: argparse.Namespace) -> int:
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
-    from rewardkit.finetune import NonFiniteLossError, finetune
+    from rewardkit.finetune import NonFiniteLossError, RewardHackingStop, finetune
 
     if args.recipe is None and args.resume is None:
         raise UserInputError("give a recipe (e.g. finetune/smoke-tiny.toml) or --resume RUN_DIR")
     try:
         run_dir = finetune(args.recipe, overrides=args.overrides, resume=args.resume)
-    except NonFiniteLossError as error:
+    except (NonFiniteLossError, RewardHackingStop) as error:
         print(f"rewardkit finetune: {error}", file=sys.stderr)
         return EXIT_FAILED_ROWS
     print(f"run: {run_dir} (LoRA: {run_dir}/lora, metrics: {run_dir}/metrics.csv)")

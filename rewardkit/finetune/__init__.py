@@ -5,6 +5,8 @@ top-level ``finetune/`` folder. See ``rewardkit.finetune.trainer`` for the run d
 """
 
 from rewardkit.finetune.config import Recipe, load_recipe
+from rewardkit.finetune.monitor import RewardHackingStop, RewardHackingWarning
+from rewardkit.finetune.sample import sample_videos
 from rewardkit.finetune.trainer import NonFiniteLossError, finetune
 
-__all__ = ["finetune", "load_recipe", "Recipe", "NonFiniteLossError"]
+__all__ = ["finetune", "sample_videos", "load_recipe", "Recipe", "NonFiniteLossError", "RewardHackingStop", "RewardHackingWarning"]

@@ -139,6 +139,15 @@ class TrainConfig:
     """Write sample videos (mp4) with their rewards every N steps; 0 turns samples off."""
     sample_prompts: list[str] = field(default_factory=list)
     """Prompts of the sample videos; empty means the first prompts of the data."""
+    monitor_rewards: list[str] = field(default_factory=list)
+    """Held-out rewards ``NAME[:key=value]`` (e.g. dover, videoreward, temporal_flickering) scoring the sample
+    videos at step 0 and every ``sample_every`` steps: the reward-hacking alarm (rewardkit.finetune.monitor)."""
+    monitor_thresholds: list[float] = field(default_factory=list)
+    """One per monitor reward: the drop (its score units) over the window beyond which the alarm fires; empty: 0."""
+    monitor_window: int = 2
+    """The alarm compares each evaluation of the samples with the one this many evaluations earlier."""
+    monitor_stop: bool = False
+    """Stop the run (checkpoint and LoRA saved) when the alarm fires, instead of only warning."""
     log_every: int = 1
     """Write a metrics row every N steps (and at the last step)."""
     device: str = "auto"
@@ -187,6 +196,19 @@ class Recipe:
                 f"reward.weights has {len(self.reward.weights)} values for {len(self.reward.rewards)} rewards; "
                 "give one weight per reward or none"
             )
+        if self.train.monitor_rewards:
+            if not self.reward.rewards or not self.train.sample_every:
+                raise UserInputError(
+                    "train.monitor_rewards needs a training reward (reward.rewards, scoring the sample videos) and "
+                    "train.sample_every > 0: the alarm compares the held-out rewards with the training reward on the samples"
+                )
+            if self.train.monitor_thresholds and len(self.train.monitor_thresholds) != len(self.train.monitor_rewards):
+                raise UserInputError(
+                    f"train.monitor_thresholds has {len(self.train.monitor_thresholds)} values for "
+                    f"{len(self.train.monitor_rewards)} monitor rewards; give one per reward or none"
+                )
+            if any(not value >= 0 for value in self.train.monitor_thresholds) or self.train.monitor_window < 1:
+                raise UserInputError("train.monitor_thresholds must be >= 0 and train.monitor_window at least 1")
         if self.model.motion_adapter and self.model.family != "animatediff":
             raise UserInputError(
                 f"model.motion_adapter is only read by model.family = \"animatediff\", not {self.model.family!r}; "

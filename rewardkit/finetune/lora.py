@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["LORA_FILE", "add_lora", "lora_parameters", "lora_state_dict", "save_lora", "load_lora_into_pipeline", "merge_lora"]
+__all__ = ["LORA_FILE", "add_lora", "lora_parameters", "lora_state_dict", "save_lora", "load_lora", "load_lora_into_pipeline", "merge_lora"]
 
 LORA_FILE = "pytorch_lora_weights.safetensors"
 _METADATA_KEY = "rewardkit_lora_config"
@@ -70,9 +70,9 @@ def save_lora(model: torch.nn.Module, folder: str | os.PathLike[str], prefix: st
     return folder / LORA_FILE
 
 
-def load_lora_into_pipeline(pipeline, path: str | os.PathLike[str], *, merge: bool = False, prefix: str = "unet"):
-    """Load a LoRA file written by ``save_lora`` into ``pipeline.unet`` (strictly: every key must fit);
-    with ``merge`` the LoRA is folded into the base weights and the LoRA layers removed."""
+def load_lora(module: torch.nn.Module, path: str | os.PathLike[str], *, prefix: str = "unet", merge: bool = False) -> torch.nn.Module:
+    """Load a LoRA file written by ``save_lora`` (or its folder) into ``module`` (strictly: every key must
+    fit); with ``merge`` the LoRA is folded into the base weights and the LoRA layers removed."""
     from peft import LoraConfig, inject_adapter_in_model
     from peft.utils import set_peft_model_state_dict
     from safetensors import safe_open
@@ -80,22 +80,31 @@ def load_lora_into_pipeline(pipeline, path: str | os.PathLike[str], *, merge: bo
     path = Path(path)
     if path.is_dir():
         path = path / LORA_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"LoRA file {str(path)!r} not found; give a run's lora/ folder (RUN/lora) or its {LORA_FILE}")
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
         state = {key[len(prefix) + 1:]: handle.get_tensor(key) for key in handle.keys() if key.startswith(prefix + ".")}
     if _METADATA_KEY not in metadata or not state:
         raise ValueError(f"{str(path)!r} is not a rewardkit LoRA file (no {_METADATA_KEY} metadata or no {prefix}. keys)")
     settings = json.loads(metadata[_METADATA_KEY])
-    unet = pipeline.unet
-    inject_adapter_in_model(LoraConfig(**settings), unet)
-    result = set_peft_model_state_dict(unet, state)
+    inject_adapter_in_model(LoraConfig(**settings), module)
+    result = set_peft_model_state_dict(module, state)
     unexpected = list(getattr(result, "unexpected_keys", []) or [])
     missing = [key for key in (getattr(result, "missing_keys", []) or []) if "lora_" in key]
     if unexpected or missing:
-        raise ValueError(f"LoRA file {str(path)!r} does not fit the pipeline's unet: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    unet.to(pipeline.device)
+        raise ValueError(f"LoRA file {str(path)!r} does not fit the {prefix}: missing {missing[:3]}, unexpected {unexpected[:3]}")
     if merge:
-        merge_lora(unet)
+        merge_lora(module)
+    return module
+
+
+def load_lora_into_pipeline(pipeline, path: str | os.PathLike[str], *, merge: bool = False, prefix: str = "unet"):
+    """Load a LoRA file written by ``save_lora`` into ``pipeline.unet`` (see ``load_lora``)."""
+    load_lora(pipeline.unet, path, prefix=prefix, merge=False)
+    pipeline.unet.to(pipeline.device)
+    if merge:
+        merge_lora(pipeline.unet)
     return pipeline
 
 

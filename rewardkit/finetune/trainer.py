@@ -10,6 +10,8 @@ One run is one directory (``train.output_dir``)::
                                      trainer_state.json (written last: a folder without it is incomplete)
     lora/pytorch_lora_weights.safetensors   the final LoRA (see rewardkit.finetune.lora)
     samples/step-NNNNNN/*.mp4, samples.csv  sample videos (and their rewards when the recipe has rewards)
+    monitor.csv                      with train.monitor_rewards: held-out rewards of the samples, the
+                                     reward-hacking alarm (rewardkit.finetune.monitor)
     <metric>.png                     the objective's main metric vs step (reward.png, implicit_acc.png)
     nonfinite-step-NNNNNN-rankR.pt   only when a loss was NaN/inf: that micro-batch and its details
 
@@ -119,6 +121,7 @@ def finetune(
     objective = get_objective(config.objective.name)
     # reward names and options, before any model loads
     check_reward_specs(config.reward.rewards, differentiable=objective.reward_use == "differentiable")
+    check_reward_specs(config.train.monitor_rewards, differentiable=False)
     return Trainer(config, resume=resume is not None).train()
 
 
@@ -221,6 +224,14 @@ class Trainer:
             state = json.loads((checkpoint / STATE_FILE).read_text())
             step, micro = state["step"], state["micro_batches"]
         self._open_logs(step)
+        self.monitor = None
+        if train.monitor_rewards:
+            from rewardkit.finetune.monitor import RewardMonitor
+
+            self.monitor = RewardMonitor(self.config, self.run_dir, str(self.device), resume_step=step)
+            if step == 0:
+                self._samples(0)  # the base model's samples: the alarm's first evaluation
+        alarm = ""
         batches = self._batches(micro)
         progress = self._progress(step)
         rank = accelerator.process_index
@@ -251,13 +262,22 @@ class Trainer:
             if train.checkpoint_every and step % train.checkpoint_every == 0 or step == train.max_steps:
                 self._checkpoint(step, micro)
             if train.sample_every and (step % train.sample_every == 0 or step == train.max_steps):
-                self._samples(step)
+                alarm = self._samples(step)
+                if alarm and train.monitor_stop:
+                    if not (train.checkpoint_every and step % train.checkpoint_every == 0 or step == train.max_steps):
+                        self._checkpoint(step, micro)
+                    break
         progress.close()
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             save_lora(self.adapter.denoiser, self.run_dir / "lora", prefix=self.adapter.lora_prefix)
             self._plot()
         self._close_logs()
+        if alarm and train.monitor_stop:
+            from rewardkit.finetune.monitor import RewardHackingStop
+
+            raise RewardHackingStop(f"train.monitor_stop: stopped at step {step} by the reward-hacking alarm ({alarm}); "
+                                    f"the LoRA of that step is in {self.run_dir / 'lora'}, the evaluations in {self.run_dir / 'monitor.csv'}")
         return self.run_dir
 
     @contextlib.contextmanager
@@ -362,12 +382,26 @@ class Trainer:
             message += f" The micro-batch is saved in {path}."
         raise NonFiniteLossError(message + " Lower train.learning_rate, use train.mixed_precision=\"bf16\" or check the reward/data.")
 
-    def _samples(self, step: int) -> None:
+    def _samples(self, step: int) -> str:
+        """Write the sample videos (main process); with monitor rewards every process then helps score them
+        and the alarm's message (the same on every process) is returned, else ""."""
+        prompts = self.config.train.sample_prompts or self.dataset.prompts[: min(2, len(self.dataset.prompts))]
+        rewards = self._write_samples(step, prompts)
+        if self.monitor is None:
+            return ""
+        from accelerate.utils import broadcast_object_list
+
+        self.accelerator.wait_for_everyone()  # the videos exist before any process scores them
+        paths = [self.run_dir / "samples" / f"step-{step:06d}" / f"{index:02d}.mp4" for index in range(len(prompts))]
+        means = self.monitor.score(paths, prompts)
+        alarm = [self.monitor.record(step, float(torch.stack(rewards).mean()), means) if self.accelerator.is_main_process else ""]
+        return broadcast_object_list(alarm)[0] if self.accelerator.num_processes > 1 else alarm[0]
+
+    def _write_samples(self, step: int, prompts: list[str]) -> list:
         from rewardkit.video.io import write_video
 
         if not self.accelerator.is_main_process:
-            return
-        prompts = self.config.train.sample_prompts or self.dataset.prompts[: min(2, len(self.dataset.prompts))]
+            return []
         generator, rng = _step_generators(self.config.train.seed, 0, 0)  # the same noise at every sample step
         folder = self.run_dir / "samples" / f"step-{step:06d}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -386,6 +420,7 @@ class Trainer:
                 frames = (video.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
                 write_video(path, frames)
                 writer.writerow([step, index, prompt, str(path.relative_to(self.run_dir)), "" if reward is None else f"{reward.item():.6f}"])
+        return list(rewards)
 
     def _plot(self) -> None:
         import matplotlib
@@ -398,7 +433,11 @@ class Trainer:
         with self.metrics_path.open() as handle:
             rows = list(csv.DictReader(handle))
         metric, stem = self.objective.plot
-        figure, axis = plt.subplots(figsize=(6, 3.5))
+        if self.monitor is not None:  # the held-out rewards beside the training reward
+            figure, (axis, lower) = plt.subplots(2, 1, figsize=(6, 7))
+            self.monitor.plot(lower)
+        else:
+            figure, axis = plt.subplots(figsize=(6, 3.5))
         axis.plot([int(row["step"]) for row in rows], [float(row[metric]) for row in rows], label=f"train {metric} (batch)")
         axis.set_xlabel("step")
         axis.set_ylabel(metric)

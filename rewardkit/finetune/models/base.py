@@ -148,6 +148,12 @@ class VideoDiffusionAdapter(ABC):
         given, for log-probabilities of a recorded chain); ``std`` broadcasts against ``x``. DDPM: DDIM
         with ``eta = noise_level``; flow: the Flow-GRPO SDE with ``a = noise_level`` (REFERENCE §4)."""
 
+    @abstractmethod
+    def denoised(self, x: torch.Tensor, level: Level, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x0_hat, noise_hat)`` implied by the prediction ``output`` at ``level``, with
+        ``x = add_noise(x0_hat, noise_hat, level)``; the deterministic step to a level ``l`` is
+        ``add_noise(x0_hat, noise_hat, l)`` (DDIM eta 0, flow Euler)."""
+
     def step(
         self,
         x: torch.Tensor,
@@ -333,6 +339,17 @@ class DDIMLatentAdapter(VideoDiffusionAdapter):
             unconditional, conditional = output.chunk(2)
             output = unconditional + guidance_scale * (conditional - unconditional)
         return output
+
+    def denoised(self, x: torch.Tensor, level: Level, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """epsilon: ``x0 = (x - sqrt(1 - a) eps) / sqrt(a)``; v: ``x0 = sqrt(a) x - sqrt(1 - a) v``,
+        ``eps = sqrt(a) v + sqrt(1 - a) x``; sample: ``eps = (x - sqrt(a) x0) / sqrt(1 - a)``."""
+        alpha = self.alphas(level, x.shape[0])
+        a, b = _per_sample(alpha**0.5, x), _per_sample((1 - alpha) ** 0.5, x)
+        if self.prediction_type == "epsilon":
+            return (x - b * output) / a, output
+        if self.prediction_type == "v_prediction":
+            return a * x - b * output, a * output + b * x
+        return output, (x - a * output) / b
 
     def sde_step(
         self,

@@ -38,6 +38,7 @@ from rewardkit.finetune.models.base import (
     resolve_model_path,
 )
 from rewardkit.finetune.models.flow import (
+    broadcast_level,
     flow_add_noise,
     flow_scheduler_settings,
     flow_sde_step,
@@ -145,6 +146,11 @@ class WanAdapter(VideoDiffusionAdapter):
             unconditional, conditional = output.chunk(2)
             output = guided_velocity(unconditional, conditional, guidance_scale)
         return output
+
+    def denoised(self, x: torch.Tensor, level, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """From the velocity ``v = n - x0`` and ``x = (1 - s) x0 + s n``: ``x0 = x - s v``, ``n = x + (1 - s) v``."""
+        s = broadcast_level(level, x)
+        return x - s * output, x + (1 - s) * output
 
     def sde_step(
         self, x: torch.Tensor, level, next_level, conditioning: Conditioning, guidance_scale: float, *,
