@@ -115,9 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--batch-size", type=int, default=8, help="frames per model batch (default 8)")
     scoring.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     scoring.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="model dtype (default fp32)")
-    scoring.add_argument("--seed", type=int, default=0, help="seed for random frame sampling (default 0)")
+    scoring.add_argument("--seed", type=int, default=0, help="seed for random frame sampling, 0 or more (default 0)")
     scoring.add_argument("--out", metavar="FILE", help="results table: .csv, .jsonl or .parquet (rerun to resume)")
-    scoring.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: one per 16 files, at most cores - 1 and 4)")
+    scoring.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: one per 16 files, at most cores - 1 and 4; "
+                         "0: one child process, one file at a time; a decoder crash is one failed row, except with --decode-device cuda)")
     scoring.add_argument("--decode-device", default="cpu", help="where video files are decoded: cpu (default) or cuda[:N] (torchcodec on the GPU; clear error where unsupported)")
     scoring.add_argument(
         "--weights", action="append", default=[], metavar="[NAME=]PATH",
@@ -361,6 +362,8 @@ def _run_score(args: argparse.Namespace) -> int:
     from rewardkit.distributed import processes
     from rewardkit.registry import get_reward_info, parse_device, parse_reward_spec, validate_options
     from rewardkit.scoring import collect_media, score
+    from rewardkit.scoring.inputs import InputWarning
+    from rewardkit.scoring.results import escape_text
 
     device = str(parse_device(args.device or default_device()))  # a missing GPU is one line, before any work
     specs = args.reward
@@ -372,13 +375,15 @@ def _run_score(args: argparse.Namespace) -> int:
         name, options = parse_reward_spec(spec)
         validate_options(get_reward_info(name), options)
     weights = _weights_by_reward(args.weights, specs)
+    if args.seed < 0:
+        raise UserInputError(f"--seed must be 0 or more, got {args.seed}")
     if not args.paths and args.manifest is None:
         raise UserInputError("give the files or folders to score, or --manifest FILE")
-    media, skipped = collect_media(args.paths)
-    if not media and args.manifest is None:
-        raise UserInputError(f"no images or videos found in {', '.join(args.paths)}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        media, skipped = collect_media(args.paths)
+        if not media and args.manifest is None:
+            raise UserInputError(f"no images or videos found in {', '.join(args.paths)}")
         results = score(
             args.paths,
             specs,
@@ -403,12 +408,15 @@ def _run_score(args: argparse.Namespace) -> int:
     if truncated:
         more = f" ({len(truncated) - 1} more prompts alike; see the warning column)" if len(truncated) > 1 else ""
         print(f"warning: {truncated[0]}{more}", file=sys.stderr)
+    for message in dict.fromkeys(str(warning.message) for warning in caught if issubclass(warning.category, InputWarning)):
+        print(f"warning: {escape_text(message)}", file=sys.stderr)
     _print_report(results, skipped, args.out)
     return code
 
 
 def _print_report(results: pd.DataFrame, skipped: Sequence[str], out: str | None) -> None:
     from rewardkit.scoring import iter_failures, summarize
+    from rewardkit.scoring.results import escape_text
 
     if out is None and not results.empty:
         print(_per_file_table(results))
@@ -419,11 +427,15 @@ def _print_report(results: pd.DataFrame, skipped: Sequence[str], out: str | None
         print(summary.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
     failures = list(iter_failures(results))
     for path, reward, error in failures[:10]:
-        print(f"failed: {path} [{reward}]: {error}", file=sys.stderr)
+        print(f"failed: {path} [{reward}]: {error}", file=sys.stderr)  # already escaped in the table
     if len(failures) > 10:
         print(f"... and {len(failures) - 10} more failures (see the status and error columns)", file=sys.stderr)
-    if skipped:
-        print(f"skipped {len(skipped)} non-media file(s), e.g. {skipped[0]}", file=sys.stderr)
+    folders = [path for path in skipped if os.path.isdir(path)]
+    files = [path for path in skipped if path not in folders]
+    if files:
+        print(f"skipped {len(files)} non-media file(s), e.g. {escape_text(files[0])}", file=sys.stderr)
+    if folders:
+        print(f"could not read {len(folders)} folder(s), their files are not scored: {escape_text(folders[0])}", file=sys.stderr)
     if out:
         print(f"results: {out} ({len(results)} rows)")
 

@@ -37,6 +37,7 @@ from rewardkit.registry import RewardInfo, WeightFile, format_size, get_reward_i
 __all__ = [
     "MissingFile",
     "MissingWeightsError",
+    "DamagedWeightsError",
     "WeightsArgument",
     "WeightsMismatchError",
     "build_with_weights",
@@ -154,6 +155,10 @@ class WeightsMismatchError(UserInputError):
     """A checkpoint does not fit the model: wrong keys, shapes or hash."""
 
 
+class DamagedWeightsError(WeightsMismatchError):
+    """A checkpoint file that cannot be read at all: empty, truncated, a lying header, not a checkpoint."""
+
+
 def is_offline() -> bool:
     """True when the Hugging Face Hub must not be contacted (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``)."""
     return any(
@@ -180,7 +185,13 @@ def build_with_weights(
     ``locate(role, folder)`` turns a folder the user gave into the file to load (for rewards whose folders
     have layouts of their own); without it a folder must hold the declared file name."""
     paths = resolve_weights(reward, weights, options, locate=locate)
-    module = build(paths)
+    try:
+        module = build(paths)
+    except DamagedWeightsError as error:
+        spec = _download_spec(get_reward_info(reward), options)
+        raise DamagedWeightsError(
+            f"{error}. The file is damaged: get it again with `rewardkit download {spec}` (or copy it again)"
+        ) from None
     if not isinstance(getattr(type(module), "weights_sha256", None), property):  # a lazy digest of its own
         roles = get_reward_info(reward).weight_roles(options)
         module.weights_sha256 = "+".join(
@@ -474,20 +485,41 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     path = Path(path)
     if path.is_dir():
         raise MissingWeightsError(f"{path} is a folder; give the checkpoint file in it")
+    if path.stat().st_size == 0:
+        raise DamagedWeightsError(f"cannot read checkpoint {path}: it is empty (0 bytes)")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as error:  # SafetensorError, or an OSError for a header that lies about sizes
+            raise DamagedWeightsError(f"cannot read checkpoint {path}: not a readable safetensors file ({error})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        if "weights_only" in str(error) or "Unsupported global" in str(error):
+        if not _looks_like_torch_file(path):
+            raise DamagedWeightsError(
+                f"cannot read checkpoint {path}: it is neither a torch checkpoint (zip or pickle) nor safetensors "
+                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no detail'})"
+            ) from None
+        if "Unsupported global" in str(error) or "GLOBAL" in str(error):
             raise WeightsMismatchError(
                 f"{path} contains pickled Python objects besides tensors; rewardkit loads checkpoints with "
                 f"torch.load(weights_only=True) so that a checkpoint cannot run code. Re-save it as a plain "
                 f"state dict (torch.save(model.state_dict(), ...)) or as safetensors."
             ) from error
-        raise WeightsMismatchError(f"cannot read checkpoint {path}: {error}") from error
+        raise DamagedWeightsError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from None
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """A torch.save file: a zip archive (the current format) or a pickle (protocol 2+, the legacy format)."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    return head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
 
 
 def check_keys(expected: Iterable[str], found: Iterable[str], source: str) -> None:

@@ -214,7 +214,7 @@ def sample_videos(
         if reward_guidance is not None:
             run.guided_decoded_frames, run.guided_backward_passes = reward_guidance.decoded_frames, reward_guidance.backward_passes
     _barrier(world)  # every video exists before any process scores
-    if rewards:
+    if rewards and rank == 0:  # one writer: `score` locks its --out, and every video is here now
         from rewardkit.scoring import score
 
         run.results = score([str(path) for path in run.videos], list(rewards), device=str(device_name), out=out / "results.csv",

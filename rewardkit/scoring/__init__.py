@@ -3,11 +3,11 @@
 decoding workers, batches) and ``summary``."""
 
 from rewardkit.scoring.engine import WEIGHT_FREE_REWARDS, score
-from rewardkit.scoring.inputs import collect_media, find_prompt, load_prompt_table
-from rewardkit.scoring.results import COLUMNS
+from rewardkit.scoring.inputs import InputWarning, collect_media, find_prompt, load_prompt_table
+from rewardkit.scoring.results import COLUMNS, ResultsWriteError
 from rewardkit.scoring.summary import iter_failures, summarize
 
 __all__ = [
-    "COLUMNS", "WEIGHT_FREE_REWARDS", "collect_media", "find_prompt", "iter_failures", "load_prompt_table",
-    "score", "summarize",
+    "COLUMNS", "InputWarning", "ResultsWriteError", "WEIGHT_FREE_REWARDS", "collect_media", "find_prompt",
+    "iter_failures", "load_prompt_table", "score", "summarize",
 ]

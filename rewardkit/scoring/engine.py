@@ -2,10 +2,14 @@
 
 Decoding and reference preprocessing run in DataLoader workers while the main process runs the models.
 Each file becomes one row per reward with a status and an error, so a corrupt file among thousands is one
-failed row. Rows are flushed to ``out`` as they are produced; a rerun with the same ``out`` skips the
-rows that already succeeded, so an interrupted run resumes where it stopped. Under ``accelerate launch`` /
-``torchrun`` each process scores its share of the files into its own journal and the main process
-merges every share into ``out`` (``rewardkit.distributed``).
+failed row. Decoding always runs in worker processes (one, without read-ahead, with ``workers=0``), so a
+decoder that crashes its process (``std::bad_alloc``, SIGABRT, SIGSEGV) costs only the file it was
+decoding: that file becomes a failed row, a fresh worker takes over and the run goes on. A score that is
+not finite is a failed row, never ``ok``. Rows are flushed to ``out`` as they are produced; a rerun with
+the same ``out`` skips the rows that already succeeded (matched on the resolved path), so an interrupted
+run resumes where it stopped. Under ``accelerate launch`` / ``torchrun`` each process scores its share of
+the files into its own journal and the main process merges every share into ``out``
+(``rewardkit.distributed``).
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import sys
 import time
 import warnings
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,15 +30,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 import rewardkit
 from rewardkit.distributed import processes
 from rewardkit.errors import UserInputError
 from rewardkit.registry import create_reward, get_reward_info, parse_reward_spec
 from rewardkit.rewards.errors import NotApplicable
-from rewardkit.scoring.inputs import MediaItem, collect_media, find_prompt, prompt_table, read_manifest
-from rewardkit.scoring.results import COLUMNS, ResultsWriter, combine_results
+from rewardkit.scoring.inputs import MediaItem, collect_media, prompt_for, prompt_table, read_manifest
+from rewardkit.scoring.results import COLUMNS, ResultsWriter, combine_results, escape_text, row_key
 from rewardkit.video.io import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -190,13 +196,14 @@ class FramePlan:
 
     def score_rng(self, path: str) -> np.random.Generator:
         """The reward's own randomness for one file (seeded per file, as the frame choice)."""
-        return np.random.default_rng([self.seed, zlib.crc32(f"{self.label}|{path}|score".encode())])
+        return np.random.default_rng([self.seed, zlib.crc32(f"{self.label}|{path}|score".encode("utf-8", "surrogatepass"))])
 
     def indices(self, path: str, kind: str, num_frames: int, fps: float | None = None) -> list[int]:
         if kind == "image":
             return [0]
         # Per-file generator: random sampling does not depend on batch size, worker count or file order.
-        rng = np.random.default_rng([self.seed, zlib.crc32(f"{self.label}|{path}".encode())])
+        # surrogatepass: a file name may hold undecodable bytes; valid names encode as before
+        rng = np.random.default_rng([self.seed, zlib.crc32(f"{self.label}|{path}".encode("utf-8", "surrogatepass"))])
         return self.sampler.indices(num_frames, rng, fps=fps)
 
 
@@ -259,7 +266,7 @@ class _DecodeDataset(Dataset):
                         result["per_slot"].append(ValueError(f"preprocessing failed: {error}"))
                         continue
                     result["per_slot"].append((indices, tensors))
-        except (DecodeError, ValueError, OSError) as error:
+        except Exception as error:  # whatever goes wrong decoding one file concerns that file only
             result["error"] = f"{type(error).__name__}: {error}"
         result["seconds"] = time.perf_counter() - started
         return result
@@ -319,6 +326,10 @@ def score(
     """
     if batch_size < 1:
         raise UserInputError(f"batch_size must be at least 1, got {batch_size}")
+    if seed < 0:
+        raise UserInputError(f"seed must be 0 or more, got {seed}")
+    if workers is not None and workers < 0:
+        raise UserInputError(f"workers must be 0 or more, got {workers}")
     try:
         check_decode_device(decode_device)
     except ValueError as error:
@@ -330,19 +341,34 @@ def score(
         media = list(dict.fromkeys([*media, *read_manifest(manifest)]))
     table = prompt_table(prompts)
     writer = ResultsWriter(out, shard=group.rank if group.world > 1 else None)
-    done = writer.existing()
-    group.barrier()  # every process has read the same earlier rows before any process appends
-    slots = build_slots(
-        rewards, device=group.device(device), dtype=dtype, weights=weights or {}, frames=frames,
-        weighting=weighting, seed=seed,
-    )
+    writer.open()  # a folder, a read-only place or another run's lock: an error before any model loads
+    try:
+        done = writer.existing()
+        group.barrier()  # every process has read the same earlier rows before any process appends
+        slots = build_slots(
+            rewards, device=group.device(device), dtype=dtype, weights=weights or {}, frames=frames,
+            weighting=weighting, seed=seed,
+        )
+    except BaseException:
+        writer.close(None)
+        raise
     extra = [column for slot in slots for column in slot.extra_columns.values()]
     writer.columns = list(dict.fromkeys([*COLUMNS, *done.columns, *extra]))
-    finished = {(row.path, row.reward, row.options) for row in done.itertuples() if row.status in ("ok", "skipped")}
-    # Only unfinished files are shared out, so a resumed run keeps every process busy.
-    todo = [path for path in media if any((path, slot.label, slot.options_text) not in finished for slot in slots)]
-    items = [MediaItem(path, media_kind(path), find_prompt(path, table)) for path in group.split(todo)]
+    finished = {
+        (row_key(row.path), row.reward, row.options) for row in done.itertuples() if row.status in ("ok", "skipped")
+    }
     engine = Engine(slots, writer, finished)
+    everything = [MediaItem(path, media_kind(path), *prompt_for(path, table)) for path in media]
+    # Only unfinished files are shared out, so a resumed run keeps every process busy.
+    todo = [item for item in everything if any(engine.key(item, slot) not in finished for slot in slots)]
+    already = len(everything) * len(slots) - sum(engine.key(item, slot) not in finished for item in todo for slot in slots)
+    if already and group.is_main:
+        print(
+            f"{out}: {already} of {len(everything) * len(slots)} rows already done; scoring the other "
+            f"{len(everything) * len(slots) - already}",
+            file=sys.stderr,
+        )
+    items = group.split(todo)
     if group.world > 1:
         try:
             engine.run(items, batch_size=batch_size, workers=workers, progress=progress and group.is_main, decode_device=decode_device)
@@ -359,8 +385,8 @@ def score(
         finally:
             combined = combine_results(done, pd.DataFrame(engine.rows, columns=writer.columns), writer.columns)
             writer.close(combined if out is not None else None)
-    wanted = set(media)
-    return combined[combined["path"].isin(wanted)].reset_index(drop=True)
+    wanted = {row_key(item.path) for item in everything}
+    return combined[combined["path"].map(row_key).isin(wanted)].reset_index(drop=True)
 
 
 class Engine:
@@ -381,44 +407,37 @@ class Engine:
     ) -> None:
         from tqdm.auto import tqdm
 
-        items = [item for item in items if any(self._key(item, slot) not in self.finished for slot in self.slots)]
+        items = [item for item in items if any(self.key(item, slot) not in self.finished for slot in self.slots)]
         if not items:
             return
         workers = default_workers(len(items)) if workers is None else workers
-        if decode_device != "cpu":
-            workers = 0  # CUDA cannot be used in forked DataLoader workers
         video_backend()  # loads torchcodec once here rather than in every forked worker
-        loader = DataLoader(
-            _DecodeDataset(items, self.slots, decode_device),
-            batch_size=None,
-            shuffle=False,
-            num_workers=workers,
-            collate_fn=_identity,
-            prefetch_factor=2 if workers > 0 else None,  # all-frame metrics hold whole videos
-            persistent_workers=False,
-        )
+        # CUDA does not survive a fork: with --decode-device cuda decoding runs in this process
+        decoded_files = _decoded_files(_DecodeDataset(items, self.slots, decode_device), workers, decode_device == "cpu")
         self.batch_size = batch_size
         self.items = items
         bar = tqdm(total=len(items), unit="file", disable=not progress, dynamic_ncols=True, desc="scoring")
         try:
             with torch.inference_mode():
-                for decoded in loader:
+                for decoded in decoded_files:
                     self._accept(decoded)
                     bar.update(1)
                     bar.set_postfix(failed=self.failures, refresh=False)
                 for slot_index in range(len(self.slots)):
                     self._flush(slot_index)
         finally:
+            decoded_files.close()
             bar.close()
 
     @staticmethod
-    def _key(item: MediaItem, slot: ScorerSlot) -> tuple[str, str, str]:
-        return item.path, slot.label, slot.options_text
+    def key(item: MediaItem, slot: ScorerSlot) -> tuple[str, str, str]:
+        """What resume compares: the resolved path, the reward and its options."""
+        return row_key(item.path), slot.label, slot.options_text
 
     def _accept(self, decoded: dict[str, Any]) -> None:
         item = self.items[decoded["position"]]
         for slot_index, slot in enumerate(self.slots):
-            if self._key(item, slot) in self.finished:
+            if self.key(item, slot) in self.finished:
                 continue
             base = self._row(item, slot, decoded)
             if decoded["error"] is not None:
@@ -435,8 +454,10 @@ class Engine:
                 self._emit(
                     base,
                     status="failed",
-                    error=f"no prompt for {item.path}: {slot.label} needs one; give --prompts FILE (CSV path,prompt or "
-                    f"JSONL), a sidecar {Path(item.path).stem}.txt, or a VBench-style name '{{prompt}}-0.mp4'",
+                    error=f"no prompt for {item.path}: {slot.label} needs one"
+                    + (f" ({item.prompt_problem})" if item.prompt_problem else "")
+                    + f"; give --prompts FILE (CSV path,prompt or JSONL), a sidecar {Path(item.path).stem}.txt, or a "
+                    "VBench-style name '{prompt}-0.mp4'",
                 )
             elif slot.modality == "video":
                 indices, tensors = payload
@@ -537,7 +558,7 @@ class Engine:
     def _row(self, item: MediaItem, slot: ScorerSlot, decoded: dict[str, Any]) -> dict[str, Any]:
         return {
             "path": item.path,
-            "prompt": item.prompt,
+            "prompt": item.prompt if slot.needs_prompt or not item.prompt_problem else None,
             "reward": slot.label,
             "options": slot.options_text,
             "score": math.nan,
@@ -545,7 +566,7 @@ class Engine:
             "backend": decoded["backend"],
             "status": "",
             "error": "",
-            "warning": "",
+            "warning": f"{item.prompt_problem} (no prompt used)" if item.prompt_problem and not slot.needs_prompt else "",
             "seconds": decoded["seconds"],
             "rewardkit_version": rewardkit.__version__,
             "weights_sha256": getattr(slot.module, "weights_sha256", None) or getattr(getattr(slot.module, "image_reward", None), "weights_sha256", None) or "",
@@ -558,14 +579,87 @@ class Engine:
         extra = {column: outputs.get(name, math.nan) for name, column in row["slot"].extra_columns.items()}
         row = {column: row.get(column, math.nan) for column in self.writer.columns} | extra
         row |= {"status": status, "score": outputs.get("score", math.nan), "error": error}
+        not_finite = [name for name, value in outputs.items() if not math.isfinite(value)]
+        if status == "ok" and not_finite:  # NaN or inf is never a score
+            row |= {"status": "failed", "error": f"the reward gave a non-finite {' and '.join(not_finite)} ({outputs[not_finite[0]]})"}
+        row = {key: escape_text(value) if isinstance(value, str) else value for key, value in row.items()}
         row["seconds"] = round(row["seconds"], 6)
-        self.failures += status == "failed"
+        self.failures += row["status"] == "failed"
         self.rows.append(row)
         self.writer.write(row)
 
 
 def _identity(sample: Any) -> Any:
     return sample
+
+
+def _decoded_files(dataset: _DecodeDataset, workers: int, isolated: bool = True) -> Iterator[dict[str, Any]]:
+    """Each file decoded, in order, by ``workers`` processes (``0``: one process without read-ahead);
+    ``isolated`` False: in this process (GPU decoding), where a decoder crash ends the run.
+
+    When a worker dies (the decoder aborted or crashed the process), the first file not yet delivered is
+    decoded alone in a fresh worker: if that one dies too, the file gets its failed row; then a new loader
+    goes on from the next file. torch notices a dead worker by a SIGCHLD handler that raises; SIGCHLD is
+    blocked except while fetching, so that this happens here and never inside a model call."""
+    if not isolated:
+        yield from (dataset[position] for position in range(len(dataset)))
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    try:
+        start = 0
+        while start < len(dataset):
+            try:
+                for decoded in _watched(_loader(dataset, range(start, len(dataset)), workers)):
+                    start = decoded["position"] + 1
+                    yield decoded
+                return
+            except RuntimeError as error:
+                if "DataLoader worker" not in str(error):
+                    raise
+            try:
+                yield from _watched(_loader(dataset, [start], 0))
+            except RuntimeError as error:
+                if "DataLoader worker" not in str(error):
+                    raise
+                reason = str(error).partition(")")[2].strip(" .") or "died"
+                yield {
+                    "position": start, "per_slot": [], "num_frames": 0, "seconds": 0.0, "backend": "",
+                    "error": f"DecoderCrash: decoding this file crashed the decoding process (the worker {reason}); "
+                    "the file is left out",
+                }
+            start += 1
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _watched(loader: DataLoader) -> Iterator[dict[str, Any]]:
+    """The items of ``loader``, with SIGCHLD let through only while the next one is fetched."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+    try:
+        iterator = iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    while True:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        yield item
+
+
+def _loader(dataset: _DecodeDataset, positions: Sequence[int], workers: int) -> DataLoader:
+    return DataLoader(
+        Subset(dataset, positions),
+        batch_size=None,
+        shuffle=False,
+        num_workers=max(workers, 1),
+        collate_fn=_identity,
+        prefetch_factor=2 if workers > 0 else 1,  # all-frame metrics hold whole videos
+        persistent_workers=False,
+    )
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:
