@@ -377,7 +377,10 @@ def test_a_non_finite_score_is_never_ok(capsys, tmp_path, monkeypatch):
     clip(tmp_path / "a.mp4")
     clip(tmp_path / "b.mp4", seed=1)
     values = iter([math.nan, math.inf])
-    monkeypatch.setattr(engine.Engine, "_score_video", staticmethod(lambda *args: {"score": next(values)}))
+    # temporal_flickering streams: it is scored in the decoding worker (forked after this patch)
+    from rewardkit.rewards.flicker import TemporalFlickering
+
+    monkeypatch.setattr(TemporalFlickering, "score_stream", lambda *args: {"score": next(values)})
     code, _, err = run(capsys, tmp_path, "--reward", FLICKER)
     assert code == 1 and "non-finite score (nan)" in err and "non-finite score (inf)" in err
 

@@ -221,53 +221,58 @@ class _DecodeDataset(Dataset):
     def __getitem__(self, position: int) -> dict[str, Any]:
         item = self.items[position]
         started = time.perf_counter()
-        result: dict[str, Any] = {"position": position, "per_slot": [], "error": None, "num_frames": 0, "backend": ""}
-        try:
-            if item.kind is None:
-                raise DecodeError(
-                    f"{item.path} is not an image or video; supported extensions are "
-                    f"{', '.join(sorted(VIDEO_EXTENSIONS | IMAGE_EXTENSIONS))} and folders of frames"
-                )
-            with open_media(item.path, device=self.decode_device) as media:  # one open: probe, then read
-                info = media.info
-                result["num_frames"], result["backend"] = info.num_frames, media.backend
-                wanted: list[list[int] | Exception] = []
-                for plan in self.plans:
-                    try:
-                        indices = plan.indices(item.path, info.kind, info.num_frames, info.fps)
-                        if not plan.streams:
-                            check_decode_budget(len(set(indices)), info.height, info.width)
-                        wanted.append(indices)
-                    except ValueError as error:
-                        wanted.append(error)
-                union = sorted({
-                    index
-                    for plan, indices in zip(self.plans, wanted, strict=True)
-                    if isinstance(indices, list) and not plan.streams
-                    for index in indices
-                })
-                frames = dict(zip(union, media.read(union), strict=True)) if union else {}
-            for plan, indices in zip(self.plans, wanted, strict=True):
-                if isinstance(indices, Exception):
-                    result["per_slot"].append(indices)
-                elif plan.modality == "video" and info.kind == "image":
-                    result["per_slot"].append(None)  # not applicable: a still image has no time axis
-                elif plan.scorer is not None:
-                    result["per_slot"].append(_score_streaming(plan, item, indices, info.num_frames))
-                elif plan.streams:
-                    result["per_slot"].append((indices, None))  # decoded while scored, in the main process
-                elif plan.modality == "video":
-                    stacked = np.stack([frames[index] for index in indices])
-                    result["per_slot"].append((indices, torch.from_numpy(stacked).permute(0, 3, 1, 2)))
-                else:
-                    try:
-                        tensors = torch.stack([plan.preprocess(frames[index]) for index in indices])
-                    except Exception as error:  # a preprocessing failure concerns this file only
-                        result["per_slot"].append(ValueError(f"preprocessing failed: {error}"))
-                        continue
-                    result["per_slot"].append((indices, tensors))
-        except Exception as error:  # whatever goes wrong decoding one file concerns that file only
-            result["error"] = f"{type(error).__name__}: {error}"
+        result: dict[str, Any] = {"position": position, "per_slot": [], "error": None, "num_frames": 0, "backend": "", "warnings": []}
+        # Warnings raised here (e.g. an assumed frame rate) travel with the result: a worker's own
+        # warnings would never reach the user.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                if item.kind is None:
+                    raise DecodeError(
+                        f"{item.path} is not an image or video; supported extensions are "
+                        f"{', '.join(sorted(VIDEO_EXTENSIONS | IMAGE_EXTENSIONS))} and folders of frames"
+                    )
+                with open_media(item.path, device=self.decode_device) as media:  # one open: probe, then read
+                    info = media.info
+                    result["num_frames"], result["backend"] = info.num_frames, media.backend
+                    wanted: list[list[int] | Exception] = []
+                    for plan in self.plans:
+                        try:
+                            indices = plan.indices(item.path, info.kind, info.num_frames, info.fps)
+                            if not plan.streams:
+                                check_decode_budget(len(set(indices)), info.height, info.width)
+                            wanted.append(indices)
+                        except ValueError as error:
+                            wanted.append(error)
+                    union = sorted({
+                        index
+                        for plan, indices in zip(self.plans, wanted, strict=True)
+                        if isinstance(indices, list) and not plan.streams
+                        for index in indices
+                    })
+                    frames = dict(zip(union, media.read(union), strict=True)) if union else {}
+                for plan, indices in zip(self.plans, wanted, strict=True):
+                    if isinstance(indices, Exception):
+                        result["per_slot"].append(indices)
+                    elif plan.modality == "video" and info.kind == "image":
+                        result["per_slot"].append(None)  # not applicable: a still image has no time axis
+                    elif plan.scorer is not None:
+                        result["per_slot"].append(_score_streaming(plan, item, indices, info.num_frames))
+                    elif plan.streams:
+                        result["per_slot"].append((indices, None))  # decoded while scored, in the main process
+                    elif plan.modality == "video":
+                        stacked = np.stack([frames[index] for index in indices])
+                        result["per_slot"].append((indices, torch.from_numpy(stacked).permute(0, 3, 1, 2)))
+                    else:
+                        try:
+                            tensors = torch.stack([plan.preprocess(frames[index]) for index in indices])
+                        except Exception as error:  # a preprocessing failure concerns this file only
+                            result["per_slot"].append(ValueError(f"preprocessing failed: {error}"))
+                            continue
+                        result["per_slot"].append((indices, tensors))
+            except Exception as error:  # whatever goes wrong decoding one file concerns that file only
+                result["error"] = f"{type(error).__name__}: {error}"
+        result["warnings"] = [(warning.category, str(warning.message)) for warning in caught]
         result["seconds"] = time.perf_counter() - started
         return result
 
@@ -436,6 +441,8 @@ class Engine:
 
     def _accept(self, decoded: dict[str, Any]) -> None:
         item = self.items[decoded["position"]]
+        for category, message in decoded.get("warnings", ()):
+            warnings.warn(message, category, stacklevel=2)
         for slot_index, slot in enumerate(self.slots):
             if self.key(item, slot) in self.finished:
                 continue
