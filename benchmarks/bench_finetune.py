@@ -35,18 +35,8 @@ from rewardkit.finetune.lora import add_lora
 from rewardkit.finetune.models.base import VideoDiffusionAdapter
 from rewardkit.finetune.models.unet3d import UNet3DAdapter
 from rewardkit.finetune.objectives.reward_backprop import RewardBackprop, RewardFunction, RewardTerm
+from rewardkit.testing.finetune import Brightness
 from rewardkit.video.sampling import All, Segmental
-
-
-class Brightness(torch.nn.Module):
-    modality, needs_prompt = "video", False
-
-    def __init__(self, sampler) -> None:
-        super().__init__()
-        self.sampler = sampler
-
-    def score_sampled(self, frames, indices, num_frames, prompts=None, rng=None):
-        return frames.mean(dim=(1, 2, 3, 4))
 
 
 def _adapter() -> UNet3DAdapter:

@@ -12,3 +12,15 @@ import pytest
 @pytest.fixture(scope="session")
 def hf_cache() -> Path:
     return Path(os.environ["HF_HUB_CACHE"])
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_thread")``): on
+    two shared cores, multi-threaded CPU kernels are many times slower than one thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -20,18 +20,13 @@ from rewardkit.finetune.objectives.reward_backprop import (
     RewardTerm,
     temporal_offset_noise,
 )
+from rewardkit.testing.finetune import Brightness
 from rewardkit.video.sampling import All, Segmental
 
 RECIPES = Path(__file__).resolve().parents[1] / "finetune"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Two shared cores: multi-threaded CPU kernels are many times slower here than one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +43,6 @@ def adapter(tiny_model_dir):
     return model
 
 
-class Brightness(torch.nn.Module):
-    """A video reward in the rewardkit contract: mean pixel value of the sampled frames."""
-
-    modality, needs_prompt = "video", False
-
-    def __init__(self, sampler) -> None:
-        super().__init__()
-        self.sampler = sampler
-
-    def score_sampled(self, frames, indices, num_frames, prompts=None, rng=None):
-        return frames.float().mean(dim=(1, 2, 3, 4))
 
 
 # ------------------------------------------------------------------------------------------ recipes

@@ -20,12 +20,7 @@ from rewardkit.finetune.models import Conditioning, get_family, load_model
 SIZE = {"num_frames": 8, "height": 16, "width": 16}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

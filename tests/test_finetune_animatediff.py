@@ -19,19 +19,14 @@ from rewardkit.finetune.lora import LORA_FILE, add_lora
 from rewardkit.finetune.models import ddim_timesteps
 from rewardkit.finetune.models.animatediff import AnimateDiffAdapter, load_animatediff
 from rewardkit.finetune.objectives.reward_backprop import RewardBackprop, RewardFunction, RewardTerm
+from rewardkit.testing.finetune import Brightness
 from rewardkit.video.sampling import Segmental
 
 RECIPE = Path(__file__).resolve().parents[1] / "finetune" / "smoke-tiny-animatediff.toml"
 SIZE = {"num_frames": 8, "height": 16, "width": 16}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Two shared cores: multi-threaded CPU kernels are many times slower here than one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +43,6 @@ def adapter(model_dir) -> AnimateDiffAdapter:
     return model
 
 
-class Brightness(torch.nn.Module):
-    """A video reward in the rewardkit contract: mean pixel value of the sampled frames."""
-
-    modality, needs_prompt = "video", False
-
-    def __init__(self, sampler) -> None:
-        super().__init__()
-        self.sampler = sampler
-
-    def score_sampled(self, frames, indices, num_frames, prompts=None, rng=None):
-        return frames.float().mean(dim=(1, 2, 3, 4))
 
 
 def test_recipe_selects_the_family():

@@ -24,12 +24,7 @@ from rewardkit.finetune.objectives import get_objective
 RECIPES = Path(__file__).resolve().parents[1] / "finetune"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -23,17 +23,12 @@ from rewardkit.finetune.objectives.losses import (
     group_advantages,
     sde_kl,
 )
+from rewardkit.testing.finetune import Brightness
 
 RECIPES = Path(__file__).resolve().parents[1] / "finetune"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Two shared cores: multi-threaded CPU kernels are many times slower here than one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ------------------------------------------------------------------------------------ hand values
@@ -139,19 +134,6 @@ def test_grpo_recipe_errors(override, message):
 # ------------------------------------------------------------------------------------ objectives on tiny models
 
 
-class Brightness(torch.nn.Module):
-    """A video reward in the rewardkit contract: the mean decoded pixel value of every frame."""
-
-    modality, needs_prompt = "video", False
-
-    def __init__(self) -> None:
-        super().__init__()
-        from rewardkit.video.sampling import parse_sampler
-
-        self.sampler = parse_sampler("all")
-
-    def score_sampled(self, frames, indices, num_frames, prompts=None, rng=None):
-        return frames.float().mean(dim=(1, 2, 3, 4))
 
 
 def _objective(family: str, name: str, overrides=()):

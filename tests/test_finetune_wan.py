@@ -29,13 +29,7 @@ from rewardkit.testing.wan import TINY_WAN, WAN_SCHEDULER
 SIZE = {key: TINY_WAN[key] for key in ("num_frames", "height", "width")}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Two shared cores: multi-threaded CPU kernels are many times slower here than one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -15,18 +15,14 @@ from rewardkit.cli import main
 from rewardkit.finetune.guidance import RewardGuidance, guided_step_indices, sample_latents
 from rewardkit.finetune.objectives.reward_backprop import RewardFunction, RewardTerm
 from rewardkit.finetune.sample import load_sampler_model, read_prompts, sample_jobs, video_stem
+from rewardkit.testing.finetune import Brightness
 from rewardkit.video.sampling import Segmental
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {"unet3d": ROOT / "finetune" / "smoke-tiny.toml", "wan": ROOT / "finetune" / "smoke-tiny-wan.toml"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module", params=["unet3d", "wan"])
@@ -37,17 +33,6 @@ def adapter(request):
     return load_model(config, "cpu")
 
 
-class Brightness(torch.nn.Module):
-    """A video reward in the rewardkit contract: mean pixel value of the sampled frames."""
-
-    modality, needs_prompt = "video", False
-
-    def __init__(self, sampler) -> None:
-        super().__init__()
-        self.sampler = sampler
-
-    def score_sampled(self, frames, indices, num_frames, prompts=None, rng=None):
-        return frames.float().mean(dim=(1, 2, 3, 4))
 
 
 def _frames(path: Path) -> np.ndarray:

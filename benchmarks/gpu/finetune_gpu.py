@@ -37,21 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rewardkit.testing.finetune import Brightness
+
 CASES = [("editing", 2), ("editing", 8), ("dpo", 2), ("dpo", 8), ("rwr", 2), ("rwr", 8)]
 TINY_CASES = [("editing", 2), ("dpo", 2), ("rwr", 2)]
 
 
-class Brightness(torch.nn.Module):
-    """A differentiable video reward in rewardkit's contract: mean pixel value of the sampled frames."""
-
-    modality, needs_prompt = "video", False
-
-    def __init__(self, sampler) -> None:
-        super().__init__()
-        self.sampler = sampler
-
-    def score_sampled(self, frames, indices, num_frames, prompts=None, rng=None):
-        return frames.float().mean(dim=(1, 2, 3, 4))
 
 
 def _text_encoders(kind: str, width: int):

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 __all__ = [
+    "Brightness",
     "TINY_T2V",
     "MODELSCOPE_SCHEDULER",
     "ANIMATEDIFF_SCHEDULER",
@@ -29,6 +30,23 @@ __all__ = [
     "tiny_sd_unet_and_motion_adapter",
     "write_bright_dark_data",
 ]
+
+
+class Brightness(torch.nn.Module):
+    """A differentiable video reward in rewardkit's contract (``modality``, ``needs_prompt``, ``sampler``,
+    ``score_sampled``): the mean pixel value of the sampled frames. The learning checks' and benchmarks'
+    reward; ``sampler`` defaults to every frame."""
+
+    modality, needs_prompt = "video", False
+
+    def __init__(self, sampler=None) -> None:
+        super().__init__()
+        from rewardkit.video.sampling import All
+
+        self.sampler = sampler if sampler is not None else All()
+
+    def score_sampled(self, frames, indices, num_frames, prompts=None, rng=None) -> torch.Tensor:
+        return frames.float().mean(dim=(1, 2, 3, 4))
 
 # ModelScope T2V's scheduler_config.json (ali-vilab/text-to-video-ms-1.7b): VGen's "linear_sd" betas.
 MODELSCOPE_SCHEDULER = {
