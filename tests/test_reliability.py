@@ -332,6 +332,25 @@ def test_a_second_process_on_the_same_out_is_refused(tmp_path):
     assert not Path(str(out) + ".lock").exists()
 
 
+def test_a_killed_run_leaves_no_lock_behind_in_its_decoding_workers(tmp_path):
+    """A run killed while a forked worker lives on (DataLoader workers outlive a SIGKILLed parent for a
+    moment): the worker does not keep ``OUT.lock``, so the rerun starts at once. (flock belongs to the open
+    file, which a fork shares: before the fix the orphan held it and the rerun exited 2.)"""
+    out = tmp_path / "out.jsonl"
+    script = (
+        "import os, sys, time\n"
+        "from rewardkit.scoring.results import ResultsWriter\n"
+        f"writer = ResultsWriter({str(out)!r})\nwriter.open()\n"
+        "if os.fork() == 0:\n    os.close(1)\n    os.close(2)\n    time.sleep(60)\n    os._exit(0)\n"
+        "print('forked', flush=True)\nos._exit(0)  # the run dies; its child lives on\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == "forked", run.stderr
+    rerun = ResultsWriter(out)
+    rerun.open()  # raised ResultsWriteError("another rewardkit run is writing ...") before the fix
+    rerun.close(None)
+
+
 def test_out_that_cannot_be_written_is_an_error_before_any_model_loads(capsys, tmp_path, monkeypatch):
     """``--out`` naming a folder, or in a folder nobody may write (/sys refuses even root): exit 2 with the
     reason, and no reward is built."""

@@ -125,6 +125,7 @@ class ResultsWriter:
                     break
                 _close_quietly(descriptor)  # removed by a run that just finished: lock the new file
             self._lock = descriptor
+            _HELD_LOCKS.add(descriptor)
             os.ftruncate(descriptor, 0)
             os.write(descriptor, f"{os.getpid()}\n".encode())
             if self.journal is not None and self.journal.exists() and not os.access(self.journal, os.W_OK):
@@ -146,6 +147,7 @@ class ResultsWriter:
             lock_path.unlink()  # unlinked while held: a run waiting on the old file retries on a new one
         except OSError:
             pass
+        _HELD_LOCKS.discard(self._lock)
         _close_quietly(self._lock)
         self._lock = None
 
@@ -293,6 +295,20 @@ def _csv_field(text: str) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="").writerow([text])
     return buffer.getvalue()
+
+
+# Lock descriptors this process holds. A forked child (a decoding worker) closes its copies at once: an
+# flock belongs to the open file, so a worker orphaned by a killed run would otherwise keep the output locked.
+_HELD_LOCKS: set[int] = set()
+
+
+def _close_held_locks_in_child() -> None:
+    for descriptor in _HELD_LOCKS:
+        _close_quietly(descriptor)
+    _HELD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_locks_in_child)
 
 
 def _try_lock(descriptor: int) -> bool:
