@@ -60,6 +60,11 @@ class _AttrDict(dict):
             raise AttributeError(name) from None
 
 
+# Stand-in modules this file put into sys.modules (removed by remove_patches: a stub ``imageio`` without a
+# spec breaks every later ``importlib.util.find_spec("imageio")``, diffusers' among them).
+_STUBS: list[str] = []
+
+
 def _install_patches(root: Path) -> None:
     import yaml
 
@@ -70,7 +75,9 @@ def _install_patches(root: Path) -> None:
 
     omegaconf = types.ModuleType("omegaconf")
     omegaconf.OmegaConf = types.SimpleNamespace(load=lambda path: wrap(yaml.safe_load(Path(path).read_text())))
-    sys.modules.setdefault("omegaconf", omegaconf)
+    if "omegaconf" not in sys.modules:
+        sys.modules["omegaconf"] = omegaconf
+        _STUBS.append("omegaconf")
 
     def unused(*args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("imageio is patched out in rewardkit's parity tests")
@@ -79,6 +86,7 @@ def _install_patches(root: Path) -> None:
         imageio = types.ModuleType("imageio")
         imageio.imread = imageio.imwrite = unused
         sys.modules["imageio"] = imageio
+        _STUBS.append("imageio")
 
     package = types.ModuleType("vbench")
     package.__path__ = [str(root / "vbench")]
@@ -88,6 +96,15 @@ def _install_patches(root: Path) -> None:
 
     utils.load_dimension_info = unused
     sys.modules["vbench.utils"] = utils
+
+
+def remove_patches(folder: Path) -> None:
+    """Undo ``vbench_root``: the stand-in modules, every ``vbench.*`` module imported and the path entry."""
+    for name in [*_STUBS, *(name for name in sys.modules if name == "vbench" or name.startswith("vbench."))]:
+        sys.modules.pop(name, None)
+    _STUBS.clear()
+    if str(folder) in sys.path:
+        sys.path.remove(str(folder))
 
 
 def vbench_root(folder: Path) -> Path | None:

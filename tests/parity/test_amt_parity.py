@@ -19,6 +19,7 @@ Every |official - rewardkit| must be <= 1e-5. VBench's code comes from its pinne
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +31,19 @@ from rewardkit import create_reward
 from rewardkit.rewards.amt import AmtS
 from rewardkit.testing.amt import write_amt_checkpoint
 from rewardkit.testing.vbench import moving_square_clip
-from tests.parity.official_vbench import vbench_root
+from tests.parity.official_vbench import remove_patches, vbench_root
 
 pytestmark = [pytest.mark.parity]
 
 
 @pytest.fixture(scope="module")
-def vbench(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = vbench_root(tmp_path_factory.mktemp("vbench-wheel"))
+def vbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("vbench-wheel")
+    root = vbench_root(folder)
     if root is None:
         pytest.skip("VBench's code is not here: set VBENCH_WHEEL to vbench-0.1.5-py3-none-any.whl (see .ci/run)")
-    return root
+    yield root
+    remove_patches(folder)  # the stand-ins must not outlive these tests (diffusers looks for imageio)
 
 
 def test_official_layout_equals_rewardkit(vbench):
