@@ -166,6 +166,7 @@ BUILTIN_REWARDS: dict[str, str] = {
     "dynamic_degree": "rewardkit.rewards.raft",
     "dynamic_degree_flow": "rewardkit.rewards.motion",
     "hpsv2": "rewardkit.rewards.hpsv2",
+    "human_action": "rewardkit.rewards.umt",
     "imagereward": "rewardkit.rewards.imagereward",
     "imaging_quality": "rewardkit.rewards.musiq",
     "motion_smoothness": "rewardkit.rewards.amt",

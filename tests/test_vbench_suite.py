@@ -23,7 +23,6 @@ from rewardkit.eval.vbench import QUALITY, SEMANTIC
 from rewardkit.eval.vbench_info import (
     VBENCH_COMMIT,
     VBENCH_INFO_FILE,
-    load_kinetics_classes,
     load_vbench_info,
 )
 from rewardkit.registry import BUILTIN_REWARDS
@@ -36,7 +35,7 @@ CAR, BEACH, CAT = "a red car", "a beach, Van Gogh style", "a cat"
 def write_stand_in(path: Path) -> Path:
     """Every dimension of eval/vbench.toml gets "a red car"; appearance_style gets the beach with its
     style text; "a cat" serves only a dimension the suite does not have (color), with its colour label."""
-    present = [*QUALITY, "temporal_style", "overall_consistency"]
+    present = [*QUALITY, "temporal_style", "overall_consistency", "human_action"]
     entries = [
         {"prompt_en": CAR, "dimension": present},
         {"prompt_en": BEACH, "dimension": ["appearance_style"],
@@ -71,15 +70,6 @@ def test_the_real_file_is_pinned_and_hash_checked(tmp_path, monkeypatch):
     write_stand_in(cached)
     with pytest.raises(UserInputError, match="sha256"):
         load_vbench_info("vbench")
-
-
-def test_kinetics_classes_in_index_order(tmp_path):
-    """VBench's file lists ``name<TAB>index``; the index, not the line order, places a class."""
-    (tmp_path / "k.txt").write_text("Riding a bike\t1\nmarching\t0\n")
-    assert load_kinetics_classes(tmp_path / "k.txt") == ("marching", "riding a bike")
-    (tmp_path / "gap.txt").write_text("a\t0\nb\t2\n")
-    with pytest.raises(UserInputError, match="without gaps"):
-        load_kinetics_classes(tmp_path / "gap.txt")
 
 
 def test_shipped_suite_has_every_dimension_rewardkit_can_score(tmp_path):

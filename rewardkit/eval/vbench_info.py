@@ -9,7 +9,8 @@ rewardkit never ships a copy: ``load_vbench_info("vbench")`` downloads it once f
 a pinned commit into the rewardkit cache (``REWARDKIT_CACHE``) and checks its sha256, like the weights;
 offline it must already be cached (``rewardkit download`` is for rewards; copy the file into the cache or
 give its path instead). Any file in the same format can be given by path (tests use a small stand-in).
-human_action's Kinetics-400 class names come the same way from VBench's ``kinetics_400_categories.txt``.
+human_action's Kinetics-400 class names (VBench's ``kinetics_400_categories.txt``) are a file of that reward
+(``rewardkit.rewards.umt``), fetched with its weights.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from rewardkit.errors import UserInputError
 from rewardkit.registry import WeightFile
 from rewardkit.weights import MissingWeightsError, fetch_weight_file
 
-__all__ = ["KINETICS_CLASSES_FILE", "VBENCH_COMMIT", "VBENCH_INFO_FILE", "VBenchInfo", "load_kinetics_classes", "load_vbench_info"]
+__all__ = ["VBENCH_COMMIT", "VBENCH_INFO_FILE", "VBenchInfo", "load_vbench_info"]
 
 VBENCH_COMMIT = "45e79ec14e69a2187202c675d2dbce1a71843d53"
 VBENCH_INFO_FILE = WeightFile(
@@ -37,18 +38,6 @@ VBENCH_INFO_FILE = WeightFile(
     url=f"https://raw.githubusercontent.com/Vchitect/VBench/{VBENCH_COMMIT}/vbench/VBench_full_info.json",
     holds_weights=False,
 )
-
-# human_action's class names (``name<TAB>index`` per line, 400 lines), read by VBench's ``build_dict``.
-KINETICS_CLASSES_FILE = WeightFile(
-    "Vchitect/VBench",
-    "kinetics_400_categories.txt",
-    7_446,
-    "Apache-2.0",
-    sha256="903552632974b59d4d1beda96f7bb2829602bfeca1b3fdd5eb4bec3c5a12c1df",
-    url=f"https://raw.githubusercontent.com/Vchitect/VBench/{VBENCH_COMMIT}/vbench/third_party/umt/kinetics_400_categories.txt",
-    holds_weights=False,
-)
-
 
 @dataclass(frozen=True)
 class VBenchInfo:
@@ -103,21 +92,6 @@ def _data_file(file: WeightFile, source: str | os.PathLike[str]) -> Path:
     if not path.is_file():
         raise UserInputError(f"{str(path)!r} not found; give VBench's {file.filename} or a file in its format")
     return path
-
-
-def load_kinetics_classes(source: str | os.PathLike[str] = "vbench") -> tuple[str, ...]:
-    """Kinetics-400 class names in index order, lower case (VBench's ``build_dict``), from VBench's
-    ``kinetics_400_categories.txt`` (``"vbench"``: pinned download) or a file in its format."""
-    path = _data_file(KINETICS_CLASSES_FILE, source)
-    names: dict[int, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        name, tab, index = line.strip().partition("\t")
-        if not tab or not index.isdigit():
-            raise UserInputError(f"{path} line {number}: expected 'class name<TAB>index', got {line!r}")
-        names[int(index)] = name.lower()
-    if sorted(names) != list(range(len(names))):
-        raise UserInputError(f"{path}: class indices must be 0..{len(names) - 1} without gaps")
-    return tuple(names[index] for index in range(len(names)))
 
 
 def load_vbench_info(source: str | os.PathLike[str] = "vbench") -> VBenchInfo:

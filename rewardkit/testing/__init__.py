@@ -4,7 +4,7 @@ Nothing here downloads: each writer builds a small model of the same architectur
 key names and nesting as the published checkpoint, and saves it the way the official file is saved, so
 that rewardkit loads it through the path a user's download takes. One module per model family
 (``rewardkit.testing.clip``, ``.dover``, ``.imagereward``, ``.musiq``, ``.vbench``, ``.videoreward``,
-``.videoscore``, ``.finetune``, ``.wan``); this module holds what they share, the ``testing:<name>`` tiny models the
+``.videoscore``, ``.umt``, ``.finetune``, ``.wan``); this module holds what they share, the ``testing:<name>`` tiny models the
 fine-tuning recipes name, and the network guard. ``rewardkit.testing.plugin`` exposes the checkpoints as
 pytest fixtures. Importing this module imports nothing heavy.
 """
@@ -69,6 +69,7 @@ TINY_REWARDS = {
     "dynamic_degree": "rewardkit.testing.vbench:tiny_dynamic_degree",
     "dynamic_degree_flow": "rewardkit.testing:weight_free",
     "hpsv2": "rewardkit.testing.clip:tiny_hpsv2",
+    "human_action": "rewardkit.testing.umt:tiny_human_action",
     "imagereward": "rewardkit.testing.imagereward:tiny_imagereward",
     "imaging_quality": "rewardkit.testing.musiq:tiny_imaging_quality",
     "motion_smoothness": "rewardkit.testing.amt:tiny_motion_smoothness",
