@@ -47,7 +47,13 @@ from rewardkit.rewards.base import VideoScorer
 from rewardkit.rewards.vbench_rules import action_label, human_action_correct
 from rewardkit.rewards.viclip import VBenchMiddleFrames
 from rewardkit.transforms import as_float_videos, check_prompts
-from rewardkit.weights import WeightsArgument, WeightsMismatchError, build_with_weights, load_state_dict, load_strict
+from rewardkit.weights import (
+    WeightsArgument,
+    WeightsMismatchError,
+    build_with_weights,
+    load_state_dict,
+    load_strict,
+)
 
 cv2 = lazy_import("cv2", extra="eval")
 
