@@ -106,7 +106,7 @@ def sinusoid_positions(width: int, frames: int = FRAMES) -> torch.Tensor:
     positions = np.arange(TABLE_FRAMES * PATCH_GRID * PATCH_GRID, dtype=np.float64)[:, None]
     angles = positions / np.power(10000, 2 * (np.arange(width) // 2) / width)[None, :]
     angles[:, 0::2], angles[:, 1::2] = np.sin(angles[:, 0::2]), np.cos(angles[:, 1::2])
-    table = torch.tensor(angles, dtype=torch.float32)
+    table = torch.tensor(angles, dtype=torch.float32, device="cpu")  # on the CPU even under a meta-device context
     if frames == TABLE_FRAMES:
         return table[None]
     by_time = table.view(TABLE_FRAMES, PATCH_GRID * PATCH_GRID, width).permute(1, 2, 0)  # [196, width, 8]

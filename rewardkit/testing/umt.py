@@ -60,9 +60,9 @@ def write_kinetics_classes(path: str | os.PathLike[str], names: Sequence[str] | 
 
 
 def tiny_human_action(folder: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
-    """``create_reward("human_action", **options)`` on a random 64-wide, 2-block UMT with 400 made-up classes."""
+    """``create_reward("human_action", **options)`` on a random 64-wide, 1-block UMT with 400 made-up classes."""
     folder = Path(folder)
     return {"weights": {
-        "model": str(write_umt_checkpoint(folder / "l16_ptk710_ftk710_ftk400_f16_res224.pth")),
+        "model": str(write_umt_checkpoint(folder / "l16_ptk710_ftk710_ftk400_f16_res224.pth", depth=1)),
         "classes": str(write_kinetics_classes(folder / "kinetics_400_categories.txt")),
     }}
