@@ -125,6 +125,7 @@ def test_full_suite_end_to_end_offline(tmp_path, tiny_reward_options):
     run = evaluate(suite, videos, out=tmp_path / "run", weights=weights, options=options, workers=0, progress=False)
     table = run.dimensions.set_index("dimension")
     assert table.loc["appearance_style", "n"] == 1 and table.loc["motion_smoothness", "n"] == 1
+    assert table.loc["human_action", "n"] == 1 and table.loc["human_action", "score"] in (0.0, 1.0)
     assert (table["failed"] == 0).all() and np.isfinite(table["score"]).all()
     assert not any(run.videos["path"].str.contains("a cat"))
     assert run.summary["quality"] is not None and run.summary["total"] is None
