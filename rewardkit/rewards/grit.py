@@ -40,18 +40,24 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import batched_nms, nms, roi_align
 
-from rewardkit.registry import WeightFile, register_reward
+from rewardkit.registry import WeightFile
 from rewardkit.rewards import vbench_rules
-from rewardkit.rewards.base import VideoScorer
-from rewardkit.transforms import as_float_videos
-from rewardkit.weights import WeightsArgument, WeightsMismatchError, build_with_weights, load_state_dict, load_strict
+from rewardkit.weights import (
+    WeightsMismatchError,
+    load_state_dict,
+    load_strict,
+)
 
 __all__ = [
+    "GRIT_TOKENIZER",
     "GRIT_WEIGHTS",
     "Grit",
+    "GritConfig",
+    "apply_box_deltas",
+    "pool_boxes",
     "GritDetections",
-    "GritDimension",
     "build_grit_tokenizer",
+    "dimension_score",
     "load_grit",
 ]
 
@@ -306,7 +312,7 @@ class _ProposalGenerator(nn.Module):
 # ---------------------------------------------------------------------------------------- cascade heads
 
 
-def _pool(features: Sequence[torch.Tensor], boxes: torch.Tensor, size: int) -> torch.Tensor:
+def pool_boxes(features: Sequence[torch.Tensor], boxes: torch.Tensor, size: int) -> torch.Tensor:
     """detectron2's ROIPooler (ROIAlignV2, sampling ratio 0) over P3-P5 for one image's boxes: a box goes
     to level ``floor(4 + log2(sqrt(area) / 224 + 1e-8))`` clamped to 3-5."""
     levels = torch.floor(4 + torch.log2(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sqrt() / 224 + 1e-8))
@@ -320,7 +326,7 @@ def _pool(features: Sequence[torch.Tensor], boxes: torch.Tensor, size: int) -> t
     return out
 
 
-def _apply_deltas(deltas: torch.Tensor, boxes: torch.Tensor, weights: tuple[float, ...]) -> torch.Tensor:
+def apply_box_deltas(deltas: torch.Tensor, boxes: torch.Tensor, weights: tuple[float, ...]) -> torch.Tensor:
     """detectron2's ``Box2BoxTransform.apply_deltas`` for class-agnostic deltas ``[R, 4]``."""
     deltas = deltas.float()
     boxes = boxes.to(deltas.dtype)
@@ -525,14 +531,14 @@ class _RoiHeads(nn.Module):
     def detect(self, features: Sequence[torch.Tensor], boxes: torch.Tensor, proposal_scores: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """One image's cascade: ``(boxes [K, 4], scores [K])`` above 0.5 after NMS 0.5, best first, at most 256."""
         height, width = size
-        probabilities = []
+        probabilities, predicted = [], boxes
         for stage, weights in enumerate(CASCADE_WEIGHTS):
             if stage:
                 boxes = _clip(predicted, height, width)
-            x = self.box_head[stage](_pool(features, boxes, 7))
+            x = self.box_head[stage](pool_boxes(features, boxes, 7))
             predictor = self.box_predictor[stage]
             probabilities.append(F.softmax(predictor.cls_score(x), dim=-1))
-            predicted = _apply_deltas(predictor.bbox_pred(x), boxes, weights)
+            predicted = apply_box_deltas(predictor.bbox_pred(x), boxes, weights)
         scores = (sum(probabilities) * (1.0 / len(CASCADE_WEIGHTS)) * proposal_scores[:, None]) ** 0.5
         valid = torch.isfinite(predicted).all(dim=1) & torch.isfinite(scores).all(dim=1)
         predicted, scores = _clip(predicted[valid], height, width), scores[valid, 0]
@@ -625,7 +631,7 @@ class Grit(nn.Module):
 
     def describe(self, features: Sequence[torch.Tensor], boxes: torch.Tensor, begin: int) -> tuple[list[str], torch.Tensor]:
         """Descriptions of ``boxes`` (begun by ``begin``) and their mean log-probabilities."""
-        pooled = _pool(features, boxes, 14)
+        pooled = pool_boxes(features, boxes, 14)
         tokens, logprobs = self.roi_heads.text_decoder.generate(pooled.flatten(2).transpose(1, 2), begin)
         texts = [self.tokenizer.decode(row[1:], skip_special_tokens=True) for row in tokens.tolist()]
         return texts, logprobs
@@ -679,3 +685,39 @@ def load_grit(path: str | Path, tokenizer_folder: str | Path) -> Grit:
     model = Grit(GritConfig.from_state_dict(state), build_grit_tokenizer(tokenizer_folder))
     load_strict(model, state, str(path))
     return model.eval().requires_grad_(False)
+
+
+def dimension_score(dimension: str, label: str | Mapping[str, str], frames: Sequence[GritDetections]) -> float:
+    """One video's VBench score from GRiT's detections on its (16) frames, read as VBench's dimension files
+    read ``run_caption_tensor``'s tuples (quirks included):
+
+    - ``object_class`` / ``multiple_objects`` (``label``: the auxiliary ``object``, "A and B" for the
+      second): a frame's classes are the set of all its box names; the score is the fraction of frames;
+    - ``color`` (``label``: the prompt, e.g. "a red bicycle"; the colour is the one of VBench's colour
+      words it contains): every caption of a frame is paired with the frame's FIRST box name
+      (``cap_det[2][0]``); colour frames / object frames, NaN when no frame shows the object (VBench leaves
+      such videos out of the dimension's mean);
+    - ``spatial_relationship`` (``label``: ``{"object_a", "object_b", "relationship"}``): boxes named either
+      object, truncated to integers as VBench's ``int(a)``; the mean of the per-frame best position score.
+    """
+    if dimension == "object_class":
+        return vbench_rules.object_class_frames(str(label), [set(f.objects) for f in frames]) / len(frames)
+    if dimension == "multiple_objects":
+        return vbench_rules.multiple_objects_frames(str(label), [set(f.objects) for f in frames]) / len(frames)
+    if dimension == "color":
+        prompt = str(label)
+        colours = [colour for colour in vbench_rules.COLOURS if colour in prompt]
+        if len(colours) != 1:
+            raise ValueError(f"color needs a prompt naming exactly one of {', '.join(vbench_rules.COLOURS)} (as VBench's colour prompts do), got {prompt!r}")
+        target = vbench_rules.color_object(prompt, colours[0])
+        pairs = [[(caption, f.objects[0]) for caption in f.captions or []] or [("", "")] for f in frames]
+        object_frames, colour_frames = vbench_rules.color_counts(colours[0], target, pairs)
+        return colour_frames / object_frames if object_frames else math.nan
+    if dimension == "spatial_relationship":
+        key = json.loads(label) if isinstance(label, str) else label
+        if not isinstance(key, Mapping) or not {"object_a", "object_b", "relationship"} <= set(key):
+            raise ValueError(f"spatial_relationship needs {{'object_a', 'object_b', 'relationship'}} (VBench's auxiliary info), got {label!r}")
+        detections = [[(name, [int(v) for v in box.tolist()]) for name, box in zip(f.objects, f.boxes, strict=True)] for f in frames]
+        scores = vbench_rules.spatial_frame_scores(key, detections)
+        return sum(scores) / len(scores)
+    raise ValueError(f"GRiT scores object_class, multiple_objects, color and spatial_relationship, not {dimension!r}")

@@ -25,7 +25,7 @@ def _tiny_config() -> Any:
 
 
 
-def write_grit_checkpoint(path: str | os.PathLike[str], *, seed: int = 0, word: str | None = None, vocab: Path | None = None, end_bias: float = 3.0) -> Path:
+def write_grit_checkpoint(path: str | os.PathLike[str], *, seed: int = 0, word: str | None = None, vocab: Path | None = None, end_bias: float = 7.2) -> Path:
     """A random tiny GRiT saved as detectron2 saves ``grit_b_densecap_objectdet.pth``: ``torch.save({"model":
     state_dict, "iteration": ...})`` with the official key names. Biases make detections certain: the
     proposal heatmap's sigmoid is ~0.95 and the cascade's foreground probability ~0.98, so boxes pass
@@ -44,7 +44,8 @@ def write_grit_checkpoint(path: str | os.PathLike[str], *, seed: int = 0, word: 
             state[key] = 1 + 0.1 * torch.randn(value.shape, generator=generator)
         elif value.is_floating_point():
             fan_in = value[0].numel() if value.ndim > 1 else 1
-            state[key] = 0.2 * torch.randn(value.shape, generator=generator) / fan_in**0.5
+            scale = 1.0 if key.startswith("roi_heads.text_decoder.") else 0.2  # strong enough that boxes differ
+            state[key] = scale * torch.randn(value.shape, generator=generator) / fan_in**0.5
     state["backbone.bottom_up.pos_embed"] = 0.02 * torch.randn(state["backbone.bottom_up.pos_embed"].shape, generator=generator)
     state["proposal_generator.centernet_head.agn_hm.bias"] = torch.tensor([3.0])
     # boxes 4 strides from their centre on every side: neighbours overlap, so NMS leaves a few per level

@@ -270,17 +270,17 @@ def test_pyramid_head_and_proposals_match_official(official, checkpoint, ours):
 @pytest.mark.parametrize("begin", [OBJECT_BEGIN, CAPTION_BEGIN])
 def test_greedy_descriptions_match_official(official, checkpoint, ours, begin):
     """GRiTTextDecoder.infer with AutoRegressiveBeamSearch(beam 1, 40 steps), VBench's settings, on random
-    14 x 14 object features: the same tokens and mean log-probabilities."""
+    14 x 14 object features of 5 boxes: the same tokens and mean log-probabilities."""
     c = ours.config
     textual = _official_textual(official, c).eval()
     textual.load_state_dict(_state(checkpoint["model"], "roi_heads.text_decoder.textual."), strict=True)
     search = official.text.AutoRegressiveBeamSearch(end_token_id=END, max_steps=40, beam_size=1, objectdet=begin == OBJECT_BEGIN, per_node_beam_size=1)
     decoder = official.text.GRiTTextDecoder(textual, beamsearch_decode=search, begin_token_id=begin, loss_type="smooth").eval()
-    features = torch.randn(5, 196, c.channels, generator=torch.Generator().manual_seed(begin))
+    generator = torch.Generator().manual_seed(begin)  # a per-box offset, so that boxes differ
+    features = torch.randn(5, 196, c.channels, generator=generator) + 3 * torch.randn(5, 1, c.channels, generator=generator)
     with torch.no_grad():
         expected = decoder({"object_features": features})
     tokens, logprobs = ours.roi_heads.text_decoder.generate(features, begin)
     assert torch.equal(tokens, expected["predictions"])
     torch.testing.assert_close(logprobs, expected["logprobs"], atol=1e-5, rtol=0)
-    lengths = (tokens != END).sum(dim=1)
-    assert lengths.min() < 40  # some descriptions end before the step limit (the [SEP] rule is exercised)
+    assert (tokens == END).any()  # some descriptions end before the step limit (the [SEP] rules are exercised)
