@@ -21,6 +21,8 @@ from rewardkit.rewards.grit import GritDetections, apply_box_deltas, dimension_s
 from rewardkit.testing.grit import tiny_grit, write_grit_checkpoint
 from rewardkit.weights import WeightsMismatchError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):

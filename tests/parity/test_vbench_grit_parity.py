@@ -42,7 +42,7 @@ from rewardkit.rewards.grit import CAPTION_BEGIN, END, OBJECT_BEGIN, Grit, GritC
 from rewardkit.testing.grit import tiny_grit
 from tests.parity.official_vbench import remove_patches, vbench_root
 
-pytestmark = [pytest.mark.parity]
+pytestmark = [pytest.mark.parity, pytest.mark.usefixtures("one_thread")]
 
 _ADDED: list[str] = []
 
