@@ -688,11 +688,13 @@ def read_tag_list(path: str | Path) -> list[str]:
     source = Path(path).read_text(encoding="utf-8")
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and any(getattr(target, "id", None) == "tra_array" for target in node.targets):
-            if isinstance(node.value, ast.List):
+            try:
                 names = ast.literal_eval(node.value)
-                if all(isinstance(name, str) for name in names):
-                    return names
-    raise MissingWeightsError(f"{path} holds no `tra_array = [...]` list of tag names (VBench's tag2Text/tag_class.py)")
+            except ValueError:
+                break
+            if isinstance(names, list) and all(isinstance(name, str) for name in names):
+                return names
+    raise MissingWeightsError(f"{path} holds no `tra_array = [...]` list of tag names as text (VBench's tag2Text/tag_class.py)")
 
 
 def build_tokenizer(folder: str | Path) -> Any:
@@ -770,7 +772,7 @@ class Tag2TextScene(VideoScorer):
             video = torch.stack(
                 [
                     torch.from_numpy(
-                        np.asarray(Image.fromarray(frame.permute(1, 2, 0).cpu().numpy()).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR))
+                        np.array(Image.fromarray(frame.permute(1, 2, 0).cpu().numpy()).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR))
                     ).permute(2, 0, 1)
                     for frame in video
                 ]

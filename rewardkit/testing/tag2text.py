@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-__all__ = ["TINY_TAGS", "tiny_scene", "write_tag2text_checkpoint", "write_tag_list", "write_tiny_vocab"]
+__all__ = ["TINY_TAGS", "solid_frames", "tiny_scene", "write_tag2text_checkpoint", "write_tag_list", "write_tiny_vocab"]
 
 # Scene words among the tags, so captions and tags can be read; the rest are filler.
 TINY_TAGS = (
@@ -32,6 +33,15 @@ river sky tower kitchen bridge field garden lake ocean park room road sunset wat
 red green white black small large old new night day""".split()
 _PIECES = ["##s", "##es", "##ed", "##ing", "##ly", "##er", "##y", "##a", "##e", "##n"]
 _PUNCTUATION = list(".,!?'-|")
+
+
+def solid_frames(count: int, size: int = 384) -> np.ndarray:
+    """uint8 ``[count, size, size, 3]`` frames of distinct solid colours: random tiny weights blur textures
+    of similar statistics into near-identical features, while colours keep frames (tags, captions) apart."""
+    colours = np.array([[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 0, 255], [0, 255, 0], [128, 128, 0], [0, 128, 128], [64, 0, 128]])
+    if count > len(colours):
+        raise ValueError(f"solid_frames has {len(colours)} colours, asked for {count}")
+    return np.ascontiguousarray(np.broadcast_to(colours[:count, None, None, :].astype(np.uint8), (count, size, size, 3)))
 
 
 def write_tiny_vocab(folder: str | os.PathLike[str]) -> Path:
@@ -68,11 +78,13 @@ def write_tag2text_checkpoint(
     tag_layers: int = 1,
     positions: int = 64,
     eos_id: int | None = None,
+    tag_bias: float = 0.0,
     seed: int = 0,
 ) -> Path:
     """A random Tag2Text (``vocab`` rows: the tokenizer's length with [DEC] and [ENC]) saved in the official
-    layout. Weights are drawn at a scale that gives tags on both sides of the threshold; ``eos_id`` gets a
-    raised output bias so that beams end at various lengths."""
+    layout. Weights are drawn at a scale that gives tags on both sides of the threshold (``tag_bias`` shifts
+    every tag logit: negative for few tags among many); ``eos_id`` gets a raised output bias so that beams
+    end at various lengths."""
     from rewardkit.rewards.tag2text import Tag2Text
 
     torch.manual_seed(seed)
@@ -100,6 +112,7 @@ def write_tag2text_checkpoint(
                 parameter.copy_(0.02 * torch.randn_like(parameter))
             else:
                 parameter.copy_(torch.randn_like(parameter) / parameter.shape[-1] ** 0.5)
+        model.fc.b += tag_bias
         if eos_id is not None:
             model.text_decoder.cls.predictions.bias[eos_id] += 3.0
     state_dict: dict[str, Any] = {key: value.clone() for key, value in model.state_dict().items()}

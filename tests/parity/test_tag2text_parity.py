@@ -2,7 +2,9 @@
 
 What is compared. One random Tag2Text checkpoint in the layout of ``tag2text_swin_14m.pth`` (tiny Swin and
 BERT depths, but what VBench's code hard-codes kept: 384 px, hidden 768, the real 3429 tags read from the
-wheel's ``tag_class.py``), a small BERT vocabulary, and 4 textured 384 x 384 frames. VBench's side runs in a
+wheel's ``tag_class.py``; tag logits shifted so a few tags are on), a small BERT vocabulary, and 4 solid
+384 x 384 frames of different colours (frame 3's caption comes from frame 1's tags, the others' from frame
+0's, so the captions show whether the frame mapping is VBench's). VBench's side runs in a
 subprocess (tests/parity/tag2text_official.py, with the patches it lists) because its captions go through
 transformers 4.33.2's ``generate`` (beam search scoring and the repetition of ``encoder_hidden_states``
 per beam that VBench's ``med.py`` truncates), while the project has transformers 5:
@@ -38,8 +40,7 @@ from rewardkit.rewards.tag2text import (
     read_tag_list,
 )
 from rewardkit.rewards.vbench_rules import scene_frames
-from rewardkit.testing.tag2text import write_tag2text_checkpoint, write_tiny_vocab
-from rewardkit.testing.vbench import textured_background
+from rewardkit.testing.tag2text import solid_frames, write_tag2text_checkpoint, write_tiny_vocab
 from tests.parity.official_vbench import extract_wheels
 
 pytestmark = [pytest.mark.parity]
@@ -69,8 +70,9 @@ def test_tag2text_matches_vbench(tmp_path):
         tag_layers=1,
         positions=POSITIONS,
         eos_id=tokenizer.sep_token_id,
+        tag_bias=-3.0,  # a few of the 3429 tags on per frame, so that frames differ in their tag text
     )
-    frames = np.stack([textured_background(384, 384, seed=seed) for seed in range(4)])
+    frames = solid_frames(4)
     np.save(tmp_path / "frames.npy", frames)
     text = {"vocab_size": len(tokenizer), "intermediate_size": INTERMEDIATE, "num_hidden_layers": 1, "max_position_embeddings": POSITIONS}
     job = {
@@ -102,5 +104,6 @@ def test_tag2text_matches_vbench(tmp_path):
     # VBench's return_tag_predict hands back the first N of those N * 3 strings: frames 0, 0, 0, 1.
     assert official["returned_tags"] == [ours_tags[index // 3] for index in range(len(frames))]
     assert captions == official["captions"]
+    assert captions[0] == captions[1] == captions[2] != captions[3]  # the fixture's frames 0 and 1 caption apart
     assert difference <= 1e-5
     assert scene_frames(job["scene"], captions) == official["count"]
