@@ -15,7 +15,14 @@ from rewardkit.cli import main
 from rewardkit.finetune.guidance import RewardGuidance, guided_step_indices
 from rewardkit.finetune.objectives.losses import gaussian_log_prob
 from rewardkit.finetune.objectives.reward_backprop import RewardFunction, RewardTerm
-from rewardkit.finetune.sample import load_sampler_model, read_prompts, sample_jobs, sample_latents, seeded_noise, video_stem
+from rewardkit.finetune.sample import (
+    load_sampler_model,
+    read_prompts,
+    sample_jobs,
+    sample_latents,
+    seeded_noise,
+    video_stem,
+)
 from rewardkit.testing.finetune import Brightness
 from rewardkit.video.sampling import Segmental
 

@@ -47,6 +47,7 @@ __all__ = [
     "SampleJob", "SampleRun", "read_prompts", "video_stem", "sample_jobs", "load_sampler_model", "sample_videos",
 ]
 
+
 @dataclass
 class Samples:
     """What ``sample_latents`` returns: one row per video."""
