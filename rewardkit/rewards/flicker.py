@@ -133,8 +133,11 @@ class TemporalFlickering(VideoScorer):
 
 
 def _absdiff_sum(a: np.ndarray, b: np.ndarray) -> int:
-    """The sum of ``|a - b|`` over every element of two uint8 arrays, exact (no widening copy)."""
-    return int((np.maximum(a, b) - np.minimum(a, b)).sum(dtype=np.uint64))
+    """The sum of ``|a - b|`` over every element of two uint8 arrays, exact (no widening copy; summed flat, in
+    memory order, which numpy does several times faster than over the array's axes)."""
+    difference = np.maximum(a, b)
+    difference -= np.minimum(a, b)
+    return int(difference.ravel(order="K").sum(dtype=np.uint64))
 
 
 def _moving_message(moving: list[int]) -> str:
