@@ -201,7 +201,7 @@ def _image_to_rgb(image: Image.Image) -> np.ndarray:
         gray = np.asarray(image, dtype=np.float64)
         gray = np.clip(np.rint(gray / 257.0), 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy, as every other source gives
 
 
 def _probe_image(path: Path) -> tuple[int, int, int]:
