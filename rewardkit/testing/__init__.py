@@ -105,6 +105,7 @@ TINY_REWARDS = {
     "overall_consistency": "rewardkit.testing.vbench:tiny_overall_consistency",
     "patch": "rewardkit.testing.clip:tiny_patch",
     "pickscore": "rewardkit.testing.clip:tiny_pickscore",
+    "scene": "rewardkit.testing.tag2text:tiny_scene",
     "subject_consistency": "rewardkit.testing.vbench:tiny_subject_consistency",
     "temporal_flickering": "rewardkit.testing:weight_free",
     "temporal_style": "rewardkit.testing.vbench:tiny_overall_consistency",
