@@ -36,16 +36,23 @@ def _score(tiny_rewards, names, **kwargs):
 
 def test_rewards_whose_transforms_agree_share_preprocessed_frames(tiny_rewards):
     """clip and aesthetic load the same tiny open_clip backbone, so open_clip builds the same eval transform
-    for both: the decoding worker hands both rewards one tensor (the same object), while pickscore's
-    transformers processor and hpsv2's pad-to-square are different steps and get their own."""
+    for both: the decoding worker's ``shared_preprocess`` hands both rewards one tensor (the same object,
+    preprocessed once), while pickscore's transformers processor and hpsv2's pad-to-square are different
+    steps and get their own, equal to their step applied alone."""
+    from rewardkit.testing import pattern_image
+
     specs, weights = _specs(tiny_rewards, ["clip", "aesthetic", "pickscore", "hpsv2"])
     slots = engine.build_slots(specs, device="cpu", dtype="fp32", weights=weights, frames="segmental:4", weighting="mean", seed=0)
-    items = [engine.MediaItem(path, engine.media_kind(path), "a prompt", None)
-             for path in ["examples/videos/a red circle moving from left to right on a blue background-0.mp4"]]
-    decoded = engine._DecodeDataset(items, slots)[0]
-    clip, aesthetic, pickscore, hpsv2 = (tensors for _, tensors in decoded["per_slot"])
-    assert clip is aesthetic and clip.shape == (4, 3, 224, 224)
+    frames = {index: pattern_image(96, 64, seed=index) for index in range(3)}
+    shared: dict = {}
+    clip, aesthetic, pickscore, hpsv2 = (
+        engine.shared_preprocess(slot.plan.preprocess, frames, [0, 2], shared) for slot in slots
+    )
+    assert clip is aesthetic and clip.shape == (2, 3, 224, 224)
     assert pickscore is not clip and hpsv2 is not clip and hpsv2 is not pickscore
+    for slot, tensors in zip(slots, (clip, aesthetic, pickscore, hpsv2), strict=True):
+        alone = torch.stack([slot.module.preprocessor(frames[index]) for index in (0, 2)])
+        torch.testing.assert_close(tensors, alone, atol=0, rtol=0)
 
 
 def test_shared_run_rows_equal_separate_runs(tiny_rewards):
@@ -159,3 +166,24 @@ def test_cli_batch_size_auto_and_compile_are_options(capsys):
             main(["score", "examples/videos", "--batch-size", bad])
         assert raised.value.code == 2
     assert "whole number of frames" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_gpu_scoring_benchmark_tiny_smoke(tmp_path):
+    """benchmarks/gpu/scoring_gpu.py --tiny on the CPU (kept cheap for CI: three cases, tiny sizes) writes
+    its JSON and Markdown table with the engine's parts as shares that sum to 1."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("scoring_gpu", "benchmarks/gpu/scoring_gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "scoring.json"
+    module.main(["--tiny", "--rewards", "hpsv2,engine,decode", "--out", str(out)])
+    cases = {row["reward"] if row.get("case") != "engine" else "engine": row for row in json.loads(out.read_text())["cases"]}
+    assert cases["hpsv2"]["images_per_s_fp32"] > 0 and cases["hpsv2"]["max_abs_diff_bf16"] < 0.1
+    engine_row = cases["engine"]
+    assert engine_row["failed"] == 0 and engine_row["files_per_s"] > 0
+    assert sum(engine_row[f"{part}_share"] for part in ("decode", "preprocess", "model")) == pytest.approx(1, abs=0.01)
+    assert cases["torchcodec"]["frames_per_s_cpu"] > 0
+    assert "| engine" in out.with_suffix(".md").read_text() or "(engine)" in out.with_suffix(".md").read_text()

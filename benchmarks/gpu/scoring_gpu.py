@@ -8,7 +8,8 @@ through ``create_reward`` as a user's files are (nothing is downloaded):
   against the FLOP bound: ~0.33 TFLOP per 224 px image (ViT-H-14 image tower, 2 FLOP per multiply-add)
   at the GPU's dense bf16 peak (``--peak-tflops``, 790 for an H100/H200 SXM without sparsity);
 - ``pickscore``: transformers CLIPModel at ViT-H-14's sizes; ``imagereward``: BLIP ViT-L/16 + BERT-base;
-- ``dover``: DOVER's ConvNeXt-3D + Swin-3D, clips/s on 16x256x256 clips;
+- ``dover``: DOVER's ConvNeXt-3D + Swin-3D, clips/s on 16x256x256 clips, in bf16 also with the weights in
+  channels-last (``torch.channels_last_3d``), to see whether its 3D convolutions gain from it;
 - ``decode``: torchcodec frames/s decoding whole 720p H.264 clips on the GPU (NVDEC) and on the CPU;
 - ``engine``: ``rewardkit.score`` on ``--clips`` (256) generated 16x256x256 clips with hpsv2 in bf16 at
   ``batch_size="auto"``, files/s, and the time of its three parts measured alone on the same files (decode
@@ -129,6 +130,10 @@ def dover_case(options: dict[str, Any], args: argparse.Namespace, device: str) -
 
         score = float(step()[0])
         row[f"clips_per_s_{dtype}"] = round(1 / _timed(step, device, args.repeats), 3)
+        if dtype == "bf16" and device == "cuda":  # its 3D convolutions in channels-last: does it help?
+            reward.to(memory_format=torch.channels_last_3d)
+            row["clips_per_s_bf16_channels_last"] = round(1 / _timed(step, device, args.repeats), 3)
+            row["max_abs_diff_bf16_channels_last"] = abs(float(step()[0]) - reference)
         if reference is None:
             reference = score
         else:

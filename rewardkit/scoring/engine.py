@@ -66,6 +66,7 @@ __all__ = [
     "check_decode_budget",
     "default_workers",
     "score",
+    "shared_preprocess",
 ]
 
 # Scored when no reward is named: they need no weights, so the quick start works offline.
@@ -271,7 +272,7 @@ class _DecodeDataset(Dataset):
                         result["per_slot"].append((indices, torch.from_numpy(stacked).permute(0, 3, 1, 2)))
                     else:
                         try:
-                            tensors = _preprocessed(plan.preprocess, frames, indices, shared)
+                            tensors = shared_preprocess(plan.preprocess, frames, indices, shared)
                         except Exception as error:  # a preprocessing failure concerns this file only
                             result["per_slot"].append(ValueError(f"preprocessing failed: {error}"))
                             continue
@@ -283,7 +284,7 @@ class _DecodeDataset(Dataset):
         return result
 
 
-def _preprocessed(preprocess: Any, frames: Mapping[int, np.ndarray], indices: list[int], shared: dict[Any, torch.Tensor]) -> torch.Tensor:
+def shared_preprocess(preprocess: Any, frames: Mapping[int, np.ndarray], indices: list[int], shared: dict[Any, torch.Tensor]) -> torch.Tensor:
     """``preprocess`` of the frames at ``indices``, stacked; reused from ``shared`` when a step with the same
     ``key`` already made them for another reward (steps without a key are never shared)."""
     key = getattr(preprocess, "key", None)

@@ -10,7 +10,7 @@ from typing import Any
 
 __all__ = ["REAL_SIZE_REWARDS", "real_size_reward_options"]
 
-REAL_SIZE_REWARDS = ("hpsv2", "pickscore", "imagereward", "dover", "clip", "aesthetic")
+REAL_SIZE_REWARDS = ("hpsv2", "imagereward", "dover", "pickscore", "aesthetic", "clip")
 
 
 def real_size_reward_options(name: str, folder: str | os.PathLike[str]) -> dict[str, Any]:
