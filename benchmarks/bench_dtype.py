@@ -1,10 +1,10 @@
 """Issue 13 §3: the score difference of ``dtype=bf16`` / ``fp16`` from fp32, per model reward.
 
 Every registered reward with weights is built three times (fp32, bf16, fp16) from the same random-weight
-files in the official formats and scores the same inputs: 4 generated 224 px images (one at the real size) with one prompt (image
-rewards) or one generated 16-frame 128x128 clip (video rewards; 256x256 at the real size). Reported per reward
-and dtype: the largest absolute difference from fp32 and the fp32 score range (to read the difference
-against). Sizes:
+files in the official formats and scores the same inputs: 4 generated 224 px images (one at the real size)
+with one prompt (image rewards), or one generated 16-frame 64x64 clip (video rewards; 128x128 for the two
+that need 113 px, 256x256 at the real size). Reported per reward and dtype: the largest absolute difference
+from fp32, and the fp32 scores to read it against. Sizes:
 
 - ``tiny`` (default): the tiny fixtures of ``rewardkit.testing.TINY_REWARDS`` (every model reward);
 - ``real``: ``rewardkit.testing.realsize`` (HPSv2 ViT-H-14, PickScore ViT-H-14, ImageReward ViT-L/16 + BERT,
@@ -39,13 +39,17 @@ def model_rewards() -> list[str]:
     return [name for name, fixture in TINY_REWARDS.items() if not fixture.endswith(":weight_free")]
 
 
-def _inputs(modality: str, real: bool) -> torch.Tensor:
+# Video rewards whose flow / interpolation networks need frames of at least 113 px get 128 px tiny clips.
+LARGER_TINY_CLIPS = ("dynamic_degree", "motion_smoothness")
+
+
+def _inputs(name: str, modality: str, real: bool) -> torch.Tensor:
     from rewardkit.testing import pattern_image
     from rewardkit.testing.dover import pattern_video
 
     if modality == "image":  # one image at the real size: minutes per dtype on a CPU
         return torch.stack([torch.from_numpy(pattern_image(224, 224, seed=seed)).permute(2, 0, 1) for seed in range(1 if real else 4)])
-    size = 256 if real else 128  # the flow and interpolation models need at least 113 px
+    size = 256 if real else 128 if name in LARGER_TINY_CLIPS else 64
     return torch.from_numpy(pattern_video(16, size, size, seed=0)).permute(0, 3, 1, 2)[None]
 
 
@@ -55,7 +59,7 @@ def measure(name: str, options: dict[str, Any], *, real: bool = False, device: s
     from rewardkit.registry import get_reward_info
 
     info = get_reward_info(name)
-    inputs = _inputs(info.modality, real)
+    inputs = _inputs(name, info.modality, real)
     prompts = [PROMPT] * len(inputs) if info.needs_prompt else None
     row: dict[str, Any] = {"reward": name, "size": "real" if real else "tiny"}
     reference = None
