@@ -7,7 +7,8 @@ segmental frames each. Two comparisons, side by side in one process:
 - ``preprocess``: the three rewards' reference preprocessing of the decoded frames through the engine's
   ``shared_preprocess`` with one shared table per file (clip and aesthetic use the same open_clip eval
   transform, so it runs once for both; pickscore's transformers processor is a different step) against a
-  table per reward (nothing shared). Ratio = unshared / shared seconds; at most 3/2 here.
+  table per reward (nothing shared). Ratio = unshared / shared seconds: 3/2 if the three steps cost the
+  same, up to 2 as pickscore's gets cheaper than open_clip's.
 - ``score``: ``rewardkit.score`` with the three rewards in one run (one decode per file, shared
   preprocessing) against three runs, one per reward (``workers=0``). Ratio = three runs / one run.
 
