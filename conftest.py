@@ -4,6 +4,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
+
 # Before anything imports huggingface_hub (it reads these at import time).
 _CACHE_ROOT = Path(tempfile.mkdtemp(prefix="rewardkit-tests-"))
 os.environ["HF_HOME"] = str(_CACHE_ROOT / "hf")
@@ -17,3 +19,10 @@ def pytest_configure(config):
     from rewardkit.testing import block_network
 
     block_network()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (the README's test command): one worker per core, at most 4, since every worker holds
+    its own torch and tiny models."""
+    return max(1, min(4, os.cpu_count() or 1))

@@ -173,6 +173,7 @@ BUILTIN_REWARDS: dict[str, str] = {
     "overall_consistency": "rewardkit.rewards.viclip",
     "patch": "rewardkit.rewards.wrappers",
     "pickscore": "rewardkit.rewards.pickscore",
+    "scene": "rewardkit.rewards.tag2text",
     "subject_consistency": "rewardkit.rewards.dino",
     "temporal_flickering": "rewardkit.rewards.flicker",
     "temporal_style": "rewardkit.rewards.viclip",

@@ -23,8 +23,9 @@ from rewardkit.testing.vbench import moving_square_clip
 
 REWARDS = sorted(info.name for info in list_rewards())
 # One score of two clips takes over 5 s on a loaded 2-core machine (DOVER ~20 s, MUSIQ on every frame
-# ~20 s, VideoReward ~13 s, VideoScore ~7 s, full-size RAFT ~6 s): their contract tests run in the slow step.
-HEAVY = {"dover", "imaging_quality", "videoreward", "videoscore", "dynamic_degree"}
+# ~20 s, VideoReward ~13 s, VideoScore ~7 s, full-size RAFT ~6 s, Tag2Text's 16 frames at 384 px with beam
+# search ~10 s): their contract tests run in the slow step.
+HEAVY = {"dover", "imaging_quality", "videoreward", "videoscore", "dynamic_degree", "scene"}
 
 
 def params(names: list[str]) -> list:

@@ -30,17 +30,19 @@ from rewardkit.registry import BUILTIN_REWARDS
 from rewardkit.weights import url_cache_path
 
 REPO = Path(__file__).resolve().parent.parent
-CAR, BEACH, CAT = "a red car", "a beach, Van Gogh style", "a cat"
+CAR, BEACH, CAT, ALLEY = "a red car", "a beach, Van Gogh style", "a cat", "alley"
 
 
 def write_stand_in(path: Path) -> Path:
     """Every dimension of eval/vbench.toml gets "a red car"; appearance_style gets the beach with its
-    style text; "a cat" serves only a dimension the suite does not have (color), with its colour label."""
+    style text; "alley" gets scene with its label nested as in VBench's file; "a cat" serves only a
+    dimension the suite does not have (color), with its colour label."""
     present = [*QUALITY, "temporal_style", "overall_consistency"]
     entries = [
         {"prompt_en": CAR, "dimension": present},
         {"prompt_en": BEACH, "dimension": ["appearance_style"],
          "auxiliary_info": {"appearance_style": {"appearance_style": "Van Gogh style"}}},
+        {"prompt_en": ALLEY, "dimension": ["scene"], "auxiliary_info": {"scene": {"scene": {"scene": "alley"}}}},
         {"prompt_en": CAT, "dimension": ["color"], "auxiliary_info": {"color": {"color": "white"}}},
     ]
     path.write_text(json.dumps(entries), encoding="utf-8")
@@ -52,6 +54,7 @@ def test_loader_reads_prompts_and_auxiliary_info(tmp_path):
     assert info.prompts("appearance_style") == (BEACH,) and info.prompts("motion_smoothness") == (CAR,)
     assert info.auxiliary("appearance_style", BEACH) == {"appearance_style": "Van Gogh style"}
     assert info.auxiliary("color", CAT) == {"color": "white"} and info.auxiliary("color", CAR) is None
+    assert info.auxiliary_text("scene", ALLEY, "scene.scene") == "alley" and info.auxiliary_text("scene", ALLEY, "scene") is None
     (tmp_path / "bad.json").write_text(json.dumps([{"prompt": "x"}]))
     with pytest.raises(UserInputError, match="prompt_en"):
         load_vbench_info(tmp_path / "bad.json")
@@ -88,8 +91,8 @@ def test_shipped_suite_has_every_dimension_rewardkit_can_score(tmp_path):
     assert suite.videos_per_prompt == 5 and all(dimension.vbench for dimension in suite.dimensions)
     assert sorted(names) == sorted(name for name in (*QUALITY, *SEMANTIC) if name in BUILTIN_REWARDS)
     own = {dimension.name: dimension.prompts for dimension in suite.dimensions}
-    assert own["appearance_style"] == (BEACH,) and own["subject_consistency"] == (CAR,)
-    assert suite.prompts == (CAR, BEACH)
+    assert own["appearance_style"] == (BEACH,) and own["subject_consistency"] == (CAR,) and own["scene"] == (ALLEY,)
+    assert suite.prompts == (CAR, BEACH, ALLEY)
 
 
 def test_summary_says_what_each_total_rests_on(tmp_path):
@@ -118,7 +121,7 @@ def test_full_suite_end_to_end_offline(tmp_path, tiny_reward_options):
 
     videos = tmp_path / "videos"
     videos.mkdir()
-    for index, prompt in enumerate((CAR, BEACH, CAT)):
+    for index, prompt in enumerate((CAR, BEACH, CAT, ALLEY)):
         write_video(videos / f"{prompt}-0.mp4", moving_square_clip(4, 128, 128, speed=2.0 + index, seed=index))
     suite = load_suite(REPO / "eval" / "vbench.toml", vbench_info=write_stand_in(tmp_path / "info.json"))
     weights: dict = {}
@@ -135,6 +138,7 @@ def test_full_suite_end_to_end_offline(tmp_path, tiny_reward_options):
     run = evaluate(suite, videos, out=tmp_path / "run", weights=weights, options=options, workers=0, progress=False)
     table = run.dimensions.set_index("dimension")
     assert table.loc["appearance_style", "n"] == 1 and table.loc["motion_smoothness", "n"] == 1
+    assert table.loc["scene", "n"] == 1
     assert (table["failed"] == 0).all() and np.isfinite(table["score"]).all()
     assert not any(run.videos["path"].str.contains("a cat"))
     assert run.summary["quality"] is not None and run.summary["total"] is None

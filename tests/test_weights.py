@@ -292,3 +292,19 @@ def test_path_only_weights_are_not_called_weight_free(capsys, monkeypatch):
     assert "weight-free" not in lines[0] and "models.zip" in lines[0] and "--weights dynamic_degree=PATH" in lines[0]
     assert "weight-free" not in lines[1] and "--weights temporal_flickering=PATH" in lines[1]
     assert lines[2] == "temporal_flickering: weight-free, nothing to download"
+
+
+def test_tiny_model_cache_replaces_an_incomplete_folder_and_leaves_no_staging(tmp_path, monkeypatch):
+    """A ``testing:`` folder left half-written by a killed run (no marker file) is rewritten, not trusted,
+    and the staging folder it was written in is gone afterwards (compared against the marker file's
+    presence and the cache folder's listing)."""
+    from rewardkit.testing import cached_tiny_model
+
+    monkeypatch.setenv("REWARDKIT_CACHE", str(tmp_path))
+    broken = tmp_path / "bright-dark"
+    broken.mkdir()
+    (broken / "clips.csv").write_text("path,prompt\n")  # a leftover, but the marker below is missing
+    folder = cached_tiny_model("bright-dark", "pairs.jsonl")
+    assert folder == broken and (folder / "pairs.jsonl").is_file()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bright-dark"]
+    assert cached_tiny_model("bright-dark", "pairs.jsonl") == folder  # second call: the cached copy

@@ -104,7 +104,7 @@ def evaluate(
             continue
         texts: Mapping[str, str] | None = table or None
         if dimension.prompt_key is not None and suite.vbench_info is not None:  # e.g. VBench's style text
-            texts = {path: suite.vbench_info.auxiliary(dimension.name, prompt_of[path])[dimension.prompt_key] for path in chosen}
+            texts = {path: suite.vbench_info.auxiliary_text(dimension.name, prompt_of[path], dimension.prompt_key) for path in chosen}
         result = score(  # under several processes: each scores its share, every process gets all rows
             chosen,
             [specs[dimension.name]],

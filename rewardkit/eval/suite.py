@@ -20,7 +20,8 @@ aggregate = "mean"                # over videos: mean, or frame_pairs (weighted 
 vbench = true                     # a VBench dimension: normalised and counted in Quality/Semantic/Total
 tolerance = 0.002                 # optional: the drop `rewardkit regress` tolerates (absolute, score units)
 prompt_key = "appearance_style"   # optional, with vbench_info: the reward's text is this field of the
-                                  # prompt's auxiliary info (VBench's style text), not the prompt
+                                  # prompt's auxiliary info (VBench's style text), not the prompt; a
+                                  # dotted key reaches into nested fields ("scene.scene")
 ```
 """
 
@@ -164,8 +165,7 @@ def load_suite(path: str | os.PathLike[str], vbench_info: str | os.PathLike[str]
         if dimension.prompt_key is not None:
             if info is None:
                 raise UserInputError(f"{path}: dimension {dimension.name!r} sets prompt_key, which needs vbench_info in the suite")
-            lacking = [p for p in dimension.prompts if not isinstance(info.auxiliary(dimension.name, p), dict)
-                       or dimension.prompt_key not in info.auxiliary(dimension.name, p)]
+            lacking = [p for p in dimension.prompts if info.auxiliary_text(dimension.name, p, dimension.prompt_key) is None]
             if lacking:
                 raise UserInputError(f"{path}: {info.source} has no auxiliary {dimension.prompt_key!r} for {dimension.name!r} prompt {lacking[0]!r}")
     if info is not None and not prompts:

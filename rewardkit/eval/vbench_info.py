@@ -68,6 +68,14 @@ class VBenchInfo:
                 return auxiliary[dimension]
         return None
 
+    def auxiliary_text(self, dimension: str, prompt: str, key: str) -> str | None:
+        """The text at ``key`` in the prompt's ``auxiliary_info[dimension]``; a dotted key goes down nested
+        objects (scene's label is ``{"scene": {"scene": "alley"}}``: key ``scene.scene``). None if absent."""
+        value = self.auxiliary(dimension, prompt)
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value if isinstance(value, str) else None
+
     @property
     def dimensions(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(name for _, dimensions, _ in self.entries for name in dimensions))

@@ -52,24 +52,9 @@ def resolve_data_path(value: str, key: str) -> str:
     name, _, rest = value.removeprefix("testing:").partition("/")
     if name != TESTING_DATA or rest not in ("pairs.jsonl", "clips.csv"):
         raise UserInputError(f"{key} = {value!r}: the only testing data is testing:{TESTING_DATA}/pairs.jsonl and testing:{TESTING_DATA}/clips.csv")
-    import os
-    import tempfile
+    from rewardkit.testing import cached_tiny_model
 
-    from rewardkit.weights import cache_root
-
-    folder = cache_root() / TESTING_DATA
-    if not (folder / rest).is_file():
-        from rewardkit.testing import write_tiny_model
-
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=folder.parent))
-        write_tiny_model(TESTING_DATA, staging)
-        try:
-            os.rename(staging, folder)  # atomic: another process may have written it meanwhile
-        except OSError:
-            import shutil
-
-            shutil.rmtree(staging, ignore_errors=True)
+    folder = cached_tiny_model(TESTING_DATA, rest)
     return str(folder / rest)
 
 

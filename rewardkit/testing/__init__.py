@@ -27,6 +27,7 @@ __all__ = [
     "TINY_MODELS",
     "TINY_REWARDS",
     "block_network",
+    "cached_tiny_model",
     "gradient_images",
     "pattern_image",
     "put_in_hf_cache",
@@ -56,6 +57,33 @@ def write_tiny_model(name: str, folder: str | os.PathLike[str]) -> Path:
     return getattr(importlib.import_module(module), function)(folder)
 
 
+def cached_tiny_model(name: str, marker: str) -> Path:
+    """The folder of ``testing:<name>`` in the rewardkit cache, written on first use. It is written beside
+    the cache entry and renamed into place (the first rename wins), so concurrent processes (torchrun ranks,
+    parallel tests) never read a half-written folder; ``marker`` is the file whose presence means complete."""
+    import tempfile
+
+    from rewardkit.weights import cache_root
+
+    folder = cache_root() / name
+    if (folder / marker).is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
+    try:
+        write_tiny_model(name, staging)
+        if folder.exists() and not (folder / marker).is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # left incomplete by a killed run
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not (folder / marker).is_file():  # not another process's complete copy: a real failure
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
 # The tiny fixture of every registered reward: name -> "module:function", the function writing the tiny files
 # into the folder it is given and returning the create_reward options that load them ({} for weight-free
 # metrics). A new reward adds its line here; the contract tests fail for a registered reward without one.
@@ -76,6 +104,7 @@ TINY_REWARDS = {
     "overall_consistency": "rewardkit.testing.vbench:tiny_overall_consistency",
     "patch": "rewardkit.testing.clip:tiny_patch",
     "pickscore": "rewardkit.testing.clip:tiny_pickscore",
+    "scene": "rewardkit.testing.tag2text:tiny_scene",
     "subject_consistency": "rewardkit.testing.vbench:tiny_subject_consistency",
     "temporal_flickering": "rewardkit.testing:weight_free",
     "temporal_style": "rewardkit.testing.vbench:tiny_overall_consistency",

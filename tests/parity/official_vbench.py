@@ -31,10 +31,23 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["VBENCH_WHEEL_SHA256", "vbench_root"]
+__all__ = ["VBENCH_WHEEL_SHA256", "extract_wheels", "vbench_root"]
 
 VBENCH_WHEEL_NAME = "vbench-0.1.5-py3-none-any.whl"
 VBENCH_WHEEL_SHA256 = "13266ed4715d91a7669ab58484b9e010bc91bb96e129d414fb512d4937890023"
+# VBench 0.1.5 pins transformers==4.33.2, whose generate() its Tag2Text captions go through; CI downloads it
+# beside the vbench wheel (.ci/run) and the Tag2Text parity test runs VBench's code under it in a subprocess.
+TRANSFORMERS_WHEEL_NAME = "transformers-4.33.2-py3-none-any.whl"
+TRANSFORMERS_WHEEL_SHA256 = "5a9a757bea5b5a1b94796805bcb5978b552208a3ac193f46edda66be6f4a5488"
+
+
+def _verified(path: Path, name: str, sha256: str) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is not there: expected {name}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != sha256:
+        raise ValueError(f"{path} has sha256 {digest}, expected {sha256} ({name})")
+    return path
 
 
 def _wheel() -> Path | None:
@@ -42,14 +55,27 @@ def _wheel() -> Path | None:
     if not given:
         return None
     path = Path(given)
-    if path.is_dir():
-        path = path / VBENCH_WHEEL_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"VBENCH_WHEEL points at {given}, which holds no {VBENCH_WHEEL_NAME}")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != VBENCH_WHEEL_SHA256:
-        raise ValueError(f"{path} has sha256 {digest}, expected {VBENCH_WHEEL_SHA256} (vbench 0.1.5)")
-    return path
+    return _verified(path / VBENCH_WHEEL_NAME if path.is_dir() else path, VBENCH_WHEEL_NAME, VBENCH_WHEEL_SHA256)
+
+
+def extract_wheels(folder: Path) -> tuple[Path, Path] | None:
+    """The vbench 0.1.5 and transformers 4.33.2 wheels (``VBENCH_WHEEL``; ``TRANSFORMERS_WHEEL``, by default
+    the transformers wheel beside the vbench one), hash-checked and extracted into two folders under
+    ``folder``; None when either is absent. Nothing is imported here."""
+    vbench = _wheel()
+    if vbench is None:
+        return None
+    transformers = Path(os.environ.get("TRANSFORMERS_WHEEL", vbench.parent / TRANSFORMERS_WHEEL_NAME))
+    if transformers.is_dir():
+        transformers = transformers / TRANSFORMERS_WHEEL_NAME
+    if not transformers.is_file():
+        return None
+    _verified(transformers, TRANSFORMERS_WHEEL_NAME, TRANSFORMERS_WHEEL_SHA256)
+    roots = (folder / "vbench", folder / "transformers")
+    for wheel, root in zip((vbench, transformers), roots, strict=True):
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(root)
+    return roots
 
 
 class _AttrDict(dict):

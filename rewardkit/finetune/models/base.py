@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from rewardkit.weights import MissingWeightsError, cache_root, is_offline
+from rewardkit.weights import MissingWeightsError, is_offline
 
 __all__ = [
     "Conditioning",
@@ -425,13 +425,9 @@ def resolve_model_path(path: str, key: str = "model.path") -> str:
     ``rewardkit.testing.TINY_MODELS`` written once into the rewardkit cache; a path-like value must be an
     existing folder, anything else (``owner/name``) goes to ``from_pretrained`` as a Hub repo id."""
     if path.startswith("testing:"):
-        from rewardkit.testing import write_tiny_model
+        from rewardkit.testing import cached_tiny_model
 
-        name = path.removeprefix("testing:")
-        folder = cache_root() / name
-        if not (folder / "model_index.json").is_file():
-            write_tiny_model(name, folder)
-        return str(folder)
+        return str(cached_tiny_model(path.removeprefix("testing:"), "model_index.json"))
     # A Hub id is "owner/name"; anything else with a separator (absolute, relative, deeper) is a folder.
     looks_local = path.startswith(("/", ".", "~")) or path.count("/") > 1 or (os.sep != "/" and os.sep in path)
     if looks_local and not Path(path).expanduser().is_dir():
