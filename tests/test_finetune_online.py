@@ -264,6 +264,83 @@ def test_online_smoke_recipes(recipe, tmp_path):
     assert (run / "samples" / "step-000002" / "00.mp4").exists()
 
 
+def _resume_rows(recipe: str, overrides: list[str], tmp_path: Path, break_checkpoints, match: str, monkeypatch, objective_class):
+    """A run with a checkpoint every step; ``break_checkpoints(run)`` makes the last ones incomplete; it is
+    resumed (warning ``match``) and, as a control, resumed again from a copy with the objective's saved
+    state ignored. Returns (uninterrupted, resumed, control) rows without the timing columns."""
+    import shutil
+
+    from rewardkit.finetune import finetune
+
+    common = ["train.progress=false", "train.sample_every=0", "train.checkpoint_every=1", "train.learning_rate=1e-2", *overrides]
+    run = finetune(RECIPES / f"{recipe}.toml", [*common, f'train.output_dir="{tmp_path / "run"}"'])
+    full = _metrics(run)
+    break_checkpoints(run)
+    shutil.rmtree(run / "lora")
+    control = shutil.copytree(run, tmp_path / "control")
+    with pytest.warns(UserWarning, match=match):
+        finetune(resume=run, overrides=["train.progress=false"])
+    monkeypatch.setattr(objective_class, "load_state_dict", lambda self, state: None)
+    with pytest.warns(UserWarning, match=match):
+        finetune(resume=control, overrides=["train.progress=false"])
+    drop = lambda rows: [{k: v for k, v in row.items() if k not in ("step_time_s", "peak_memory_mb")} for row in rows]  # noqa: E731
+    return drop(full), drop(_metrics(run)), drop(_metrics(control))
+
+
+def _same_rows(ours: list[dict[str, str]], theirs: list[dict[str, str]]) -> bool:
+    return len(ours) == len(theirs) and all(
+        ours_row.keys() == theirs_row.keys() and all(float(ours_row[k]) == pytest.approx(float(theirs_row[k]), rel=1e-6, abs=1e-7) for k in ours_row)
+        for ours_row, theirs_row in zip(ours, theirs, strict=True)
+    )
+
+
+@pytest.mark.slow
+def test_online_dpo_resume_keeps_the_refreshed_reference(tmp_path, monkeypatch):
+    """online_dpo on tiny Wan, reference refreshed every 2 steps, 4 steps: step 4's reference is the LoRA
+    snapshot taken before step 3. Step 4's checkpoint is made incomplete (its objective state truncated):
+    resume warns, falls back to step 3 and reproduces the uninterrupted run's step-4 row (loss, rewards,
+    implicit accuracy, grad norm). The control resumes with the saved snapshot ignored (the reference is
+    then the initial model): its step-4 loss differs, so the comparison can fail."""
+    from rewardkit.finetune.objectives.online_dpo import OnlineDPO
+
+    def truncate(run: Path) -> None:
+        state = run / "checkpoints" / "step-000004" / "objective-rank0.pt"
+        state.write_bytes(state.read_bytes()[:50])
+
+    full, resumed, control = _resume_rows(
+        "smoke-tiny-wan-online-dpo", ["objective.reference_refresh=2", "train.max_steps=4"], tmp_path, truncate,
+        "skipping incomplete checkpoint .*step-000004.*objective-rank0.pt", monkeypatch, OnlineDPO,
+    )
+    assert [row["step"] for row in full] == ["1", "2", "3", "4"]
+    assert _same_rows(resumed, full)
+    assert float(control[3]["loss"]) != pytest.approx(float(full[3]["loss"]), rel=1e-6, abs=1e-7), (control[3]["loss"], full[3]["loss"])
+
+
+@pytest.mark.slow
+def test_grpo_resume_keeps_pending_chunks_and_the_window(tmp_path, monkeypatch):
+    """GRPO on tiny Wan, one prompt's group of 4 split into 2 updates per rollout, MixGRPO window of 2
+    moving every rollout, 3 steps: step 2 trains the second half of step 1's rollout (off-policy), step 3
+    rolls out with the window moved one step. Step 3's checkpoint is made incomplete (objective state
+    truncated) and step 2's (no trainer state): resume falls back to step 1 and reproduces steps 2 and 3
+    (loss, rewards, advantages, ratio, trained chunk). The control resumes with the saved state ignored:
+    it rolls out afresh at step 2 (its ratio is exactly 1 there), so its rows differ."""
+    from rewardkit.finetune.objectives.grpo import GRPO
+
+    def truncate(run: Path) -> None:
+        state = run / "checkpoints" / "step-000003" / "objective-rank0.pt"
+        state.write_bytes(state.read_bytes()[:50])
+        (run / "checkpoints" / "step-000002" / "trainer_state.json").unlink()
+
+    overrides = ["train.batch_size=1", "objective.group_size=4", "objective.updates_per_rollout=2", 'objective.train_steps="window"',
+                 "objective.window_size=2", "objective.window_shift_every=1", "train.max_steps=3"]
+    full, resumed, control = _resume_rows(
+        "smoke-tiny-wan-grpo", overrides, tmp_path, truncate, "skipping incomplete checkpoint .*step-000003.*objective-rank0.pt", monkeypatch, GRPO,
+    )
+    assert [row["step"] for row in full] == ["1", "2", "3"] and float(full[1]["ratio_max_deviation"]) > 0  # step 2 is off-policy
+    assert _same_rows(resumed, full)
+    assert float(control[1]["ratio_max_deviation"]) == 0.0 and not _same_rows(control[2:], full[2:])
+
+
 def _gather_in_process(rank: int, rewards: torch.Tensor, port: int, queue) -> None:
     import torch.distributed as dist
 
@@ -279,7 +356,7 @@ def _gather_in_process(rank: int, rewards: torch.Tensor, port: int, queue) -> No
 
     mine = rewards[deal_groups(3, 4, rank, 2)]
     advantages, _ = gathered_advantages(mine, 3, 4, Processes(rank, 2, gather, lambda items: items))
-    queue.put((rank, advantages))
+    queue.put((rank, advantages.tolist()))  # a list: a tensor's shared memory would vanish with this process
     dist.destroy_process_group()
 
 
@@ -303,7 +380,7 @@ def test_group_statistics_over_two_processes_equal_one_process():
     for process in processes:
         process.join(timeout=60)
     for rank in range(2):
-        torch.testing.assert_close(results[rank], expected[deal_groups(3, 4, rank, 2)], rtol=0, atol=0)
+        torch.testing.assert_close(torch.tensor(results[rank]), expected[deal_groups(3, 4, rank, 2)], rtol=0, atol=0)
 
 
 @pytest.fixture(scope="module")

@@ -36,3 +36,17 @@ def test_static_video_scores_one_and_single_frame_is_an_error():
     assert create_reward("temporal_flickering")(static).item() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="at least 2"):
         create_reward("temporal_flickering")(static[:, :1])
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 9])
+def test_uint8_stream_is_exact(chunk):
+    """uint8 frames streamed in chunks of any size give VBench's formula evaluated exactly (integer sums,
+    Python fractions), to float32's resolution."""
+    from fractions import Fraction
+
+    frames = np.random.default_rng(3).integers(0, 256, size=(9, 24, 32, 3), dtype=np.uint8)
+    wide = frames.astype(np.int64)
+    exact = (255 - Fraction(int(np.abs(np.diff(wide, axis=0)).sum()), 8 * frames[0].size)) / 255
+    chunks = [frames[start : start + chunk] for start in range(0, len(frames), chunk)]
+    got = create_reward("temporal_flickering").score_stream(chunks, list(range(9)), 9)["score"]
+    assert got == pytest.approx(float(exact), abs=6e-8)

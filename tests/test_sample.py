@@ -12,9 +12,17 @@ import pytest
 import torch
 
 from rewardkit.cli import main
-from rewardkit.finetune.guidance import RewardGuidance, guided_step_indices, sample_latents
+from rewardkit.finetune.guidance import RewardGuidance, guided_step_indices
+from rewardkit.finetune.objectives.losses import gaussian_log_prob
 from rewardkit.finetune.objectives.reward_backprop import RewardFunction, RewardTerm
-from rewardkit.finetune.sample import load_sampler_model, read_prompts, sample_jobs, video_stem
+from rewardkit.finetune.sample import (
+    load_sampler_model,
+    read_prompts,
+    sample_jobs,
+    sample_latents,
+    seeded_noise,
+    video_stem,
+)
 from rewardkit.testing.finetune import Brightness
 from rewardkit.video.sampling import Segmental
 
@@ -61,6 +69,35 @@ def test_denoised_recomposes_the_step(adapter):
             x = stepped
 
 
+def test_one_loop_deterministic_stochastic_and_recorded(adapter):
+    """``sample_latents``, the loop of every sampler: with eta 0 it is the adapter's deterministic step
+    applied D times (a hand-written loop); with eta on step 1 only and ``record``, the other steps of the
+    recorded chain are deterministic steps of their predecessors, step 1 added noise, and its log-prob is
+    ``gaussian_log_prob`` of the recorded transition under ``sde_step``'s Gaussian (what GRPO's update
+    recomputes, bit for bit). ``seeded_noise``: a video's noise does not depend on its batch."""
+    prompts = ["a cat", "a dog"]
+    noise = seeded_noise(adapter, [7, 8])
+    torch.testing.assert_close(noise[1:], seeded_noise(adapter, [8]), rtol=0, atol=0)
+    conditioning = adapter.encode_prompts(prompts, "", True)
+    levels = adapter.schedule(3)
+    x = noise
+    with torch.no_grad():
+        for level, next_level in zip(levels[:-1], levels[1:], strict=True):
+            x = adapter.step(x, level, next_level, conditioning, 3.0)
+    torch.testing.assert_close(sample_latents(adapter, prompts, num_steps=3, guidance_scale=3.0, noise=noise).latents, x, rtol=0, atol=0)
+
+    run = sample_latents(adapter, prompts, num_steps=3, guidance_scale=3.0, noise=noise, eta=0.7, sde_steps=[1], record=True,
+                         generator=torch.Generator().manual_seed(0))
+    chain = run.chain
+    assert len(chain) == 4 and list(run.log_probs) == [1] and run.log_probs[1].shape == (2,)
+    with torch.no_grad():
+        for index in (0, 2):
+            torch.testing.assert_close(adapter.step(chain[index], levels[index], levels[index + 1], conditioning, 3.0), chain[index + 1], rtol=0, atol=0)
+        assert not torch.allclose(adapter.step(chain[1], levels[1], levels[2], conditioning, 3.0), chain[2])
+        _, mean, std = adapter.sde_step(chain[1], levels[1], levels[2], conditioning, 3.0, noise_level=0.7, prev_sample=chain[2])
+    assert torch.equal(gaussian_log_prob(chain[2], mean, std), run.log_probs[1])
+
+
 def test_guided_step_spec():
     """all / first:N / last:N as 0-based step indices (hand-listed); anything else is a clear error."""
     assert guided_step_indices("all", 3) == [0, 1, 2]
@@ -76,13 +113,12 @@ def test_guidance_raises_the_guiding_reward(adapter):
     negative W darker (the update adds c(t') W g / rms(g); W = 0 is unguided: test_denoised_recomposes_the_step)."""
     prompts = ["a cat", "a dog"]
     reward = RewardFunction([RewardTerm("brightness", 1.0, Brightness(Segmental(2, "random")))])
-    conditioning = adapter.encode_prompts(prompts, "", True)
     noise = torch.randn(adapter.latent_shape(2), generator=torch.Generator().manual_seed(1))
 
     def brightness(scale: float | None) -> torch.Tensor:
         guidance = None if scale is None else RewardGuidance(reward, scale, "all")
         rngs = [np.random.default_rng(seed) for seed in range(2)]
-        latents = sample_latents(adapter, conditioning, noise, 3, 3.0, guidance=guidance, prompts=prompts, rngs=rngs)
+        latents = sample_latents(adapter, prompts, num_steps=3, guidance_scale=3.0, noise=noise, guidance=guidance, rngs=rngs).latents
         with torch.no_grad():
             return adapter.decode_all(latents).mean(dim=(1, 2, 3, 4))
 

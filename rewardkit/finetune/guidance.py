@@ -33,7 +33,7 @@ from rewardkit.errors import UserInputError
 from rewardkit.finetune.models.base import Conditioning, VideoDiffusionAdapter
 from rewardkit.finetune.objectives.reward_backprop import RewardFunction
 
-__all__ = ["RewardGuidance", "guided_step_indices", "sample_latents"]
+__all__ = ["RewardGuidance", "guided_step_indices"]
 
 
 def guided_step_indices(spec: str, num_steps: int) -> list[int]:
@@ -61,6 +61,10 @@ class RewardGuidance:
 
     def __post_init__(self) -> None:
         guided_step_indices(self.steps, 1)  # the spec's syntax, before any model loads
+
+    def step_indices(self, num_steps: int) -> list[int]:
+        """The guided steps of a ``num_steps`` chain (``rewardkit.finetune.sample.sample_latents`` runs them)."""
+        return guided_step_indices(self.steps, num_steps)
 
     def step(
         self,
@@ -91,27 +95,3 @@ class RewardGuidance:
         moved = clean + self.scale * torch.cat(gradients)
         return adapter.add_noise(moved, noise, next_level), torch.cat(rewards)
 
-
-def sample_latents(
-    adapter: VideoDiffusionAdapter,
-    conditioning: Conditioning,
-    noise: torch.Tensor,
-    num_steps: int,
-    guidance_scale: float,
-    *,
-    guidance: RewardGuidance | None = None,
-    prompts: Sequence[str] = (),
-    rngs: Sequence[np.random.Generator] = (),
-) -> torch.Tensor:
-    """Clean latents from ``noise`` by the deterministic sampler (DDIM eta 0 / Euler) on the adapter's
-    ``num_steps`` schedule, reward-guided at the steps ``guidance.steps`` names."""
-    levels = adapter.schedule(num_steps)
-    guided = set(guided_step_indices(guidance.steps, num_steps)) if guidance is not None else set()
-    latents = noise
-    for index, (level, next_level) in enumerate(zip(levels[:-1], levels[1:], strict=True)):
-        if index in guided:
-            latents, _ = guidance.step(adapter, latents, level, next_level, conditioning, guidance_scale, prompts, rngs)
-        else:
-            with torch.no_grad():
-                latents = adapter.step(latents, level, next_level, conditioning, guidance_scale)
-    return latents

@@ -1,15 +1,23 @@
-"""``rewardkit sample``: videos of a model (optionally with a LoRA and reward guidance) for a prompt list.
+"""Sampling: the one loop every sampler in rewardkit runs, and ``rewardkit sample`` on top of it.
 
-Each prompt gets ``num_per_prompt`` videos named VBench-style, ``{prompt}-{i}.mp4`` in ``out``, so
-``rewardkit eval`` and ``rewardkit score`` read their prompts from the names. A prompt that cannot be a
-file name (it holds ``/`` or is longer than 200 bytes) is written under a shortened name with a sidecar
-``NAME.txt`` holding the exact prompt (which both read first). Video ``i`` of a prompt depends only on
-``(prompt, i, seed)``: its initial noise (and the guidance's frame draws) come from a generator seeded
-with a hash of the three, so a resumed run, another batch size or another process count writes the same
-video. Existing videos are kept (resume); under ``accelerate launch`` / ``torchrun`` every process
-samples its share of the videos (every N-th of the full list) on its own device. When rewards are named,
-the videos are scored by the scoring engine (``rewardkit.scoring.score``) into ``out/results.csv``, the
-``rewardkit score`` table (resumable too).
+``sample_latents`` denoises a batch of videos (one prompt each; K videos of a prompt are K entries) on
+an adapter of either family: the deterministic sampler (DDIM eta 0 / Euler), DDIM's ``eta`` / the
+Flow-GRPO SDE on chosen steps with each stochastic step's Gaussian log-probability recorded (GRPO), and
+reward guidance at chosen steps (``rewardkit.finetune.guidance``). The trainer's sample videos, every
+objective's samples (``Objective.sample``: ``online_dpo``, ``rwr`` rollouts, ``reward_backprop``'s
+editing starts), GRPO's rollouts and the command below all call it.
+
+``rewardkit sample`` (``sample_videos``): each prompt gets ``num_per_prompt`` videos named VBench-style,
+``{prompt}-{i}.mp4`` in ``out``, so ``rewardkit eval`` and ``rewardkit score`` read their prompts from
+the names. A prompt that cannot be a file name (it holds ``/`` or is longer than 200 bytes) is written
+under a shortened name with a sidecar ``NAME.txt`` holding the exact prompt (which both read first).
+Video ``i`` of a prompt depends only on ``(prompt, i, seed)``: its initial noise (and the guidance's
+frame draws) come from a generator seeded with a hash of the three (``seeded_noise``), so a resumed
+run, another batch size or another process count writes the same video. Existing videos are kept
+(resume); under ``accelerate launch`` / ``torchrun`` every process samples its contiguous share of the
+videos (``rewardkit.distributed``) on its own device. When rewards are named, the videos are scored by
+the scoring engine (``rewardkit.scoring.score``) into ``out/results.csv``, the ``rewardkit score`` table
+(resumable too).
 """
 
 from __future__ import annotations
@@ -20,15 +28,105 @@ import hashlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from rewardkit.errors import UserInputError
+from rewardkit.finetune.models.base import Conditioning, VideoDiffusionAdapter
+from rewardkit.finetune.objectives.losses import gaussian_log_prob
 
-__all__ = ["SampleJob", "SampleRun", "read_prompts", "video_stem", "sample_jobs", "load_sampler_model", "sample_videos"]
+if TYPE_CHECKING:
+    from rewardkit.finetune.guidance import RewardGuidance
+
+__all__ = [
+    "Samples", "sample_latents", "seeded_noise",
+    "SampleJob", "SampleRun", "read_prompts", "video_stem", "sample_jobs", "load_sampler_model", "sample_videos",
+]
+
+
+@dataclass
+class Samples:
+    """What ``sample_latents`` returns: one row per video."""
+
+    latents: torch.Tensor
+    """The clean latents ``[N, ...]`` (float32)."""
+    conditioning: Conditioning
+    """The prompts' conditioning (with the negative prompt's when classifier-free guidance is on)."""
+    levels: torch.Tensor
+    """The chain's ``D + 1`` levels, noisiest first."""
+    chain: list[torch.Tensor] = field(default_factory=list)
+    """With ``record``: the latents before every step and after the last (``D + 1``, float32)."""
+    log_probs: dict[int, torch.Tensor] = field(default_factory=dict)
+    """With ``record``: step index -> ``[N]`` Gaussian log-probability (mean over latent elements, float32)
+    of the transition taken, for every stochastic step."""
+
+
+def seeded_noise(adapter: VideoDiffusionAdapter, seeds: Sequence[int]) -> torch.Tensor:
+    """Initial noise ``[N, ...]`` (CPU), video ``i``'s drawn from a generator seeded with ``seeds[i]``, so a
+    video's noise does not depend on its batch or process."""
+    return torch.cat([torch.randn(adapter.latent_shape(1), generator=torch.Generator().manual_seed(seed)) for seed in seeds])
+
+
+def sample_latents(
+    adapter: VideoDiffusionAdapter,
+    prompts: Sequence[str],
+    *,
+    num_steps: int,
+    guidance_scale: float,
+    negative_prompt: str = "",
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    eta: float = 0.0,
+    sde_steps: Sequence[int] | None = None,
+    record: bool = False,
+    guidance: RewardGuidance | None = None,
+    rngs: Sequence[np.random.Generator] = (),
+) -> Samples:
+    """Denoise one video per entry of ``prompts`` on the adapter's ``num_steps`` schedule, without gradients
+    (except a guided step's reward gradient).
+
+    ``noise``: the initial latents (default: drawn from ``generator``, then moved to ``device``).
+    ``eta``: the stochasticity of the steps ``sde_steps`` (default: every step), the adapter's
+    ``sde_step`` (DDPM: DDIM eta; flow: the Flow-GRPO SDE's ``a``); the other steps are deterministic
+    (DDIM eta 0 / Euler). The SDE noise comes from ``generator``. ``record``: keep the chain and the
+    log-probabilities of the stochastic steps (GRPO). ``guidance``: reward guidance at its steps (a
+    guided step is deterministic; ``rngs``, one per video, draw its frames)."""
+    videos = list(prompts)
+    conditioning = adapter.encode_prompts(videos, negative_prompt, guidance_scale != 1.0)
+    if noise is None:
+        noise = torch.randn(adapter.latent_shape(len(videos)), generator=generator)
+    if device is not None:
+        noise = noise.to(device)
+    if noise.shape[0] != len(videos):
+        raise ValueError(f"got initial noise for {noise.shape[0]} videos and {len(videos)} prompts")
+    levels = adapter.schedule(num_steps)
+    guided = set(guidance.step_indices(num_steps)) if guidance is not None else set()
+    stochastic = set(range(num_steps) if sde_steps is None else sde_steps)
+    latents = noise
+    samples = Samples(latents, conditioning, levels, [latents] if record else [])
+    for index in range(num_steps):
+        level, next_level = levels[index], levels[index + 1]
+        if index in guided:
+            latents, _ = guidance.step(adapter, latents, level, next_level, conditioning, guidance_scale, videos, rngs)
+        else:
+            noise_level = eta if index in stochastic else 0.0
+            with torch.no_grad():
+                latents, mean, std = adapter.sde_step(
+                    latents, level, next_level, conditioning, guidance_scale, noise_level=noise_level, generator=generator
+                )
+                latents = latents.float()
+                if record and noise_level > 0 and bool((std > 0).all()):
+                    samples.log_probs[index] = gaussian_log_prob(latents, mean, std)
+        if record:
+            samples.chain.append(latents)
+    samples.latents = latents
+    return samples
+
 
 MAX_NAME_BYTES = 200
 """Longest prompt kept whole in a file name (file systems allow 255 bytes; the suffix needs a few)."""
@@ -169,6 +267,7 @@ def sample_videos(
     the RMS change of the clean latent per guided step; ``rewardkit.finetune.guidance``). ``rewards``: specs the videos are scored with into
     ``out/results.csv`` (``weights``: reward name -> local weights path, as ``rewardkit score``).
     """
+    from rewardkit.distributed import processes
     from rewardkit.finetune.guidance import RewardGuidance
     from rewardkit.finetune.objectives.reward_backprop import build_reward_function, check_reward_specs
     from rewardkit.registry import parse_device
@@ -196,25 +295,23 @@ def sample_videos(
     cfg = cfg if cfg is not None else (objective.guidance_scale if objective is not None else 5.0)
     negative_prompt = negative_prompt if negative_prompt is not None else (objective.negative_prompt if objective is not None else "")
 
-    rank, world = _process_rank()
-    device_name = parse_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device_name.type == "cuda" and world > 1 and device_name.index is None:
-        device_name = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # each process its own GPU
+    group = processes()
+    device_name = parse_device(group.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))  # several: each its own GPU
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = sample_jobs(prompt_list, num_per_prompt, seed, out)
-    mine = [job for position, job in enumerate(jobs) if position % world == rank and not job.path.is_file()]
+    mine = [job for job in group.split(jobs) if not job.path.is_file()]  # shares of the whole list: the same on every process
     run = SampleRun(videos=[job.path for job in jobs], written=[])
     if mine:
         reward_guidance = None
         if guidance is not None:
             reward = build_reward_function([guidance], frames=guidance_frames, weighting="mean", device=device_name, differentiable=True)
             reward_guidance = RewardGuidance(reward, 0.1 if guidance_scale is None else guidance_scale, guidance_steps or "all")
-        _sample(mine, run, config, lora, steps, cfg, negative_prompt, batch_size, device_name, fps, progress and rank == 0, reward_guidance)
+        _sample(mine, run, config, lora, steps, cfg, negative_prompt, batch_size, device_name, fps, progress and group.is_main, reward_guidance)
         if reward_guidance is not None:
             run.guided_decoded_frames, run.guided_backward_passes = reward_guidance.decoded_frames, reward_guidance.backward_passes
-    _barrier(world)  # every video exists before any process scores
-    if rewards and rank == 0:  # one writer: `score` locks its --out, and every video is here now
+    group.barrier()  # every video exists before any process scores
+    if rewards and group.is_main:  # one writer: `score` locks its --out, and every video is here now
         from rewardkit.scoring import score
 
         run.results = score([str(path) for path in run.videos], list(rewards), device=str(device_name), out=out / "results.csv",
@@ -226,7 +323,6 @@ def _sample(jobs, run, config, lora, steps, cfg, negative_prompt, batch_size, de
     """Sample ``jobs`` in batches and write their videos (the model loads only when there is work)."""
     from tqdm.auto import tqdm
 
-    from rewardkit.finetune.guidance import sample_latents
     from rewardkit.finetune.lora import load_lora
     from rewardkit.finetune.models import load_model
     from rewardkit.video.io import write_video
@@ -238,13 +334,12 @@ def _sample(jobs, run, config, lora, steps, cfg, negative_prompt, batch_size, de
     bar = tqdm(total=len(jobs), desc="sample", unit="video", file=sys.stderr, disable=not progress)
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start : start + batch_size]
-        prompts = [job.prompt for job in batch]
-        conditioning = adapter.encode_prompts(prompts, negative_prompt, cfg != 1.0)
-        noise = torch.cat([torch.randn(adapter.latent_shape(1), generator=torch.Generator().manual_seed(job.seed)) for job in batch]).to(device)
-        rngs = [np.random.default_rng(job.seed) for job in batch]
-        latents = sample_latents(adapter, conditioning, noise, steps, cfg, guidance=guidance, prompts=prompts, rngs=rngs)
+        seeds = [job.seed for job in batch]
+        samples = sample_latents(adapter, [job.prompt for job in batch], num_steps=steps, guidance_scale=cfg, negative_prompt=negative_prompt,
+                                 noise=seeded_noise(adapter, seeds), device=device, guidance=guidance,
+                                 rngs=[np.random.default_rng(seed) for seed in seeds])
         with torch.no_grad():
-            videos = adapter.decode_all(latents)
+            videos = adapter.decode_all(samples.latents)
         for job, video in zip(batch, videos, strict=True):
             frames = (video.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
             partial = job.path.with_name(f".{job.path.stem}.partial.mp4")  # a killed run leaves no half video
@@ -255,21 +350,3 @@ def _sample(jobs, run, config, lora, steps, cfg, negative_prompt, batch_size, de
             run.written.append(job.path)
         bar.update(len(batch))
     bar.close()
-
-
-def _process_rank() -> tuple[int, int]:
-    """(rank, number of processes) under ``accelerate launch`` / ``torchrun``; (0, 1) alone."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    from accelerate import PartialState
-
-    state = PartialState(cpu=not torch.cuda.is_available())
-    return state.process_index, state.num_processes
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        from accelerate import PartialState
-
-        PartialState().wait_for_everyone()

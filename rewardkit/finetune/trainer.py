@@ -7,6 +7,8 @@ One run is one directory (``train.output_dir``)::
                                      ...), grad norm, lr, step time, peak memory (CUDA: max allocated;
                                      CPU: peak RSS)
     checkpoints/step-NNNNNN/         accelerate state (optimizer, scheduler, RNG, scaler) + the LoRA +
+                                     objective-rankR.pt (an online objective's state: online_dpo's
+                                     reference snapshot, GRPO's untrained chunks and window position) +
                                      trainer_state.json (written last: a folder without it is incomplete)
     lora/pytorch_lora_weights.safetensors   the final LoRA (see rewardkit.finetune.lora)
     samples/step-NNNNNN/*.mp4, samples.csv  sample videos (and their rewards when the recipe has rewards)
@@ -44,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rewardkit.errors import UserInputError
 from rewardkit.finetune.config import Recipe, load_recipe, recipe_to_toml
 from rewardkit.finetune.lora import LORA_FILE, add_lora, save_lora
 from rewardkit.finetune.objectives import get_objective
@@ -65,9 +68,15 @@ def checkpoint_problem(folder: Path) -> str | None:
     from safetensors.torch import load_file
 
     try:
-        json.loads((folder / STATE_FILE).read_text())["step"]
+        state = json.loads((folder / STATE_FILE).read_text())
+        state["step"]
     except (OSError, ValueError, KeyError, TypeError):
         return f"no readable {STATE_FILE}"
+    for name in state.get("objective_files", []):
+        try:
+            torch.load(folder / name, map_location="cpu", weights_only=True)
+        except Exception as error:  # truncated or missing
+            return f"{name} is missing or truncated ({type(error).__name__})"
     try:
         load_file(folder / LORA_FILE)
     except Exception as error:  # safetensors raises its own error types for truncated files
@@ -236,6 +245,7 @@ class Trainer:
             accelerator.load_state(str(checkpoint))
             state = json.loads((checkpoint / STATE_FILE).read_text())
             step, micro = state["step"], state["micro_batches"]
+            self._load_objective_state(checkpoint, state.get("objective_files", []))
         self._open_logs(step)
         self.monitor = None
         if train.monitor_rewards:
@@ -373,10 +383,31 @@ class Trainer:
             self.writer.close()
 
     def _checkpoint(self, step: int, micro: int) -> None:
+        accelerator = self.accelerator
         folder = self.run_dir / "checkpoints" / f"step-{step:06d}"
-        self.accelerator.save_state(str(folder))
-        if self.accelerator.is_main_process:
-            (folder / STATE_FILE).write_text(json.dumps({"step": step, "micro_batches": micro}))
+        accelerator.save_state(str(folder))
+        state: dict[str, Any] = {"step": step, "micro_batches": micro}
+        objective_state = self.objective.state_dict()
+        if objective_state:  # every process's own (GRPO's chunks differ by process)
+            path = folder / f"objective-rank{accelerator.process_index}.pt"
+            partial = path.with_name(f".{path.name}.partial")
+            torch.save(objective_state, partial)
+            partial.replace(path)
+            state["objective_files"] = [f"objective-rank{rank}.pt" for rank in range(accelerator.num_processes)]
+        accelerator.wait_for_everyone()  # every process's files exist before the state that completes the folder
+        if accelerator.is_main_process:
+            (folder / STATE_FILE).write_text(json.dumps(state))
+
+    def _load_objective_state(self, checkpoint: Path, files: list[str]) -> None:
+        if not files:
+            return
+        if len(files) != self.accelerator.num_processes:
+            raise UserInputError(
+                f"{checkpoint} holds the {self.config.objective.name} state of {len(files)} process(es); resume it with "
+                f"{len(files)} process(es) (accelerate launch --num_processes {len(files)})"
+            )
+        path = checkpoint / files[self.accelerator.process_index]
+        self.objective.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
 
     def _stop_if_nonfinite(self, step: int, loss: torch.Tensor, batch: dict, details: dict) -> None:
         """Every rank learns whether any rank's loss is NaN/inf (one small gather) and stops before backward,

@@ -64,32 +64,40 @@ class TemporalFlickering(VideoScorer):
 
     def _score_one(self, chunks: Iterable[torch.Tensor]) -> tuple[torch.Tensor, bool | None]:
         """The score (0-d) of one video arriving as chunks ``[k, 3, H, W]`` (uint8, or float in [0, 1]), and
-        the static filter's verdict (None without a filter)."""
-        pair_maes: list[torch.Tensor] = []
+        the static filter's verdict (None without a filter).
+
+        uint8 frames (used exactly as VBench reads them) are compared in integers: the summed absolute
+        differences are exact, so the score is VBench's formula without float32 rounding (it differs from a
+        float32 computation by ~1e-8) and costs a quarter of it. Float frames are scaled back to 0..255 and
+        keep their gradients."""
+        pair_maes: list[torch.Tensor] = []  # float frames
+        total, pairs, last, device = 0, 0, None, None  # uint8 frames: summed |differences|, pairs, last frame
         previous: torch.Tensor | None = None
         check = None if self.static_filter is None else PairStream(self.static_filter)
         count = 0
-        buffers: list[torch.Tensor] = []  # uint8 frames: three float32 frames reused, so the heap does not grow
         for chunk in chunks:
-            for frame in chunk:
-                if frame.dtype == torch.uint8:  # used exactly as VBench reads them
-                    if not buffers or buffers[0].shape != frame.shape:
-                        buffers = [torch.empty(frame.shape, dtype=torch.float32, device=frame.device) for _ in range(3)]
-                    pixels = buffers[0] if previous is not buffers[0] else buffers[1]
-                    pixels.copy_(frame)
-                    if previous is not None:
-                        pair_maes.append(torch.sub(pixels, previous, out=buffers[2]).abs_().mean())
-                else:  # float frames are scaled back to 0..255, with gradients
+            if chunk.dtype == torch.uint8:
+                frames, device = chunk.cpu().numpy(), chunk.device
+                if last is not None:
+                    total += _absdiff_sum(last, frames[0])
+                total += _absdiff_sum(frames[1:], frames[:-1])
+                pairs += len(frames) - (last is None)
+                last = frames[-1]
+            else:
+                for frame in chunk:
                     pixels = frame * 255.0
                     if previous is not None:
                         pair_maes.append((pixels - previous).abs().mean())
-                previous = pixels
+                    previous = pixels
             count += len(chunk)
             if check is not None:
                 check.update(videos_to_uint8(chunk[None])[0])
-        if not pair_maes:
+        if count < 2:
             raise ValueError(f"temporal_flickering compares consecutive frames and needs at least 2, got {count}")
-        score = (255.0 - torch.stack(pair_maes).mean()) / 255.0
+        if pair_maes:
+            score = (255.0 - torch.stack(pair_maes).mean()) / 255.0
+        else:
+            score = torch.tensor((255.0 - total / (pairs * last.size)) / 255.0, dtype=torch.float32, device=device)
         return score, None if check is None else static_verdict(check)
 
     def score_sampled(
@@ -122,6 +130,14 @@ class TemporalFlickering(VideoScorer):
         if static is False:
             raise NotApplicable(_moving_message([0]), scores=torch.tensor([torch.nan]))
         return {"score": float(score)}
+
+
+def _absdiff_sum(a: np.ndarray, b: np.ndarray) -> int:
+    """The sum of ``|a - b|`` over every element of two uint8 arrays, exact (no widening copy; summed flat, in
+    memory order, which numpy does several times faster than over the array's axes)."""
+    difference = np.maximum(a, b)
+    difference -= np.minimum(a, b)
+    return int(difference.ravel(order="K").sum(dtype=np.uint64))
 
 
 def _moving_message(moving: list[int]) -> str:

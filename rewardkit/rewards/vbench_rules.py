@@ -1,9 +1,9 @@
 """VBench's decision rules for its semantic dimensions, as pure functions of the models' outputs.
 
 Each follows the named function of VBench (https://github.com/Vchitect/VBench, commit 45e79ec), quirks
-included. Tag2Text, which feeds scene, is ``rewardkit.rewards.tag2text``; the models of the others (UMT for
-human_action, GRiT for object_class, multiple_objects, color and spatial_relationship) are not part of
-rewardkit yet.
+included. Tag2Text, which feeds scene, is ``rewardkit.rewards.tag2text``; GRiT, which feeds object_class,
+multiple_objects, color and spatial_relationship, is ``rewardkit.rewards.grit`` (its ``dimension_score``
+applies the rules below to its detections); UMT (human_action) is built separately.
 
 - human_action (``human_action.py``): the label is parsed from the file name; the video is correct when
   the label equals one of the top-5 Kinetics-400 classes whose sigmoid score, rounded to 4 decimals, is at

@@ -44,6 +44,7 @@ from rewardkit.video.io import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
     DecodeError,
+    Media,
     check_decode_device,
     iter_frames,
     media_kind,
@@ -255,16 +256,21 @@ class _DecodeDataset(Dataset):
                         for index in indices
                     })
                     frames = dict(zip(union, media.read(union), strict=True)) if union else {}
+                    streamed = {  # weight-free streaming rewards score here, through the same open
+                        position: _score_streaming(plan, item, indices, media)
+                        for position, (plan, indices) in enumerate(zip(self.plans, wanted, strict=True))
+                        if plan.scorer is not None and isinstance(indices, list) and info.kind != "image"
+                    }
                 # Rewards whose preprocessing agrees (equal ``key``) share each preprocessed frame and,
                 # for the same frames, the stacked tensor (sent to the main process once).
                 shared: dict[Any, torch.Tensor] = {}
-                for plan, indices in zip(self.plans, wanted, strict=True):
+                for position, (plan, indices) in enumerate(zip(self.plans, wanted, strict=True)):
                     if isinstance(indices, Exception):
                         result["per_slot"].append(indices)
                     elif plan.modality == "video" and info.kind == "image":
                         result["per_slot"].append(None)  # not applicable: a still image has no time axis
                     elif plan.scorer is not None:
-                        result["per_slot"].append(_score_streaming(plan, item, indices, info.num_frames))
+                        result["per_slot"].append(streamed[position])
                     elif plan.streams:
                         result["per_slot"].append((indices, None))  # decoded while scored, in the main process
                     elif plan.modality == "video":
@@ -299,13 +305,13 @@ def shared_preprocess(preprocess: Any, frames: Mapping[int, np.ndarray], indices
     return shared[stacked]
 
 
-def _score_streaming(plan: FramePlan, item: MediaItem, indices: list[int], num_frames: int) -> tuple[list[int], dict[str, float]] | Exception:
-    """A weight-free streaming reward's outputs for one file, decoded chunk by chunk here in the worker."""
+def _score_streaming(plan: FramePlan, item: MediaItem, indices: list[int], media: Media) -> tuple[list[int], dict[str, float]] | Exception:
+    """A weight-free streaming reward's outputs for one open file, decoded chunk by chunk here in the worker."""
     scorer = plan.scorer
     try:
         with torch.inference_mode():
-            frames = iter_frames(item.path, indices, scorer.stream_chunk)
-            return indices, scorer.score_stream(frames, indices, num_frames, item.prompt, plan.score_rng(item.path))
+            frames = media.iter_frames(indices, scorer.stream_chunk)
+            return indices, scorer.score_stream(frames, indices, media.info.num_frames, item.prompt, plan.score_rng(item.path))
     except (ValueError, RuntimeError, DecodeError, OSError) as error:  # NotApplicable (a ValueError) included
         return error
 
@@ -454,7 +460,8 @@ class Engine:
         items = [item for item in items if any(self.key(item, slot) not in self.finished for slot in self.slots)]
         if not items:
             return
-        workers = default_workers(len(items)) if workers is None else workers
+        if workers is None:
+            workers = default_workers(len(items), main_scores=any(slot.plan.scorer is None for slot in self.slots))
         video_backend()  # loads torchcodec once here rather than in every forked worker
         # CUDA does not survive a fork: with --decode-device cuda decoding runs in this process
         decoded_files = _decoded_files(_DecodeDataset(items, self.slots, decode_device), workers, decode_device == "cpu")
@@ -838,11 +845,13 @@ def compile_called_modules(module: torch.nn.Module, step: Callable[[], Any]) -> 
     return len(outermost)
 
 
-# Starting a DataLoader worker process costs about what decoding this many small clips does (measured
-# in benchmarks/bench_eval.py), so smaller jobs decode in the main process.
+# Starting another DataLoader worker process costs about what decoding this many small clips does (measured
+# in benchmarks/bench_eval.py), so smaller jobs decode in one worker without read-ahead (``workers=0``).
 FILES_PER_WORKER = 16
 
 
-def default_workers(files: int) -> int:
-    """Decoding workers for ``files`` files: one per ``FILES_PER_WORKER`` files, at most cores - 1 and 4."""
-    return max(0, min(4, (os.cpu_count() or 1) - 1, files // FILES_PER_WORKER))
+def default_workers(files: int, main_scores: bool = True) -> int:
+    """Decoding workers for ``files`` files: one per ``FILES_PER_WORKER`` files, at most 4 and cores - 1, or
+    every core when the main process has nothing to score (``main_scores`` False: every reward scores in
+    the workers as they decode, as the weight-free streaming metrics do)."""
+    return max(0, min(4, (os.cpu_count() or 1) - main_scores, files // FILES_PER_WORKER))

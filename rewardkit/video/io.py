@@ -201,7 +201,7 @@ def _image_to_rgb(image: Image.Image) -> np.ndarray:
         gray = np.asarray(image, dtype=np.float64)
         gray = np.clip(np.rint(gray / 257.0), 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy, as every other source gives
 
 
 def _probe_image(path: Path) -> tuple[int, int, int]:
@@ -645,10 +645,26 @@ class Media:
         if wanted is not None:
             _check_indices(wanted, self.info.num_frames)
         frames = self._source.read(wanted)
-        if order is None:
+        if order is None or order == wanted:  # in order, no repeats: as decoded, without a copy
             return frames
         row = {index: position for position, index in enumerate(wanted)}
         return frames[[row[i] for i in order]]
+
+    def iter_frames(self, indices: Sequence[int] | None = None, chunk: int = 16) -> Iterator[np.ndarray]:
+        """Frames at ``indices`` (strictly increasing; None = every frame) as uint8 ``[k, H, W, 3]`` arrays of
+        at most ``chunk`` frames, in order (see :func:`iter_frames`); with PyAV decoded sequentially from the
+        first frame, converting only the wanted frames; other backends read ``chunk`` frames per call."""
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1 frame, got {chunk}")
+        wanted = list(range(self.info.num_frames)) if indices is None else _normalize_indices(indices)
+        if any(b <= a for a, b in zip(wanted[:-1], wanted[1:], strict=True)):
+            raise ValueError("iter_frames reads frames in order: indices must be strictly increasing")
+        _check_indices(wanted, self.info.num_frames)
+        if isinstance(self._source, _PyAVVideo):
+            yield from _pyav_chunks(self._source, wanted, chunk)
+        else:
+            for start in range(0, len(wanted), chunk):
+                yield self.read(wanted[start : start + chunk])
 
     def close(self) -> None:
         self._source.close()
@@ -729,23 +745,12 @@ def iter_frames(path: PathLike, indices: Sequence[int] | None = None, chunk: int
     """Yield the frames at ``indices`` (strictly increasing; None = every frame) as uint8 ``[k, H, W, 3]``
     RGB arrays of at most ``chunk`` frames, in order, holding no more than one chunk at a time.
 
-    The file is opened once (:func:`open_media`); with PyAV it is decoded sequentially from the first frame,
-    converting only the wanted frames; other backends read ``chunk`` frames per call. Raises as
+    The file is opened once (:func:`open_media`), then read by :meth:`Media.iter_frames`. Raises as
     :func:`read_frames` does, and ValueError for indices that are not strictly increasing or a ``chunk``
     below 1.
     """
-    if chunk < 1:
-        raise ValueError(f"chunk must be at least 1 frame, got {chunk}")
     with open_media(path) as media:
-        wanted = list(range(media.info.num_frames)) if indices is None else _normalize_indices(indices)
-        if any(b <= a for a, b in zip(wanted[:-1], wanted[1:], strict=True)):
-            raise ValueError("iter_frames reads frames in order: indices must be strictly increasing")
-        _check_indices(wanted, media.info.num_frames)
-        if isinstance(media._source, _PyAVVideo):
-            yield from _pyav_chunks(media._source, wanted, chunk)
-        else:
-            for start in range(0, len(wanted), chunk):
-                yield media.read(wanted[start : start + chunk])
+        yield from media.iter_frames(indices, chunk)
 
 
 def _pyav_chunks(video: _PyAVVideo, wanted: list[int], chunk: int) -> Iterator[np.ndarray]:
@@ -753,6 +758,7 @@ def _pyav_chunks(video: _PyAVVideo, wanted: list[int], chunk: int) -> Iterator[n
     frames: list[np.ndarray] = []
     wanted_set, last, decoded, converted = set(wanted), wanted[-1], 0, 0
     try:
+        video._rewind()  # the file may have been read before through the same open
         for index, frame in enumerate(video._decoded()):
             decoded = index + 1
             if index in wanted_set:

@@ -133,12 +133,22 @@ class Objective(ABC):
         """The row to log (every process calls this: ``gather`` is a collective)."""
 
     def sample(self, prompts: Sequence[str], generator: torch.Generator) -> torch.Tensor:
-        """Clean latents of the current model for ``prompts`` (the recipe's sampler), no gradients."""
-        config, adapter = self.config, self.adapter
-        conditioning = adapter.encode_prompts(prompts, config.negative_prompt, config.guidance_scale != 1.0)
-        latents = torch.randn(adapter.latent_shape(len(prompts)), generator=generator).to(self.device)
-        levels = adapter.schedule(config.num_inference_steps)
-        with torch.no_grad():
-            for level, next_level in zip(levels[:-1], levels[1:], strict=True):
-                latents = adapter.step(latents, level, next_level, conditioning, config.guidance_scale, eta=config.eta, generator=generator)
-        return latents
+        """Clean latents of the current model, one video per entry of ``prompts`` (the recipe's sampler:
+        ``rewardkit.finetune.sample.sample_latents``), no gradients; the noise comes from ``generator``."""
+        from rewardkit.finetune.sample import sample_latents  # it imports the objectives' losses
+
+        config = self.config
+        return sample_latents(
+            self.adapter, prompts, num_steps=config.num_inference_steps, guidance_scale=config.guidance_scale,
+            negative_prompt=config.negative_prompt, eta=config.eta, generator=generator, device=self.device,
+        ).latents
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must hold for this objective (this process's) to continue exactly: tensors,
+        lists, dicts, numbers and strings (loaded with ``weights_only=True``); empty when nothing."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state_dict()``'s value (a resumed run)."""
+        if state:
+            raise ValueError(f"objective {self.config.name!r} keeps no state, but the checkpoint holds {sorted(state)}")

@@ -28,7 +28,11 @@ disabled) when ``kl_beta > 0``. Classifier-free guidance in rollouts and trainin
 The first update of a rollout is on-policy: its ratio is exactly 1. With ``updates_per_rollout = N`` the
 rollout's videos are split into N chunks, one optimizer step each (the later chunks are off-policy and
 the clip bounds their ratio); the batches drawn while a rollout's chunks are trained are not rolled out.
-On resume a rollout's pending chunks are dropped and the next step rolls out afresh.
+A checkpoint holds each process's chunks not yet trained and the number of rollouts so far (the window's
+position), so a resumed run continues with the same updates as an uninterrupted one.
+
+The rollout is ``rewardkit.finetune.sample.sample_latents`` with ``record=True``, the loop every sampler
+of the project runs.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import numpy as np
 import torch
 
 from rewardkit.errors import UserInputError
+from rewardkit.finetune.models.base import Conditioning
 from rewardkit.finetune.objectives import register_objective
 from rewardkit.finetune.objectives.base import Gather, Objective, ObjectiveConfig, Processes, option
 from rewardkit.finetune.objectives.losses import (
@@ -48,6 +53,7 @@ from rewardkit.finetune.objectives.losses import (
     group_advantages,
     sde_kl,
 )
+from rewardkit.finetune.sample import sample_latents, seeded_noise
 
 __all__ = ["GRPOConfig", "GRPO", "deal_groups", "gathered_advantages"]
 
@@ -169,43 +175,41 @@ class GRPO(Objective):
         prompts = [every_prompt[j // size] for j in mine.tolist()]
         # A seed every process agrees on (rank 0's draw), so a group's shared noise is the same everywhere.
         seed = int(processes.gather(torch.randint(0, 2**62, (1,), generator=generator).to(self.device))[0])
-        shape = adapter.latent_shape(1)[1:]
         keys = [j // size if config.same_noise else len(every_prompt) + j for j in mine.tolist()]
-        latents = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed + key)) for key in keys]).to(self.device)
-        guided = config.rollout_guidance_scale != 1.0
-        conditioning = adapter.encode_prompts(prompts, config.negative_prompt, guided)
-        levels = adapter.schedule(config.num_inference_steps)
-        count = len(levels) - 1
-        stochastic = self._stochastic_steps(count)
-        chain, log_probs, trainable = [latents], {}, []
+        samples = sample_latents(
+            adapter, prompts, num_steps=config.num_inference_steps, guidance_scale=config.rollout_guidance_scale,
+            negative_prompt=config.negative_prompt, noise=seeded_noise(adapter, [seed + key for key in keys]), device=self.device,
+            generator=generator, eta=config.noise_level, sde_steps=self._stochastic_steps(config.num_inference_steps), record=True,
+        )
         with torch.no_grad():
-            for index in range(count):
-                noise_level = config.noise_level if index in stochastic else 0.0
-                latents, mean, std = adapter.sde_step(
-                    latents, levels[index], levels[index + 1], conditioning, config.rollout_guidance_scale, noise_level=noise_level, generator=generator
-                )
-                latents = latents.float()
-                chain.append(latents)
-                if noise_level > 0 and bool((std > 0).all()):
-                    trainable.append(index)
-                    log_probs[index] = gaussian_log_prob(latents, mean, std)
-            rewards, reward_details = self.reward(latents, adapter, prompts, rng)
-        wanted = config.trained_step_count()
+            rewards, reward_details = self.reward(samples.latents, adapter, prompts, rng)
+        trainable, wanted = sorted(samples.log_probs), config.trained_step_count()
         if len(trainable) < wanted:
-            raise UserInputError(f"only {len(trainable)} of the {count} rollout steps are stochastic; lower objective.train_fraction / window_size")
+            raise UserInputError(
+                f"only {len(trainable)} of the {config.num_inference_steps} rollout steps are stochastic; lower objective.train_fraction / window_size"
+            )
         chosen = sorted(rng.choice(trainable, wanted, replace=False).tolist()) if config.train_steps == "random" else trainable
         rewards = rewards.detach().float()
         advantages, global_rewards = gathered_advantages(rewards.to(self.device), len(every_prompt), size, processes, config.advantage_clip)
         self.rollouts += 1
         rollout = {
-            "prompts": prompts, "conditioning": conditioning, "levels": levels, "chain": chain, "steps": chosen,
-            "log_probs": {index: log_probs[index] for index in chosen}, "rewards": rewards, "advantages": advantages,
+            "prompts": prompts, "conditioning": samples.conditioning, "levels": samples.levels, "chain": samples.chain, "steps": chosen,
+            "log_probs": {index: samples.log_probs[index] for index in chosen}, "rewards": rewards, "advantages": advantages,
             "group_std": global_rewards.view(-1, size).std(1, unbiased=False),
             "reward_terms": {key: value for key, value in reward_details.items() if key.startswith("reward_")},
         }
         chunks = self._split(rollout, config.updates_per_rollout)
         self.pending = chunks[1:]
         return chunks[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The rollouts so far (the window's position) and this process's chunks not yet trained."""
+        plain = lambda c: {"positive": c.positive, "negative": c.negative}  # noqa: E731 - loadable with weights_only
+        return {"rollouts": self.rollouts, "pending": [{**chunk, "conditioning": plain(chunk["conditioning"])} for chunk in self.pending]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rollouts = state["rollouts"]
+        self.pending = [{**chunk, "conditioning": Conditioning(**chunk["conditioning"])} for chunk in state["pending"]]
 
     @staticmethod
     def _split(rollout: dict[str, Any], chunks: int) -> list[dict[str, Any]]:

@@ -18,8 +18,8 @@ models, Flow-DPO on flow models: the same code as the offline ``dpo`` objective)
 sharing one noise and one level, averaged over the kept pairs. The reference is the learner's LoRA as it
 was at the last refresh, taken every ``reference_refresh`` optimizer steps (OnlineVPO's "curriculum
 preference update"); 0 keeps the initial model (the LoRA disabled) as the reference for the whole run,
-i.e. DPO on fixed-reference on-policy data. The snapshot is not checkpointed: after a resume the
-reference is the initial model again until the next refresh. Groups stay on their process (each process samples
+i.e. DPO on fixed-reference on-policy data. A checkpoint holds the snapshot and the number of rollouts
+(when the next refresh is due), so a resumed run has the same reference. Groups stay on their process (each process samples
 its own prompts' groups); the logged statistics are gathered from all processes.
 """
 
@@ -138,6 +138,18 @@ class OnlineDPO(Objective):
             with torch.no_grad():
                 for parameter, value in zip(self.lora, current, strict=True):
                     parameter.copy_(value)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The rollouts so far (when the next refresh is due) and the reference's LoRA snapshot (None: the
+        initial model)."""
+        return {"rollouts": self.rollouts, "snapshot": self.snapshot}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        snapshot = state["snapshot"]
+        if snapshot is not None and [value.shape for value in snapshot] != [parameter.shape for parameter in self.lora]:
+            raise UserInputError("the checkpoint's reference snapshot does not fit this model's LoRA (lora.rank or target_modules changed?)")
+        self.rollouts = state["rollouts"]
+        self.snapshot = None if snapshot is None else [value.to(parameter) for value, parameter in zip(snapshot, self.lora, strict=True)]
 
     def rollout(self, batch: dict[str, Any], generator: torch.Generator, rng: np.random.Generator) -> dict[str, Any]:
         config = self.config

@@ -199,14 +199,13 @@ class RewardBackprop:
     def sample(
         self, adapter: VideoDiffusionAdapter, prompts: Sequence[str], generator: torch.Generator, device: torch.device
     ) -> torch.Tensor:
-        """A clean sample of the current model (full chain, no gradients)."""
-        conditioning = adapter.encode_prompts(prompts, self.negative_prompt, self.guided)
-        latents = torch.randn(adapter.latent_shape(len(prompts)), generator=generator).to(device)
-        levels = adapter.schedule(self.num_inference_steps)
-        with torch.no_grad():
-            for level, next_level in zip(levels[:-1], levels[1:], strict=True):
-                latents = adapter.step(latents, level, next_level, conditioning, self.guidance_scale, eta=self.eta, generator=generator)
-        return latents
+        """A clean sample of the current model (full chain, no gradients; ``rewardkit.finetune.sample``)."""
+        from rewardkit.finetune.sample import sample_latents
+
+        return sample_latents(
+            adapter, prompts, num_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
+            negative_prompt=self.negative_prompt, eta=self.eta, generator=generator, device=device,
+        ).latents
 
     def run_chain(self, adapter: VideoDiffusionAdapter, latents: torch.Tensor, conditioning, levels: torch.Tensor, generator=None) -> torch.Tensor:
         """Denoise through ``levels`` (the last one is where the chain ends); only the last K steps build a
@@ -329,6 +328,3 @@ class RewardBackpropObjective(Objective):
             row.update(frame_weight_mean=weights.mean().item(), frame_weight_min=weights.min().item(), frame_weight_max=weights.max().item())
         row["decoded_frames"] = details["decoded_frames"]
         return row
-
-    def sample(self, prompts, generator):
-        return self.engine.sample(self.adapter, prompts, generator, self.device)
