@@ -112,9 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(default segmental:4, the first frame of each of 4 segments)",
     )
     scoring.add_argument("--weighting", default="mean", help="combine frame scores: mean or tar:LAMBDA[:normalized]")
-    scoring.add_argument("--batch-size", type=int, default=8, help="frames per model batch (default 8)")
+    scoring.add_argument(
+        "--batch-size", type=_batch_size, default=8,
+        help="frames per model batch (default 8), or auto: the largest that fits (GPU: halved on out-of-memory; "
+        "CPU: sized by a memory probe on the first frames)",
+    )
     scoring.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
-    scoring.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="model dtype (default fp32)")
+    scoring.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="model dtype (default fp32; "
+                         "the README lists each reward's score difference)")
+    scoring.add_argument("--compile", action="store_true", help="torch.compile each reward's networks (a warm-up on the "
+                         "first batch, left out of the rows' seconds; pays off on long GPU runs)")
     scoring.add_argument("--seed", type=int, default=0, help="seed for random frame sampling, 0 or more (default 0)")
     scoring.add_argument("--out", metavar="FILE", help="results table: .csv, .jsonl or .parquet (rerun to resume)")
     scoring.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: one per 16 files, at most cores - 1 and 4; "
@@ -260,6 +267,15 @@ def _run_pairs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _batch_size(value: str) -> int | str:
+    """``--batch-size``: a whole number of frames, at least 1, or ``auto``."""
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of frames, at least 1, or auto; got {value!r}")
+    return int(value)
+
+
 def default_device() -> str:
     """cuda when torch finds a GPU, else cpu (probed only when a command runs, never for --help)."""
     import torch
@@ -393,6 +409,7 @@ def _run_score(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=device,
             dtype=args.dtype,
+            compile_models=args.compile,
             seed=args.seed,
             out=args.out,
             workers=args.workers,

@@ -163,7 +163,14 @@ def frame_to_tensor(frame: np.ndarray) -> torch.Tensor:
 
 class Preprocess:
     """A picklable preprocessing step (it runs in DataLoader workers): ``__call__`` takes one uint8
-    ``[H, W, 3]`` frame, ``batch`` a float ``[B, 3, H, W]`` batch in [0, 1] (differentiable)."""
+    ``[H, W, 3]`` frame, ``batch`` a float ``[B, 3, H, W]`` batch in [0, 1] (differentiable).
+
+    ``key``: steps with equal keys give equal outputs for the same frame, so the scoring engine preprocesses
+    a frame once for every reward whose step has that key (any preprocessing callable may define one)."""
+
+    @property
+    def key(self) -> tuple:
+        return (type(self).__name__, *sorted(vars(self).items()))
 
     def __call__(self, frame: np.ndarray) -> torch.Tensor:
         return self.batch(frame_to_tensor(frame)[None])[0]

@@ -21,7 +21,7 @@ batch 2 and 8, ``dpo`` (pairs of clean latents: 4 denoiser passes, 2 with gradie
 ``torch.cuda.max_memory_allocated`` over the timed steps). A case that runs out of memory is recorded as
 ``"oom"`` and the rest continue.
 
-Run on a GPU machine: ``bash benchmarks/gpu/run.sh`` (writes benchmarks/gpu/results.json). ``--tiny``
+Run on a GPU machine: ``bash benchmarks/gpu/run_finetune.sh`` (writes benchmarks/gpu/results.json). ``--tiny``
 runs the same code on CPU with the tiny test models (tests/test_finetune_wan.py runs it so it cannot rot).
 """
 

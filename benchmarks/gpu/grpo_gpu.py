@@ -11,7 +11,7 @@ loss + backward and the optimizer step), ``rollout_peak_gib`` and ``update_peak_
 (``torch.cuda.max_memory_allocated`` over each phase). The text encoder is a one-layer random UMT5 at the
 real width (it runs once per prompt, outside what is measured); see finetune_gpu.py.
 
-Run on a GPU machine: ``bash benchmarks/gpu/run.sh`` runs issue 9's cases, then this (writes
+Run on a GPU machine: ``bash benchmarks/gpu/run_finetune.sh`` runs issue 9's cases, then this (writes
 benchmarks/gpu/grpo_results.json). ``--tiny`` runs the same code on CPU with the tiny test Wan
 (tests/test_finetune_online.py runs it so it cannot rot).
 """

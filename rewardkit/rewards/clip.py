@@ -110,6 +110,11 @@ class PilTransform:
     def __call__(self, frame: np.ndarray) -> torch.Tensor:
         return self.transform(Image.fromarray(frame, mode="RGB"))
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """Equal for equal steps (torchvision's repr lists each step and its arguments): see ``Preprocess.key``."""
+        return type(self).__name__, repr(self.transform)
+
 
 def open_clip_image_size(model: torch.nn.Module) -> int:
     size = model.visual.image_size

@@ -221,10 +221,13 @@ class MusiqAttention(torch.nn.Module):
             layer(x).view(batch, tokens, self.heads, dim // self.heads).transpose(1, 2)
             for layer in (self.query, self.key, self.value)
         )
-        logits = (q @ k.transpose(-2, -1)) * (dim // self.heads) ** -0.5
+        # pyiqa fills a masked pair's logit with -1000; here -1000 is added (one fused SDPA kernel). Both put
+        # exp(-1000) = 0 on a masked key of a real token; rows of padding tokens differ, and no real token
+        # ever reads them.
         pairs = mask[:, None, :, None] & mask[:, None, None, :]
-        weights = logits.masked_fill(~pairs, MASKED_LOGIT).softmax(dim=-1)
-        return self.out((weights @ v).transpose(1, 2).reshape(batch, tokens, dim))
+        bias = torch.zeros(pairs.shape, dtype=q.dtype, device=q.device).masked_fill_(~pairs, MASKED_LOGIT)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return self.out(attended.transpose(1, 2).reshape(batch, tokens, dim))
 
 
 class MusiqMlp(torch.nn.Module):

@@ -51,6 +51,11 @@ class ProcessorTransform:
     def __call__(self, frame: np.ndarray) -> torch.Tensor:
         return self.image_processor(images=Image.fromarray(frame, mode="RGB"), return_tensors="pt")["pixel_values"][0]
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """Equal for processors with equal settings: see ``rewardkit.transforms.Preprocess.key``."""
+        return type(self).__name__, self.image_processor.to_json_string()
+
 
 class PickScore(ImageScorer):
     """PickScore: ``logit_scale.exp() * cos(image, text)`` with a transformers CLIPModel."""

@@ -14,6 +14,7 @@ the files into its own journal and the main process merges every share into ``ou
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -22,7 +23,7 @@ import sys
 import time
 import warnings
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,15 +56,18 @@ from rewardkit.video.weighting import FrameWeighting, parse_weighting
 from rewardkit.weights import weights_for
 
 __all__ = [
+    "AUTO_BATCH_FRAMES",
     "DECODE_BUDGET_BYTES",
     "Engine",
     "FILES_PER_WORKER",
     "ScorerSlot",
     "WEIGHT_FREE_REWARDS",
+    "auto_batch_frames",
     "build_slots",
     "check_decode_budget",
     "default_workers",
     "score",
+    "shared_preprocess",
 ]
 
 # Scored when no reward is named: they need no weights, so the quick start works offline.
@@ -257,6 +261,9 @@ class _DecodeDataset(Dataset):
                         for position, (plan, indices) in enumerate(zip(self.plans, wanted, strict=True))
                         if plan.scorer is not None and isinstance(indices, list) and info.kind != "image"
                     }
+                # Rewards whose preprocessing agrees (equal ``key``) share each preprocessed frame and,
+                # for the same frames, the stacked tensor (sent to the main process once).
+                shared: dict[Any, torch.Tensor] = {}
                 for position, (plan, indices) in enumerate(zip(self.plans, wanted, strict=True)):
                     if isinstance(indices, Exception):
                         result["per_slot"].append(indices)
@@ -271,7 +278,7 @@ class _DecodeDataset(Dataset):
                         result["per_slot"].append((indices, torch.from_numpy(stacked).permute(0, 3, 1, 2)))
                     else:
                         try:
-                            tensors = torch.stack([plan.preprocess(frames[index]) for index in indices])
+                            tensors = shared_preprocess(plan.preprocess, frames, indices, shared)
                         except Exception as error:  # a preprocessing failure concerns this file only
                             result["per_slot"].append(ValueError(f"preprocessing failed: {error}"))
                             continue
@@ -281,6 +288,21 @@ class _DecodeDataset(Dataset):
         result["warnings"] = [(warning.category, str(warning.message)) for warning in caught]
         result["seconds"] = time.perf_counter() - started
         return result
+
+
+def shared_preprocess(preprocess: Any, frames: Mapping[int, np.ndarray], indices: list[int], shared: dict[Any, torch.Tensor]) -> torch.Tensor:
+    """``preprocess`` of the frames at ``indices``, stacked; reused from ``shared`` when a step with the same
+    ``key`` already made them for another reward (steps without a key are never shared)."""
+    key = getattr(preprocess, "key", None)
+    if key is None:
+        return torch.stack([preprocess(frames[index]) for index in indices])
+    stacked = (key, tuple(indices))
+    if stacked not in shared:
+        for index in indices:
+            if (key, index) not in shared:
+                shared[key, index] = preprocess(frames[index])
+        shared[stacked] = torch.stack([shared[key, index] for index in indices])
+    return shared[stacked]
 
 
 def _score_streaming(plan: FramePlan, item: MediaItem, indices: list[int], media: Media) -> tuple[list[int], dict[str, float]] | Exception:
@@ -312,9 +334,10 @@ def score(
     prompts: str | os.PathLike[str] | Mapping[str, str] | None = None,
     frames: str | FrameSampler = "segmental:4",
     weighting: str | FrameWeighting = "mean",
-    batch_size: int = 8,
+    batch_size: int | str = 8,
     device: str = "cpu",
     dtype: str = "fp32",
+    compile_models: bool = False,
     seed: int = 0,
     out: str | os.PathLike[str] | None = None,
     workers: int | None = None,
@@ -333,10 +356,12 @@ def score(
     an earlier run with the same ``out`` are skipped. ``manifest``: a ``.txt`` / ``.csv`` list of files
     scored after ``paths``, as listed (see ``read_manifest``). ``decode_device="cuda"`` decodes video files
     on the GPU (torchcodec; in the main process, as CUDA does not survive forked workers); each row's
-    ``backend`` says which library decoded the file.
+    ``backend`` says which library decoded the file. ``batch_size="auto"``: the largest batch that fits, per
+    reward (see ``Engine``); ``compile_models``: ``torch.compile`` the modules each reward calls, warmed up on
+    its first batch, which the rows' ``seconds`` leave out.
     """
-    if batch_size < 1:
-        raise UserInputError(f"batch_size must be at least 1, got {batch_size}")
+    if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
+        raise UserInputError(f"batch_size must be a whole number of frames, at least 1, or 'auto'; got {batch_size!r}")
     if seed < 0:
         raise UserInputError(f"seed must be 0 or more, got {seed}")
     if workers is not None and workers < 0:
@@ -368,7 +393,7 @@ def score(
     finished = {
         (row_key(row.path), row.reward, row.options) for row in done.itertuples() if row.status in ("ok", "skipped")
     }
-    engine = Engine(slots, writer, finished)
+    engine = Engine(slots, writer, finished, compile_models=compile_models)
     everything = [MediaItem(path, media_kind(path), *prompt_for(path, table)) for path in media]
     # Only unfinished files are shared out, so a resumed run keeps every process busy.
     todo = [item for item in everything if any(engine.key(item, slot) not in finished for slot in slots)]
@@ -402,19 +427,33 @@ def score(
 
 class Engine:
     """Runs the rewards over decoded files: batches image frames across files, scores videos one by one,
-    and emits one row per file and reward."""
+    and emits one row per file and reward.
 
+    ``batch_size="auto"`` (image rewards; a video reward scores one file at a time): each reward starts at
+    ``AUTO_BATCH_FRAMES`` frames. On a GPU, a batch that runs out of memory is halved and retried until one
+    fits. On a CPU, where running out of memory ends the process instead of raising, the reward's first
+    ``AUTO_PROBE_FRAMES`` frames are scored as a probe: the growth of the process's peak resident memory
+    per frame sets the batch to ``AUTO_MEMORY_FRACTION`` of the available memory (``auto_batch_frames``).
+    ``compile_models``: before a reward's first batch, its calls are recorded, the outermost modules it
+    calls are compiled with ``torch.compile`` and run once on that batch (the warm-up, printed and left out
+    of the rows' ``seconds``)."""
 
-    def __init__(self, slots: Sequence[ScorerSlot], writer: ResultsWriter, finished: set[tuple[str, str, str]]) -> None:
+    def __init__(
+        self, slots: Sequence[ScorerSlot], writer: ResultsWriter, finished: set[tuple[str, str, str]], *, compile_models: bool = False
+    ) -> None:
         self.slots = slots
         self.writer = writer
         self.finished = finished
         self.rows: list[dict[str, Any]] = []
         self.failures = 0
         self.pending = [_Pending() for _ in slots]
+        self.compile_models = compile_models
+        self.warmed_up: set[int] = set()  # slots compiled and warmed up
+        self.warmup_seconds: dict[str, float] = {}
+        self.warmup_total = 0.0
 
     def run(
-        self, items: Sequence[MediaItem], *, batch_size: int, workers: int | None, progress: bool, decode_device: str = "cpu"
+        self, items: Sequence[MediaItem], *, batch_size: int | str, workers: int | None, progress: bool, decode_device: str = "cpu"
     ) -> None:
         from tqdm.auto import tqdm
 
@@ -426,7 +465,9 @@ class Engine:
         video_backend()  # loads torchcodec once here rather than in every forked worker
         # CUDA does not survive a fork: with --decode-device cuda decoding runs in this process
         decoded_files = _decoded_files(_DecodeDataset(items, self.slots, decode_device), workers, decode_device == "cpu")
-        self.batch_size = batch_size
+        self.auto_batch = batch_size == "auto"
+        self.batch_sizes = [AUTO_BATCH_FRAMES if self.auto_batch else int(batch_size)] * len(self.slots)
+        self.probed: set[int] = set()
         self.items = items
         bar = tqdm(total=len(items), unit="file", disable=not progress, dynamic_ncols=True, desc="scoring")
         try:
@@ -477,8 +518,10 @@ class Engine:
                 indices, tensors = payload
                 if slot.needs_prompt and slot.prompt_truncated(item.prompt):
                     base["warning"] = f"prompt truncated to {slot.module.max_prompt_tokens} tokens"
-                started = time.perf_counter()
                 try:
+                    if not isinstance(tensors, dict) and tensors is not None:
+                        self._warm_up(slot_index, functools.partial(self._score_video, slot, item, tensors, indices, decoded["num_frames"]))
+                    started = time.perf_counter()
                     if isinstance(tensors, dict):  # already scored in the worker
                         outputs = tensors
                     else:
@@ -496,7 +539,7 @@ class Engine:
                 if slot.needs_prompt and slot.prompt_truncated(item.prompt):
                     base["warning"] = f"prompt truncated to {slot.module.max_prompt_tokens} tokens"
                 self.pending[slot_index].entries.append((base, tensors, indices))
-                if self.pending[slot_index].frames >= self.batch_size:
+                if self.pending[slot_index].frames >= self.batch_sizes[slot_index]:
                     self._flush(slot_index)
 
     @staticmethod
@@ -522,16 +565,61 @@ class Engine:
             outputs = {"score": module.score_sampled(*arguments, rng=rng)}
         return {key: float(value[0]) for key, value in outputs.items()}
 
-    def _score_frames(self, slot: ScorerSlot, pixel_values: torch.Tensor, prompts: list[str] | None) -> dict[str, torch.Tensor]:
-        """Scores of preprocessed frames, ``batch_size`` at a time: the score plus any named outputs."""
-        chunks = []
-        for start in range(0, len(pixel_values), self.batch_size):
-            chunk = pixel_values[start : start + self.batch_size]
-            chunk_prompts = prompts[start : start + self.batch_size] if prompts is not None else None
+    def _warm_up(self, slot_index: int, step: Callable[[], Any]) -> None:
+        """With ``compile_models``, once per reward: compile the outermost modules ``step`` calls, then run
+        ``step`` once more so that compiling stays out of the timed calls."""
+        if not self.compile_models or slot_index in self.warmed_up:
+            return
+        self.warmed_up.add(slot_index)
+        slot = self.slots[slot_index]
+        started = time.perf_counter()
+        compiled = compile_called_modules(slot.module, step)
+        step()
+        self.warmup_seconds[slot.label] = time.perf_counter() - started
+        self.warmup_total += self.warmup_seconds[slot.label]
+        print(
+            f"{slot.label}: compiled {compiled} module(s); warm-up {self.warmup_seconds[slot.label]:.1f} s (not in the rows' seconds)",
+            file=sys.stderr,
+        )
+
+    def _score_frames(self, slot_index: int, pixel_values: torch.Tensor, prompts: list[str] | None) -> dict[str, torch.Tensor]:
+        """Scores of preprocessed frames, the reward's batch size at a time: the score plus any named outputs.
+        With ``batch_size="auto"`` a batch that runs out of memory is halved and retried; on a CPU the first
+        frames are a memory probe that sets the batch size (see ``Engine``)."""
+        slot = self.slots[slot_index]
+
+        def run(chunk: torch.Tensor, chunk_prompts: list[str] | None) -> dict[str, torch.Tensor]:
             if slot.extra_columns:
-                chunks.append(slot.module.score_preprocessed_details(chunk, chunk_prompts))
-            else:
-                chunks.append({"score": slot.module.score_preprocessed(chunk, chunk_prompts)})
+                return slot.module.score_preprocessed_details(chunk, chunk_prompts)
+            return {"score": slot.module.score_preprocessed(chunk, chunk_prompts)}
+
+        chunks = []
+        start = 0
+        while start < len(pixel_values):
+            size = self.batch_sizes[slot_index]
+            probing = self.auto_batch and slot_index not in self.probed and _device_of(slot.module).type == "cpu"
+            if probing:
+                size = min(size, AUTO_PROBE_FRAMES)
+            chunk = pixel_values[start : start + size]
+            chunk_prompts = prompts[start : start + size] if prompts is not None else None
+            self._warm_up(slot_index, lambda chunk=chunk, chunk_prompts=chunk_prompts: run(chunk, chunk_prompts))
+            try:
+                if probing:
+                    self.probed.add(slot_index)
+                    grown, outputs = resident_peak_growth(lambda chunk=chunk, chunk_prompts=chunk_prompts: run(chunk, chunk_prompts))
+                    if grown is not None:
+                        self.batch_sizes[slot_index] = auto_batch_frames(grown / len(chunk), available_memory())
+                else:
+                    outputs = run(chunk, chunk_prompts)
+            except torch.OutOfMemoryError:
+                if not self.auto_batch or size == 1:
+                    raise
+                self.batch_sizes[slot_index] = max(1, min(size, len(chunk)) // 2)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            chunks.append(outputs)
+            start += len(chunk)
         return {key: torch.cat([chunk[key].float().cpu() for chunk in chunks]) for key in chunks[0]}
 
     def _flush(self, slot_index: int) -> None:
@@ -542,9 +630,9 @@ class Engine:
         entries, pending.entries = pending.entries, []
         pixel_values = torch.cat([tensors for _, tensors, _ in entries])
         prompts = [base["prompt"] for base, tensors, _ in entries for _ in range(len(tensors))]
-        started = time.perf_counter()
+        started, warmups = time.perf_counter(), self.warmup_total
         try:
-            frame_scores = self._score_frames(slot, pixel_values, prompts if slot.needs_prompt else None)
+            frame_scores = self._score_frames(slot_index, pixel_values, prompts if slot.needs_prompt else None)
         except (ValueError, RuntimeError) as error:
             if len(entries) == 1:
                 base = entries[0][0]
@@ -554,7 +642,7 @@ class Engine:
                 pending.entries = [entry]
                 self._flush(slot_index)
             return
-        seconds_per_frame = (time.perf_counter() - started) / len(pixel_values)
+        seconds_per_frame = (time.perf_counter() - started - (self.warmup_total - warmups)) / len(pixel_values)
         offset = 0
         for base, tensors, indices in entries:
             count = len(tensors)
@@ -679,6 +767,82 @@ def _loader(dataset: _DecodeDataset, positions: Sequence[int], workers: int) -> 
 def _device_of(module: torch.nn.Module) -> torch.device:
     parameter = next(module.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
+
+
+# ------------------------------------------------------------------------- batch sizes and compiling
+
+AUTO_BATCH_FRAMES = 256  # where batch_size="auto" starts: the largest batch it tries
+AUTO_PROBE_FRAMES = 4  # the CPU memory probe's batch
+AUTO_MEMORY_FRACTION = 0.5  # of the available memory, the most a CPU batch's peak may take
+
+
+def auto_batch_frames(bytes_per_frame: float, available_bytes: int) -> int:
+    """The CPU rule of ``batch_size="auto"``: as many frames as fit in ``AUTO_MEMORY_FRACTION`` of
+    ``available_bytes`` at ``bytes_per_frame`` each (at least 1 MiB a frame), between 1 and
+    ``AUTO_BATCH_FRAMES``."""
+    frames = int(AUTO_MEMORY_FRACTION * available_bytes // max(bytes_per_frame, 2**20))
+    return max(1, min(AUTO_BATCH_FRAMES, frames))
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``; else free physical pages)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _status_kib(field_name: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field_name}:"):
+            return int(line.split()[1])
+    raise OSError(f"no {field_name} in /proc/self/status")
+
+
+def resident_peak_growth(step: Callable[[], Any]) -> tuple[int | None, Any]:
+    """Run ``step``; return how many bytes the process's peak resident memory rose above its resident
+    memory before it (Linux: the peak is reset through ``/proc/self/clear_refs``), or None where that cannot
+    be measured, and ``step``'s result."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+        before = _status_kib("VmRSS")
+    except OSError:
+        return None, step()
+    result = step()
+    return max(0, _status_kib("VmHWM") - before) * 1024, result
+
+
+def compile_called_modules(module: torch.nn.Module, step: Callable[[], Any]) -> int:
+    """Run ``step`` once, recording which submodules of ``module`` it calls, and ``torch.compile`` the
+    outermost of them in place (``nn.Module.compile``): a reward's own methods (text caches, tokenizers)
+    stay plain Python, the networks they call are compiled. Returns how many modules were compiled."""
+    parents = {child: parent for parent in module.modules() for child in parent.children()}
+    members = set(parents)
+    called: list[torch.nn.Module] = []
+
+    def record(called_module: torch.nn.Module, _inputs: Any) -> None:
+        if called_module in members and called_module not in called:
+            called.append(called_module)
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(record)
+    try:
+        step()
+    finally:
+        handle.remove()
+    chosen = set(called)
+    outermost = []
+    for candidate in called:
+        ancestor = parents.get(candidate)
+        while ancestor is not None and ancestor not in chosen:
+            ancestor = parents.get(ancestor)
+        if ancestor is None:
+            outermost.append(candidate)
+    for candidate in outermost:
+        candidate.compile()
+    return len(outermost)
 
 
 # Starting another DataLoader worker process costs about what decoding this many small clips does (measured
