@@ -24,3 +24,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def empty_caches(tmp_path, monkeypatch):
+    """A Hugging Face cache and a rewardkit cache that hold nothing: other tests in the same process (one
+    pytest-xdist worker runs many files) fill the shared ones."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("REWARDKIT_CACHE", str(tmp_path / "rewardkit"))

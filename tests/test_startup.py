@@ -131,7 +131,7 @@ def test_device_cuda_without_a_gpu_is_one_line_exit_2(reward, capsys, hps_checkp
     assert capsys.readouterr().err.count("\n") == 1
 
 
-def test_missing_weights_fail_at_once_without_network(monkeypatch):
+def test_missing_weights_fail_at_once_without_network(monkeypatch, empty_caches):
     """Not offline, nothing cached, and the network guard refuses connections (as a machine without network
     does): the error comes from the connect check, and the Hub client is never asked to download."""
     import huggingface_hub

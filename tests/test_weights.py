@@ -195,15 +195,6 @@ VARIANTS = [("temporal_flickering", {"static_filter": "raft"}), ("aesthetic", {"
             ("patch", {"base": "pickscore"})]
 
 
-@pytest.fixture
-def empty_caches(tmp_path, monkeypatch):
-    """Offline, with a Hugging Face cache and a rewardkit cache that hold nothing (other tests fill the shared ones)."""
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("REWARDKIT_CACHE", str(tmp_path / "rewardkit"))
-
-
 def _cases():
     from rewardkit import list_rewards
 
