@@ -18,6 +18,7 @@ import torch
 
 from rewardkit.finetune.config import load_recipe
 from rewardkit.testing.finetune import Brightness
+from tests.online_training import train_recording_rewards
 
 RECIPES = Path(__file__).resolve().parents[1] / "finetune"
 PROMPTS = ["a cat walking on grass"]
@@ -46,19 +47,7 @@ def _fresh_rewards(family: str, name: str, overrides: list[str], learning_rate: 
     """The trainer's sequence (rollout -> parts -> backward -> one AdamW step) for ``steps`` steps; each
     step's mean reward of its fresh rollout (taken before that step's update)."""
     objective, parameters = _objective(family, name, overrides)
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
-    history = []
-    for step in range(steps):
-        generator, rng = torch.Generator().manual_seed(step), np.random.default_rng(step)
-        batch = objective.rollout({"prompts": PROMPTS}, generator, rng)
-        history.append(batch["rewards"].mean().item())
-        parts = objective.micro_batches(batch)
-        for part in parts:
-            loss, _ = objective.loss(part, generator, rng)
-            (loss / len(parts)).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return np.array(history)
+    return np.array(train_recording_rewards(objective, parameters, learning_rate, steps, PROMPTS))
 
 
 def _gain(family: str, name: str, overrides: list[str], learning_rate: float, steps: int) -> tuple[float, np.ndarray, np.ndarray]:

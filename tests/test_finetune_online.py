@@ -24,6 +24,7 @@ from rewardkit.finetune.objectives.losses import (
     sde_kl,
 )
 from rewardkit.testing.finetune import Brightness
+from tests.online_training import train_recording_rewards
 
 RECIPES = Path(__file__).resolve().parents[1] / "finetune"
 
@@ -153,31 +154,13 @@ def _objective(family: str, name: str, overrides=()):
     return get_objective(name)(config, adapter, reward, torch.device("cpu")), parameters
 
 
-def _train(objective, parameters, learning_rate: float, steps: int, prompts: list[str]) -> list[float]:
-    """The trainer's sequence (rollout -> parts -> backward -> one optimizer step); returns each step's
-    mean reward of the fresh rollout."""
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
-    history = []
-    for step in range(steps):
-        generator, rng = torch.Generator().manual_seed(step), np.random.default_rng(step)
-        batch = objective.rollout({"prompts": prompts}, generator, rng)
-        history.append(batch["rewards"].mean().item())
-        parts = objective.micro_batches(batch)
-        for part in parts:
-            loss, _ = objective.loss(part, generator, rng)
-            (loss / len(parts)).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return history
-
-
 @pytest.mark.parametrize("family", [pytest.param("unet3d", marks=pytest.mark.slow), "wan"])
 def test_grpo_ratio_is_exactly_one_on_policy(family):
     """The first update after a rollout is on-policy: the training log-probs, recomputed through the same
     sde_step on the stored transitions, equal the rollout's bit for bit (ratio exactly 1), also after an
     update has made the LoRA non-zero; every trained step of the rollout is one part."""
     objective, parameters = _objective(family, "grpo")
-    _train(objective, parameters, 1e-2, 1, ["a cat"])
+    train_recording_rewards(objective, parameters, 1e-2, 1, ["a cat"])
     assert max(parameter.abs().max().item() for parameter in parameters) > 0
     batch = objective.rollout({"prompts": ["a cat", "a dog"]}, torch.Generator().manual_seed(9), np.random.default_rng(9))
     parts = objective.micro_batches(batch)
@@ -217,9 +200,9 @@ def test_grpo_same_noise_within_a_group_and_window():
 
 def _learning_gain(family: str, name: str, overrides: list[str], learning_rate: float, steps: int) -> float:
     learned, parameters = _objective(family, name, overrides)
-    history = _train(learned, parameters, learning_rate, steps, ["a cat walking on grass"])
+    history = train_recording_rewards(learned, parameters, learning_rate, steps, ["a cat walking on grass"])
     control, parameters = _objective(family, name, overrides)
-    baseline = _train(control, parameters, 0.0, steps, ["a cat walking on grass"])
+    baseline = train_recording_rewards(control, parameters, 0.0, steps, ["a cat walking on grass"])
     assert history[0] == baseline[0]  # the first rollout precedes any update: identical
     return float(np.mean(history[-4:]) - np.mean(baseline[-4:]))
 
