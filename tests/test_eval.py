@@ -83,7 +83,8 @@ def test_shipped_suites_load(tmp_path):
     # Suites with vbench_info read VBench's downloaded prompt file; offline, a stand-in in its format.
     stand_in = tmp_path / "info.json"
     stand_in.write_text(json.dumps([{"prompt_en": "p", "dimension": [*QUALITY, *SEMANTIC],
-                                     "auxiliary_info": {"appearance_style": {"appearance_style": "s"}}}]))
+                                     "auxiliary_info": {"appearance_style": {"appearance_style": "s"},
+                                                        "scene": {"scene": {"scene": "alley"}}}}]))
     for path in (REPO / "eval").glob("*.toml"):
         uses_info = "vbench_info" in path.read_text(encoding="utf-8")
         assert load_suite(path, vbench_info=stand_in if uses_info else None).dimensions
