@@ -4,6 +4,9 @@ the CLI options. Each test says what it compares against."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -125,11 +128,20 @@ def test_auto_batch_on_cpu_probes_memory_then_batches_larger(tiny_rewards, monke
 
 
 def test_resident_peak_growth_sees_a_large_allocation():
-    """A 200 MB tensor touched inside the step raises the measured peak by at least that (Linux)."""
-    grown, result = engine.resident_peak_growth(lambda: float(torch.ones(50 * 2**20).sum()))
-    if grown is None:
+    """A 200 MB tensor touched inside the step raises the measured peak by at least that (Linux). Measured in
+    a fresh process: inside a long-lived pytest worker the probe once read 0 growth after other files' tests
+    (cause not established; noted for the auto batch rule)."""
+    code = (
+        "import torch\n"
+        "from rewardkit.scoring import engine\n"
+        "grown, result = engine.resident_peak_growth(lambda: float(torch.ones(50 * 2**20).sum()))\n"
+        "print(grown, int(result))\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    grown, result = output.stdout.split()
+    if grown == "None":
         pytest.skip("no /proc/self/clear_refs here")
-    assert result == 50 * 2**20 and grown >= 190 * 2**20
+    assert int(result) == 50 * 2**20 and int(grown) >= 190 * 2**20
 
 
 @pytest.mark.slow  # imports torch._dynamo: seconds
