@@ -37,13 +37,11 @@ tokenization is what is cached (once per prompt), and the text encoder runs once
 from __future__ import annotations
 
 import json
-import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rewardkit.registry import WeightFile, register_reward
@@ -161,15 +159,6 @@ def map_official_keys(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str,
     return mapped, unknown
 
 
-def _blip_sdpa_attention(self: nn.Module, hidden_states: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """transformers' ``BlipAttention.forward`` (fused qkv, no mask, no dropout at inference) through
-    ``scaled_dot_product_attention``: the same parameters and result within float tolerance."""
-    batch, tokens, width = hidden_states.shape
-    qkv = self.qkv(hidden_states).reshape(batch, tokens, 3, self.num_heads, width // self.num_heads).permute(2, 0, 3, 1, 4)
-    attended = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], scale=self.scale)
-    return self.projection(attended.transpose(1, 2).reshape(batch, tokens, width)), None
-
-
 class ImageRewardModel(nn.Module):
     """BLIP vision + cross-attention text encoder + linear MLP, returning the normalised ImageReward."""
 
@@ -210,8 +199,6 @@ class ImageRewardModel(nn.Module):
         for config in (vision_config, text_config):
             config._attn_implementation = "eager"
         self.vision = BlipVisionModel(vision_config)
-        for layer in self.vision.encoder.layers:  # transformers' BLIP has no SDPA path; the ViT is the cost
-            layer.self_attn.forward = types.MethodType(_blip_sdpa_attention, layer.self_attn)
         self.text = BlipTextModel(text_config, add_pooling_layer=False)
         widths = (text_config.hidden_size, *MLP_WIDTHS)
         self.mlp = nn.Sequential(*(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)))
