@@ -1,7 +1,12 @@
 """reward_backprop on the objective seam gives the numbers of the code before the seam: the losses and
-LoRA weights after 2 steps of finetune/smoke-tiny.toml (editing, and full_chain) equal the ones recorded
-from the pre-seam trainer (tests/data/golden_reward_backprop, written by that code with the same seed,
-recipe and tiny model)."""
+LoRA weights after 2 steps of finetune/smoke-tiny.toml (editing, and full_chain) equal the recorded ones
+(tests/data/golden_reward_backprop, same seed, recipe and tiny model).
+
+History of the recording: first written by the pre-seam trainer; the seam's trainer reproduced it (this
+test, on main up to c275266). The tiny-t2v fixture then changed (its VAE is fitted to reconstruct colour,
+rewardkit.testing.finetune._fitted_vae), which changes every number, so the file was re-recorded by the
+same trainer code (rewardkit/finetune unchanged in that commit), only the fixture differing. It still
+guards reward_backprop's numbers against any later change of the trainer or the objective."""
 
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NetworkAccessError",
     "TINY_MODELS",
+    "TINY_MODEL_REVISIONS",
     "TINY_REWARDS",
     "block_network",
     "cached_tiny_model",
@@ -44,6 +45,9 @@ TINY_MODELS = {
     # not a model: the synthetic bright-vs-dark clips and pairs the preference smoke recipes train on
     "bright-dark": "rewardkit.testing.finetune:write_bright_dark_data",
 }
+# Writers whose output changed get a revision, written beside the cached copy (``revision.txt``): a copy
+# from older code (another or no revision) is written again. tiny-t2v / tiny-animatediff 2: fitted VAE.
+TINY_MODEL_REVISIONS = {"tiny-t2v": 2, "tiny-animatediff": 2}
 
 
 def write_tiny_model(name: str, folder: str | os.PathLike[str]) -> Path:
@@ -60,24 +64,32 @@ def write_tiny_model(name: str, folder: str | os.PathLike[str]) -> Path:
 def cached_tiny_model(name: str, marker: str) -> Path:
     """The folder of ``testing:<name>`` in the rewardkit cache, written on first use. It is written beside
     the cache entry and renamed into place (the first rename wins), so concurrent processes (torchrun ranks,
-    parallel tests) never read a half-written folder; ``marker`` is the file whose presence means complete."""
+    parallel tests) never read a half-written folder; ``marker`` is the file whose presence means complete
+    (a copy from another revision of the writer, see ``TINY_MODEL_REVISIONS``, is replaced)."""
     import tempfile
 
     from rewardkit.weights import cache_root
 
     folder = cache_root() / name
-    if (folder / marker).is_file():
+    revision = str(TINY_MODEL_REVISIONS.get(name, 1))
+
+    def complete(path: Path) -> bool:
+        stamp = path / "revision.txt"
+        return (path / marker).is_file() and (stamp.read_text().strip() if stamp.is_file() else "1") == revision
+
+    if complete(folder):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
     try:
         write_tiny_model(name, staging)
-        if folder.exists() and not (folder / marker).is_file():
-            shutil.rmtree(folder, ignore_errors=True)  # left incomplete by a killed run
+        (staging / "revision.txt").write_text(revision + "\n")
+        if folder.exists() and not complete(folder):
+            shutil.rmtree(folder, ignore_errors=True)  # left incomplete by a killed run, or from older code
         try:
             os.rename(staging, folder)
         except OSError:
-            if not (folder / marker).is_file():  # not another process's complete copy: a real failure
+            if not complete(folder):  # not another process's complete copy: a real failure
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

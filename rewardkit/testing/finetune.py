@@ -6,12 +6,14 @@ ZeroScope layout: ``unet`` UNet3DConditionModel, ``vae`` AutoencoderKL, ``text_e
 ``write_tiny_animatediff_pipeline(folder)`` an ``AnimateDiffPipeline`` (``unet`` UNetMotionModel built from
 a Stable Diffusion UNet2DConditionModel and a ``motion_adapter`` MotionAdapter, saved too; the same VAE,
 text encoder and tokenizer; DDIMScheduler with AnimateDiff's settings), both with ``save_pretrained``, so
-tests load them through ``from_pretrained`` exactly as a user loads the real models. Weights are random;
-every component is a few layers wide, so it builds and runs in milliseconds.
+tests load them through ``from_pretrained`` exactly as a user loads the real models. Weights are random
+except the VAE's, which is fitted to reconstruct colour (a few seconds, once per process) so that rewards on
+decoded pixels respond to the latents; every component is a few layers wide, so it runs in milliseconds.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -77,8 +79,67 @@ ANIMATEDIFF_SCHEDULER = {
 TINY_T2V = {"height": 16, "width": 16, "num_frames": 8, "text_width": 16}
 
 
+# The tiny per-frame AutoencoderKL (16 px -> 8 latent px). With random weights its decoder hardly responds
+# to its latents (GroupNorm removes what is constant over the frame, and colour mostly is: +1 on one latent
+# channel moved the mean decoded value by 1e-4..2e-3 against a 3e-3 spread over random latents), so no
+# reward on decoded brightness could be learned. ``_fitted_vae`` therefore trains it as an autoencoder.
+_VAE = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ("DownEncoderBlock2D", "DownEncoderBlock2D"),
+    "up_block_types": ("UpDecoderBlock2D", "UpDecoderBlock2D"),
+    "block_out_channels": (8, 16),
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "norm_num_groups": 8,
+    "sample_size": TINY_T2V["height"],
+}
+
+
+def _colour_frames(count: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` frames in [-1, 1]: half solid colours, half smooth gradients between 4 random corner colours."""
+    corners = torch.rand((count, 3, 2, 2), generator=generator) * 2 - 1
+    smooth = torch.nn.functional.interpolate(corners, size=(size, size), mode="bilinear", align_corners=True)
+    solid = (torch.rand((count, 1, 1, 1), generator=generator) < 0.5).float()
+    return solid * corners[:, :, :1, :1].expand(-1, -1, size, size) + (1 - solid) * smooth
+
+
+@functools.cache
+def _fitted_vae() -> tuple[dict[str, torch.Tensor], float]:
+    """The tiny VAE's weights after 300 Adam steps (lr 1e-2, batch 16 of 8x8 colour frames, the usual
+    reconstruction + 1e-3 KL loss) from a fixed seed, and its ``scaling_factor`` (1 / std of the latents of
+    held-out 16 px frames, as Stable Diffusion's was chosen), so decoded colour follows the latents. One
+    thread and private random state: the same weights in every process, whatever the thread count or the
+    caller's seed; computed once per process (a few seconds)."""
+    from diffusers import AutoencoderKL
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            vae = AutoencoderKL(**_VAE)
+        generator = torch.Generator().manual_seed(0)
+        optimizer = torch.optim.Adam(vae.parameters(), lr=1e-2)
+        for _ in range(300):
+            frames = _colour_frames(16, 8, generator)
+            posterior = vae.encode(frames).latent_dist
+            latents = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
+            kl = posterior.kl().mean() / posterior.mean[0].numel()
+            loss = (vae.decode(latents).sample - frames).square().mean() + 1e-3 * kl
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            latents = vae.encode(_colour_frames(256, TINY_T2V["height"], generator)).latent_dist.mean
+    finally:
+        torch.set_num_threads(threads)
+    return {key: value.detach().clone() for key, value in vae.state_dict().items()}, round(1 / latents.std().item(), 4)
+
+
 def _tiny_vae_and_text():
-    """The tiny per-frame VAE (16 px -> 8 latent px), CLIP text encoder and tokenizer both pipelines share."""
+    """The tiny per-frame VAE (fitted, see ``_fitted_vae``), CLIP text encoder and tokenizer both pipelines
+    share."""
     import tempfile
 
     from diffusers import AutoencoderKL
@@ -87,17 +148,9 @@ def _tiny_vae_and_text():
     from rewardkit.testing.clip import clip_bpe_vocabulary
 
     width = TINY_T2V["text_width"]
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=TINY_T2V["height"],
-    )
+    state, scaling_factor = _fitted_vae()
+    vae = AutoencoderKL(**_VAE, scaling_factor=scaling_factor)  # draws its random init as before: the text encoder's weights stay
+    vae.load_state_dict(state)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             hidden_size=width, intermediate_size=32, num_attention_heads=2, num_hidden_layers=2,
