@@ -112,8 +112,9 @@ def test_grpo_raises_fresh_sample_brightness_unet3d():
     > 0.01. Measured: +0.0208, paired differences of rollouts 1-6: 0, +.0107, +.0173, +.0147, +.0176,
     +.0334 (+.0316, +.0342 at rollouts 7-8). Training every step instead fails: with all 4 steps
     stochastic and trained (lr 2e-2, 8 rollouts) the differences were -.0011 ... -.0139 (last 4: -0.0112),
-    and with a random half of them (lr 5e-2) -0.0047: the last steps' tiny noise hardly changes the
-    reward, but its log-prob gradient (1 / std^2) dominates the update, which is then mostly noise."""
+    and with a random half of them (lr 5e-2) -0.0047. Presumably because the last steps' tiny noise hardly
+    changes the reward while their log-prob gradients (noise / std) are the largest, so the update is
+    mostly noise; DDPO trains every step, but of a 50-step chain."""
     overrides = ["objective.group_size=8", 'objective.train_steps="window"', "objective.window_size=2"]
     gain, _, _ = _gain("unet3d", "grpo", overrides, 5e-2, 6)
     assert gain > 0.01, gain
