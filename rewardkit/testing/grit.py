@@ -62,14 +62,11 @@ def write_grit_checkpoint(
     bias[END] = end_bias
     state[f"{text}output.bias"] = bias
     if word is not None:
-        from rewardkit.rewards.grit import build_grit_tokenizer
-
-        tokenizer = build_grit_tokenizer(vocab)
+        ids = {token: index for index, token in enumerate((Path(vocab) / "vocab.txt").read_text(encoding="utf-8").splitlines())}
         if caption is None:
-            token = tokenizer.convert_tokens_to_ids(word)
-            bias[token], bias[END] = 60.0, 40.0
+            bias[ids[word]], bias[END] = 60.0, 40.0
         else:
-            state.update(_chain_decoder(state, tokenizer.convert_tokens_to_ids([word]), tokenizer.convert_tokens_to_ids(caption.split())))
+            state.update(_chain_decoder(state, [ids[word]], [ids[token] for token in caption.split()]))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": state, "iteration": 180000}, path)
