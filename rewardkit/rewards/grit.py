@@ -68,6 +68,7 @@ __all__ = [
     "dimension_score",
     "load_grit",
     "parse_label",
+    "vbench_resize",
 ]
 
 # VBench's utils.py downloads this file (GRiT's release) by this URL. No sha256 is published and none could be
@@ -756,7 +757,7 @@ def dimension_score(dimension: str, label: str, frames: Sequence[GritDetections]
     return sum(scores) / len(scores)
 
 
-def _resize(video: torch.Tensor, antialias: bool) -> torch.Tensor:
+def vbench_resize(video: torch.Tensor, antialias: bool) -> torch.Tensor:
     """VBench's resize of uint8 frames ``[K, 3, H, W]`` whose short side exceeds 768: to 720 on the short side
     (sizes truncated, as ``int(scale * h)``), bilinear; ``antialias`` as torchvision's ``Resize`` on tensors
     (object_class, multiple_objects, spatial_relationship), without as OpenCV's ``INTER_LINEAR`` (color; its
@@ -792,7 +793,7 @@ class GritDimension(VideoScorer):
         positions = list(range(len(frames))) if indices is None else [int(index) for index in indices]
         unique = list(dict.fromkeys(positions))
         first = [positions.index(index) for index in unique]
-        video = _resize(frames[first], antialias=self.dimension != "color")
+        video = vbench_resize(frames[first], antialias=self.dimension != "color")
         found = dict(zip(unique, self.model.detect(video, captions=self.dimension == "color"), strict=True))
         return [found[index] for index in positions]
 
