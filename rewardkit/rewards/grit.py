@@ -38,8 +38,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms, nms, roi_align
 
+from rewardkit.lazy import lazy_import
 from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards import vbench_rules
 from rewardkit.rewards.base import VideoScorer
@@ -84,6 +84,9 @@ GRIT_FILE = WeightFile(
 )
 # GRiT's roi heads build ``BertTokenizer.from_pretrained("bert-base-uncased", do_lower_case=True)``.
 GRIT_WEIGHTS = {"model": GRIT_FILE, "tokenizer": IMAGEREWARD_WEIGHTS["tokenizer"]}
+nms = lazy_import("torchvision.ops", "nms")
+batched_nms = lazy_import("torchvision.ops", "batched_nms")
+roi_align = lazy_import("torchvision.ops", "roi_align")
 GRIT_DIMENSIONS = ("object_class", "multiple_objects", "color", "spatial_relationship")
 BERT_VOCAB_SIZE = 30522
 OBJECT_BEGIN, CAPTION_BEGIN, END = 101, 104, 102  # [CLS]; 103 + 1 for the second training task; [SEP]
