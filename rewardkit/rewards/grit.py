@@ -21,6 +21,12 @@ loaded strictly):
   class, "ObjectDet") or by token 104 (dense caption, "DenseCap").
 - The mask head is in the checkpoint and loaded; VBench never reads the masks, so it is not run.
 
+The four dimensions are registered rewards (``GritDimension``, one per name in ``GRIT_DIMENSIONS``): the
+prompt is the dimension's label (``parse_label``; ``eval/vbench.toml`` takes it from VBench's info file),
+16 frames are sampled as VBench's ``load_video(num_frames=16)`` does, and ``dimension_score`` reads the
+detections; color's videos without the object are NotApplicable (a ``skipped`` row), as VBench leaves
+them out of its mean.
+
 Preprocessing as VBench's ``SingleDefaultPredictor``: the RGB frame as float 0-255 at its own size (VBench
 resizes frames whose short side exceeds 768 to 720 before), normalised with ImageNet's mean and std in
 0-255 units, zero-padded at the bottom and right to a multiple of 32.
