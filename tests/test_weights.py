@@ -299,3 +299,19 @@ def test_tiny_model_cache_replaces_an_incomplete_folder_and_leaves_no_staging(tm
     assert folder == broken and (folder / "pairs.jsonl").is_file()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["bright-dark"]
     assert cached_tiny_model("bright-dark", "pairs.jsonl") == folder  # second call: the cached copy
+
+
+def test_tiny_model_cache_rewrites_a_copy_from_an_older_revision(tmp_path, monkeypatch):
+    """A complete ``testing:`` folder written by an older revision of its writer (TINY_MODEL_REVISIONS; no
+    ``revision.txt`` means 1) is written again; one of the current revision is reused (compared against a
+    file planted in the old copy)."""
+    import rewardkit.testing as testing
+
+    monkeypatch.setenv("REWARDKIT_CACHE", str(tmp_path))
+    folder = testing.cached_tiny_model("bright-dark", "pairs.jsonl")
+    (folder / "planted.txt").write_text("old copy")
+    assert testing.cached_tiny_model("bright-dark", "pairs.jsonl") == folder and (folder / "planted.txt").is_file()
+    monkeypatch.setitem(testing.TINY_MODEL_REVISIONS, "bright-dark", 2)
+    assert testing.cached_tiny_model("bright-dark", "pairs.jsonl") == folder
+    assert not (folder / "planted.txt").exists() and (folder / "revision.txt").read_text().strip() == "2"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bright-dark"]
