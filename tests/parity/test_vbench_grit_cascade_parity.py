@@ -26,7 +26,11 @@ checkpoint are ``text_decoder_det.*``, which alias ``text_decoder``'s tensors). 
 and proposals (rewardkit's backbone and proposal generator, which test_vbench_grit_parity.py matches to
 VBench's) and must give the same final boxes, scores and descriptions: per task, VBench's ``forward``
 (``DenseCap``: captions score the boxes; ``ObjectDet``) and ``forward_object`` (the ``det_obj`` names).
-Measured max |official - rewardkit| on boxes and scores: see ``MAX_DIFF`` below (asserted <= 1e-5).
+Measured (24 proposals of a 70 x 100 frame, all 24 kept by both sides): max |official - rewardkit| over boxes
+and scores 2.6e-8 for both tasks (asserted <= 1e-5); descriptions and names identical.
+
+Run: DETECTRON2_SRC=<folder> VBENCH_WHEEL=<vbench-0.1.5 wheel> uv run --with fvcore --with iopath --with omegaconf
+--with cloudpickle --with hydra-core --with pycocotools pytest tests/parity/test_vbench_grit_cascade_parity.py -s
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from rewardkit.rewards.grit import CAPTION_BEGIN, OBJECT_BEGIN, Grit, load_grit
 from rewardkit.testing.grit import tiny_grit
 from tests.parity.official_vbench import remove_patches, vbench_root
 
-pytestmark = [pytest.mark.parity, pytest.mark.usefixtures("one_thread")]
+pytestmark = [pytest.mark.parity, pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # ~1 min on 2 busy cores
 
 D2_DEPENDENCIES = ("fvcore", "iopath", "omegaconf", "cloudpickle", "hydra", "pycocotools")
 GRIT = "vbench.third_party.grit_src.grit"
@@ -149,7 +153,6 @@ def _official_heads(o, ours: Grit, checkpoint: dict, task: str) -> torch.nn.Modu
 
 
 PROPOSALS = 24
-MAX_DIFF: dict[str, float] = {}
 
 
 @pytest.mark.parametrize("task", ["DenseCap", "ObjectDet"])
@@ -180,5 +183,5 @@ def test_cascade_heads_match_vbench_on_detectron2(official, checkpoint, ours, ta
     torch.testing.assert_close(found_scores, expected.scores, atol=1e-5, rtol=0)
     assert descriptions == expected.pred_object_descriptions.data
     assert names == expected_names.pred_object_descriptions.data
-    MAX_DIFF[task] = max((found_boxes - expected.pred_boxes.tensor).abs().max().item(), (found_scores - expected.scores).abs().max().item())
-    print(f"{task}: {len(found_boxes)} boxes, max |official - rewardkit| = {MAX_DIFF[task]:.3g}")
+    largest = max((found_boxes - expected.pred_boxes.tensor).abs().max().item(), (found_scores - expected.scores).abs().max().item())
+    print(f"{task}: {len(found_boxes)} boxes, max |official - rewardkit| = {largest:.3g}")
