@@ -81,13 +81,16 @@ def official(tmp_path_factory: pytest.TempPathFactory) -> Iterator[types.SimpleN
     try:
         grit = root / "vbench" / "third_party" / "grit_src"
         _namespace(GRIT, grit / "grit")
-        for sub in ("data", "modeling", "modeling/roi_heads", "modeling/text"):
+        for sub in ("data", "modeling", "modeling/backbone", "modeling/roi_heads", "modeling/text"):
             _namespace(f"{GRIT}.{sub.replace('/', '.')}", grit / "grit" / sub)
         _namespace("centernet", grit / "centernet2" / "centernet")
         sys.modules[f"{GRIT}.modeling.text.file_utils"] = types.SimpleNamespace(cached_path=None)  # downloads (boto3)
         heads = importlib.import_module(f"{GRIT}.modeling.roi_heads.grit_roi_heads")
         yield types.SimpleNamespace(
             heads=heads,
+            vit=importlib.import_module(f"{GRIT}.modeling.backbone.vit"),
+            fpn_p5=importlib.import_module("centernet.modeling.backbone.fpn_p5"),
+            centernet=importlib.import_module("centernet.modeling.dense_heads.centernet"),
             text=importlib.import_module(f"{GRIT}.modeling.text.text_decoder"),
             config=importlib.import_module("detectron2.config"),
             structures=importlib.import_module("detectron2.structures"),
@@ -185,3 +188,46 @@ def test_cascade_heads_match_vbench_on_detectron2(official, checkpoint, ours, ta
     assert names == expected_names.pred_object_descriptions.data
     largest = max((found_boxes - expected.pred_boxes.tensor).abs().max().item(), (found_scores - expected.scores).abs().max().item())
     print(f"{task}: {len(found_boxes)} boxes, max |official - rewardkit| = {largest:.3g}")
+
+
+def test_whole_detector_on_one_frame_matches_vbench_on_detectron2(official, checkpoint, ours):
+    """GRiT's ``inference`` (meta_arch/grit.py) assembled from VBench's parts on detectron2: ``ImageList``
+    (pad to 32), ``ViT_FPN``, ``CenterNet`` (Base.yaml's test settings), the heads (DenseCap) and
+    ``forward_object``; against ``Grit.detect(frame, captions=True)``."""
+    from functools import partial
+
+    c = ours.config
+    state = torch.load(checkpoint["model"], weights_only=True)["model"]
+    vit = official.vit.ViT(
+        img_size=c.image_size, patch_size=c.patch, embed_dim=c.dim, depth=c.depth, num_heads=c.heads, drop_path_rate=0.1,
+        window_size=c.window, mlp_ratio=c.mlp / c.dim, qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        window_block_indexes=list(c.window_blocks), residual_block_indexes=[], use_act_checkpoint=False,
+        use_rel_pos=True, out_feature="last_feat", pretrain_img_size=c.pretrain_grid * c.patch,
+    )
+    backbone = official.vit.ViT_FPN(bottom_up=vit, top_block=official.fpn_p5.LastLevelP6P7_P5(c.channels, c.channels),
+                                    out_channels=c.channels, strides=[8, 16, 32, 64, 128], vit_out_dim=c.dim).eval()
+    backbone.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}, strict=True)
+    head = official.centernet.CenterNetHead(c.channels, 5, num_classes=1, with_agn_hm=True, only_proposal=True, norm="GN",
+                                            num_cls_convs=4, num_box_convs=c.centernet_convs, num_share_convs=0, use_deformable=False)
+    generator = official.centernet.CenterNet(
+        in_channels=c.channels, num_classes=1, score_thresh=1e-4, with_agn_hm=True, only_proposal=True,
+        pre_nms_topk_test=1000, post_nms_topk_test=256, nms_thresh_test=0.9, centernet_head=head,
+    ).eval()
+    prefix = "proposal_generator."
+    generator.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+    heads = _official_heads(official, ours, checkpoint, "DenseCap")
+    frame = torch.randint(0, 256, (1, 3, 32, 40), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    with torch.no_grad():
+        images = official.structures.ImageList.from_tensors([(frame[0].float() - ours.pixel_mean) / ours.pixel_std], 32)
+        features = backbone(images.tensor)
+        proposals, _ = generator(images, features, None)
+        expected = heads(features, proposals)[0][0]
+        names = heads.forward_object(features, proposals)[0][0]
+        found = ours.detect(frame, captions=True)[0]
+    assert len(found.boxes) == len(expected) > 1
+    torch.testing.assert_close(found.boxes, expected.pred_boxes.tensor, atol=1e-5, rtol=0)
+    torch.testing.assert_close(found.scores, expected.scores, atol=1e-5, rtol=0)
+    assert found.captions == expected.pred_object_descriptions.data
+    assert found.objects == names.pred_object_descriptions.data
+    largest = max((found.boxes - expected.pred_boxes.tensor).abs().max().item(), (found.scores - expected.scores).abs().max().item())
+    print(f"whole detector: {len(proposals[0])} proposals, {len(found.boxes)} boxes, max |official - rewardkit| = {largest:.3g}")
