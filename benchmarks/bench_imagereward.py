@@ -22,6 +22,11 @@ thread pool; models built outside the timing. Group ``imagereward-16-pairs-<size
 - ``rewardkit_batched``: per image ``reward.preprocessor`` (the same PIL transform), then one
   ``reward.score_preprocessed`` call on all 16 under ``torch.inference_mode()``; the tokenization cache
   is cleared first, so every prompt is tokenized once per round.
+- ``model_forward``: the floor, what no batching can remove on this device: the network alone (BLIP's
+  vision encoder, the cross-attention text encoder and the MLP head: ``reward.model``) on the 16 images
+  preprocessed and the prompts tokenized outside the timing, in one call. ``official_per_prompt`` over
+  this is the most batching can gain here; ``rewardkit_batched`` over this is preprocessing and
+  tokenization.
 
 Each benchmark runs one warm-up round, then 3 timed rounds of 1 iteration (``benchmark.pedantic``).
 """
@@ -140,3 +145,12 @@ def test_official_per_image(benchmark: BenchmarkFixture, official, images, expec
 
 def test_rewardkit_batched(benchmark: BenchmarkFixture, reward, images, expected) -> None:
     check(benchmark.pedantic(lambda: rewardkit_scores(reward, images), **ROUNDS), expected)
+
+
+def test_model_forward(benchmark: BenchmarkFixture, reward, images, expected) -> None:
+    prompts = [prompt for prompt in PROMPTS for _ in range(IMAGES_PER_PROMPT)]
+    with torch.inference_mode():
+        pixel_values = torch.stack([reward.preprocessor(np.asarray(image.convert("RGB"))) for image in images])
+        tokens = reward.text_features(prompts)
+        scores = benchmark.pedantic(lambda: reward.model(pixel_values, tokens[:, 0], tokens[:, 1]).numpy(), **ROUNDS)
+    check(scores, expected)

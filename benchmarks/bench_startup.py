@@ -10,8 +10,9 @@ Commands: ``python -c "import torch"`` (the floor for anything that builds a mod
 (must not import torch at all) and ``rewardkit list`` (imports torch and the reward modules, none of
 open_clip, transformers, torchvision, OpenCV or pandas). Goals on the project's 2-core machine: --help
 under 2 s, list under 3 s; the ratio to ``import torch`` is what carries over between machines.
-``import torch, torchcodec`` is what a process that decodes video pays once before the first file
-(torchcodec imports ``torch._dynamo``). Times assume compiled bytecode (``UV_COMPILE_BYTECODE=1``, as CI
+``import torch, torchcodec`` is what a plain import of torchcodec costs (it imports ``torch._dynamo``);
+``rewardkit's torchcodec load`` is what a rewardkit process that decodes video pays once before the first
+file (``rewardkit.video.io`` loads torchcodec without ``torch._dynamo``). Times assume compiled bytecode (``UV_COMPILE_BYTECODE=1``, as CI
 installs); without it every process recompiles torch.
 """
 
@@ -33,6 +34,9 @@ _RUN = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "rewardki
 COMMANDS = {
     'python -c "import torch"': [sys.executable, "-c", "import torch"],
     "import torch, torchcodec": [sys.executable, "-c", "import torch, torchcodec.decoders"],
+    "rewardkit's torchcodec load": [
+        sys.executable, "-c", "from rewardkit.video.io import video_backend; video_backend()"  # PyAV without FFmpeg
+    ],
     "rewardkit --help": [*_RUN, "--help"],
     "rewardkit list": [*_RUN, "list"],
 }

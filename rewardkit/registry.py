@@ -119,6 +119,9 @@ class RewardInfo:
     )
     paper: str = ""
     repository: str = ""
+    prompt_examples: tuple[str, ...] = ()
+    """For rewards whose prompt is a label in a fixed form rather than free text (VBench's object names,
+    colour prompts, spatial JSON): valid examples of it (the contract tests score with these)."""
 
     @property
     def options(self) -> dict[str, inspect.Parameter]:
@@ -162,6 +165,7 @@ BUILTIN_REWARDS: dict[str, str] = {
     "appearance_style": "rewardkit.rewards.clip",
     "background_consistency": "rewardkit.rewards.clip",
     "clip": "rewardkit.rewards.clip",
+    "color": "rewardkit.rewards.grit",
     "dover": "rewardkit.rewards.dover",
     "dynamic_degree": "rewardkit.rewards.raft",
     "dynamic_degree_flow": "rewardkit.rewards.motion",
@@ -171,10 +175,13 @@ BUILTIN_REWARDS: dict[str, str] = {
     "imaging_quality": "rewardkit.rewards.musiq",
     "motion_smoothness": "rewardkit.rewards.amt",
     "motion_smoothness_flow": "rewardkit.rewards.motion",
+    "multiple_objects": "rewardkit.rewards.grit",
+    "object_class": "rewardkit.rewards.grit",
     "overall_consistency": "rewardkit.rewards.viclip",
     "patch": "rewardkit.rewards.wrappers",
     "pickscore": "rewardkit.rewards.pickscore",
     "scene": "rewardkit.rewards.tag2text",
+    "spatial_relationship": "rewardkit.rewards.grit",
     "subject_consistency": "rewardkit.rewards.dino",
     "temporal_flickering": "rewardkit.rewards.flicker",
     "temporal_style": "rewardkit.rewards.viclip",
@@ -197,12 +204,13 @@ def register_reward(
     weights: Mapping[str, WeightFile] | Callable[[Mapping[str, Any]], Mapping[str, WeightFile]] | None = None,
     paper: str = "",
     repository: str = "",
+    prompt_examples: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., torch.nn.Module]], Callable[..., torch.nn.Module]]:
     """Decorator registering a scorer factory under ``name``.
 
     The factory takes keyword-only options plus ``device``, ``dtype`` and ``weights``. ``weights``
     declares the files by role (a mapping, or a function of the options returning one); the factory
-    loads them through ``rewardkit.weights.build_with_weights``.
+    loads them through ``rewardkit.weights.build_with_weights``. ``prompt_examples``: see ``RewardInfo``.
     """
     if modality not in ("image", "video"):
         raise ValueError(f"modality must be 'image' or 'video', got {modality!r}")
@@ -222,6 +230,7 @@ def register_reward(
             weights=weights if callable(weights) else dict(weights or {}),
             paper=paper,
             repository=repository,
+            prompt_examples=tuple(prompt_examples),
         )
         return factory
 

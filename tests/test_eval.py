@@ -84,7 +84,11 @@ def test_shipped_suites_load(tmp_path):
     stand_in = tmp_path / "info.json"
     stand_in.write_text(json.dumps([{"prompt_en": "p", "dimension": [*QUALITY, *SEMANTIC],
                                      "auxiliary_info": {"appearance_style": {"appearance_style": "s"},
-                                                        "scene": {"scene": {"scene": "alley"}}}}]))
+                                                        "scene": {"scene": {"scene": "alley"}},
+                                                        "object_class": {"object": "car"},
+                                                        "multiple_objects": {"object": "car and dog"},
+                                                        "spatial_relationship": {"spatial_relationship": {
+                                                            "object_a": "car", "object_b": "dog", "relationship": "on the left of"}}}}]))
     for path in (REPO / "eval").glob("*.toml"):
         uses_info = "vbench_info" in path.read_text(encoding="utf-8")
         assert load_suite(path, vbench_info=stand_in if uses_info else None).dimensions

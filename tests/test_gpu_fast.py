@@ -129,8 +129,8 @@ def test_auto_batch_on_cpu_probes_memory_then_batches_larger(tiny_rewards, monke
 
 def test_resident_peak_growth_sees_a_large_allocation():
     """A 200 MB tensor touched inside the step raises the measured peak by at least that (Linux). Measured in
-    a fresh process: inside a long-lived pytest worker the probe once read 0 growth after other files' tests
-    (cause not established; noted for the auto batch rule)."""
+    a fresh process, so that the number does not depend on what other tests left in the heap (the next test
+    covers that case)."""
     code = (
         "import torch\n"
         "from rewardkit.scoring import engine\n"
@@ -143,6 +143,31 @@ def test_resident_peak_growth_sees_a_large_allocation():
         pytest.skip("no /proc/self/clear_refs here")
     assert int(result) == 50 * 2**20 and int(grown) >= 190 * 2**20
 
+
+
+def test_resident_peak_growth_after_an_earlier_larger_peak():
+    """The long-lived-process case: an earlier 192 MiB of small tensors was freed, but glibc keeps the
+    freed pages resident (a live tensor pins the heap's top), and the step's 64 MiB of small tensors reuse
+    them. Without releasing the free heap first the peak did not rise at all (read 8 KiB here); the probe
+    must still see the step's 64 MiB (1024 x 64 KiB alive at once, counted by hand). Fresh process, Linux."""
+    code = (
+        "import torch\n"
+        "from rewardkit.scoring import engine\n"
+        "def step():\n"
+        "    tensors = [torch.ones(16 * 1024) for _ in range(1024)]\n"
+        "    return sum(float(t.sum()) for t in tensors)\n"
+        "step()\n"
+        "earlier = [torch.ones(16 * 1024) for _ in range(3072)]\n"
+        "last = earlier.pop()\n"
+        "del earlier\n"
+        "grown, result = engine.resident_peak_growth(step)\n"
+        "print(grown, int(result))\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    grown, result = output.stdout.split()
+    if grown == "None":
+        pytest.skip("no /proc/self/clear_refs here")
+    assert int(result) == 1024 * 16 * 1024 and int(grown) >= 60 * 2**20
 
 @pytest.mark.slow  # imports torch._dynamo: seconds
 def test_compile_called_modules_picks_the_outermost_called_networks(tiny_rewards):

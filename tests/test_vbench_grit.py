@@ -5,7 +5,9 @@ Independent references: detectron2's ``Box2BoxTransform.apply_deltas`` and ``ROI
 (``floor(4 + log2(sqrt(area) / 224))``, clamped to P3-P5, ROIAlignV2 = torchvision ``roi_align(aligned=True)``)
 computed by hand here; VBench's dimension files' readings of ``run_caption_tensor``'s tuples, applied by
 hand to hand-built detections (``color.py`` pairs every caption with the frame's first object name;
-``spatial_relationship.py`` truncates boxes to integers). The parts run against VBench's own code are in
+``spatial_relationship.py`` truncates boxes to integers); the registered rewards on a tiny GRiT built to
+name every box "car" and caption it "red car", scored by hand with those rules; VBench's resize of large
+frames against torchvision's ``Resize`` and OpenCV's ``resize``, which VBench calls. The parts run against VBench's own code are in
 tests/parity/test_vbench_grit_parity.py.
 """
 
@@ -17,8 +19,17 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from rewardkit.rewards.grit import GritDetections, apply_box_deltas, dimension_score, load_grit, pool_boxes
-from rewardkit.testing.grit import tiny_grit, write_grit_checkpoint
+from rewardkit import create_reward
+from rewardkit.rewards import NotApplicable
+from rewardkit.rewards.grit import (
+    GritDetections,
+    apply_box_deltas,
+    dimension_score,
+    load_grit,
+    pool_boxes,
+    vbench_resize,
+)
+from rewardkit.testing.grit import tiny_grit, tiny_grit_dimension, write_grit_checkpoint
 from rewardkit.weights import WeightsMismatchError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -115,3 +126,54 @@ def test_spatial_relationship_truncates_boxes():
     overlapping = frame(["car", "dog"], [[0.0, 0.0, 20.0, 10.0], [10.0, 0.0, 30.9, 10.0]])
     alone = frame(["car"])
     assert dimension_score("spatial_relationship", key, [apart, overlapping, alone]) == pytest.approx((1 + 0.3 + 0) / 3)
+
+
+@pytest.fixture(scope="module")
+def dimension_weights(tmp_path_factory):
+    return tiny_grit_dimension(tmp_path_factory.mktemp("grit-dimension"))["weights"]
+
+
+def test_registered_dimensions_by_hand(dimension_weights):
+    """Every box of the tiny model is named "car" and captioned "red car" (rewardkit.testing.grit), so by
+    VBench's rules: object_class "car" 1, "dog" 0; color "a red car" 1, "a blue car" 0 (the caption names a
+    colour, not blue), "a red dog" has no object frame: NotApplicable, NaN. A 2-frame clip's 16 sampled
+    frames (0, then 1 fifteen times) are detected as the clip's frames. (multiple_objects and
+    spatial_relationship run end to end in test_vbench_suite.py and the contract tests, both slow.)"""
+    clip = torch.randint(0, 256, (1, 2, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    two = clip.expand(2, -1, -1, -1, -1)
+    objects = create_reward("object_class", weights=dimension_weights)
+    assert objects(two, ["car", "dog"]).tolist() == [1.0, 0.0]
+    color = create_reward("color", weights=dimension_weights)
+    assert color(two, ["a red car", "a blue car"]).tolist() == [1.0, 0.0]
+    with pytest.raises(NotApplicable) as left_out:
+        color(two, ["a red car", "a red dog"])
+    assert left_out.value.scores[0] == 1.0 and math.isnan(left_out.value.scores[1])
+    sampled = objects.detections(clip[0, [0] + [1] * 15], [0] + [1] * 15)
+    assert len(sampled) == 16 and all(torch.equal(frame.boxes, sampled[1].boxes) for frame in sampled[1:])
+    direct = objects.model.detect(clip[0])
+    assert torch.equal(sampled[0].boxes, direct[0].boxes) and torch.equal(sampled[1].scores, direct[1].scores)
+
+
+def test_labels_are_checked_before_detection(dimension_weights):
+    clip = torch.zeros(1, 2, 3, 32, 32, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="JSON"):
+        create_reward("spatial_relationship", weights=dimension_weights)(clip, ["a car on the left of a dog"])
+    with pytest.raises(ValueError, match="exactly one"):
+        create_reward("color", weights=dimension_weights)(clip, ["a car"])
+
+
+def test_large_frames_resized_as_vbench():
+    """Short side 800 > 768: to 720 x int(720 / 800 * 1000) = 900, as torchvision's Resize on tensors
+    (antialiased bilinear; VBench's object_class, multiple_objects and spatial_relationship) and OpenCV's
+    INTER_LINEAR (color), within a grey level; 768 and below stay as they are."""
+    import cv2
+    from torchvision.transforms.functional import resize
+
+    frames = torch.randint(0, 256, (1, 3, 800, 1000), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    ours = vbench_resize(frames, antialias=True)
+    assert ours.shape == (1, 3, 720, 900)
+    assert (ours.int() - resize(frames, [720, 900], antialias=True).int()).abs().max() <= 1
+    theirs = torch.from_numpy(cv2.resize(frames[0].permute(1, 2, 0).numpy(), (900, 720), interpolation=cv2.INTER_LINEAR))
+    assert (vbench_resize(frames, antialias=False)[0].permute(1, 2, 0).int() - theirs.int()).abs().max() <= 1
+    small = frames[..., :768, :900]
+    assert vbench_resize(small, antialias=True) is small

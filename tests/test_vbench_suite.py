@@ -29,20 +29,31 @@ from rewardkit.registry import BUILTIN_REWARDS
 from rewardkit.weights import url_cache_path
 
 REPO = Path(__file__).resolve().parent.parent
-CAR, BEACH, CAT, ALLEY = "a red car", "a beach, Van Gogh style", "a cat", "alley"
+CAR, BEACH, CAT, ALLEY = "a car driving", "a beach, Van Gogh style", "a white cat", "alley"
+# The GRiT dimensions' prompts, labelled as in VBench's file.
+ONE, TWO, RED, LEFT = "a car", "a car and a dog", "a red car", "a car on the left of a dog"
+SPATIAL = {"object_a": "car", "object_b": "dog", "relationship": "on the left of"}
+GRIT_PROMPTS = (ONE, TWO, RED, CAT, LEFT)
 
 
 def write_stand_in(path: Path) -> Path:
-    """Every dimension of eval/vbench.toml gets "a red car"; appearance_style gets the beach with its
-    style text; "alley" gets scene with its label nested as in VBench's file; "a cat" serves only a
-    dimension the suite does not have (color), with its colour label."""
+    """Every dimension of eval/vbench.toml but the GRiT ones and scene gets "a car driving"; appearance_style
+    gets the beach with its style text; "alley" gets scene with its label nested as in VBench's file; the
+    GRiT dimensions get their own prompts with their labels (color two: "a red car" and "a white cat");
+    "a blue bus" serves no dimension."""
     present = [*QUALITY, "temporal_style", "overall_consistency", "human_action"]
     entries = [
         {"prompt_en": CAR, "dimension": present},
         {"prompt_en": BEACH, "dimension": ["appearance_style"],
          "auxiliary_info": {"appearance_style": {"appearance_style": "Van Gogh style"}}},
         {"prompt_en": ALLEY, "dimension": ["scene"], "auxiliary_info": {"scene": {"scene": {"scene": "alley"}}}},
+        {"prompt_en": ONE, "dimension": ["object_class"], "auxiliary_info": {"object_class": {"object": "car"}}},
+        {"prompt_en": TWO, "dimension": ["multiple_objects"], "auxiliary_info": {"multiple_objects": {"object": "car and dog"}}},
+        {"prompt_en": RED, "dimension": ["color"], "auxiliary_info": {"color": {"color": "red"}}},
         {"prompt_en": CAT, "dimension": ["color"], "auxiliary_info": {"color": {"color": "white"}}},
+        {"prompt_en": LEFT, "dimension": ["spatial_relationship"],
+         "auxiliary_info": {"spatial_relationship": {"spatial_relationship": SPATIAL}}},
+        {"prompt_en": "a blue bus", "dimension": []},
     ]
     path.write_text(json.dumps(entries), encoding="utf-8")
     return path
@@ -53,7 +64,10 @@ def test_loader_reads_prompts_and_auxiliary_info(tmp_path):
     assert info.prompts("appearance_style") == (BEACH,) and info.prompts("motion_smoothness") == (CAR,)
     assert info.auxiliary("appearance_style", BEACH) == {"appearance_style": "Van Gogh style"}
     assert info.auxiliary("color", CAT) == {"color": "white"} and info.auxiliary("color", CAR) is None
-    assert info.auxiliary_text("scene", ALLEY, "scene.scene") == "alley" and info.auxiliary_text("scene", ALLEY, "scene") is None
+    assert info.auxiliary_text("scene", ALLEY, "scene.scene") == "alley" and info.auxiliary_text("scene", ALLEY, "nothing") is None
+    # an object is given as its JSON text (spatial_relationship's label)
+    assert json.loads(info.auxiliary_text("spatial_relationship", LEFT, "spatial_relationship")) == SPATIAL
+    assert info.auxiliary_text("scene", ALLEY, "scene") == '{"scene": "alley"}'
     (tmp_path / "bad.json").write_text(json.dumps([{"prompt": "x"}]))
     with pytest.raises(UserInputError, match="prompt_en"):
         load_vbench_info(tmp_path / "bad.json")
@@ -82,7 +96,12 @@ def test_shipped_suite_has_every_dimension_rewardkit_can_score(tmp_path):
     assert sorted(names) == sorted(name for name in (*QUALITY, *SEMANTIC) if name in BUILTIN_REWARDS)
     own = {dimension.name: dimension.prompts for dimension in suite.dimensions}
     assert own["appearance_style"] == (BEACH,) and own["subject_consistency"] == (CAR,) and own["scene"] == (ALLEY,)
-    assert suite.prompts == (CAR, BEACH, ALLEY)
+    assert own["color"] == (RED, CAT) and own["spatial_relationship"] == (LEFT,)
+    assert suite.prompts == (CAR, BEACH, ALLEY, *GRIT_PROMPTS)
+    # the labels the shipped prompt_keys give the rewards (color's is its prompt)
+    labels = {d.name: suite.vbench_info.auxiliary_text(d.name, d.prompts[0], d.prompt_key) for d in suite.dimensions if d.prompt_key}
+    assert labels == {"appearance_style": "Van Gogh style", "scene": "alley", "object_class": "car",
+                      "multiple_objects": "car and dog", "spatial_relationship": json.dumps(SPATIAL)}
 
 
 def test_summary_says_what_each_total_rests_on(tmp_path):
@@ -102,17 +121,25 @@ def test_summary_says_what_each_total_rests_on(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 def test_full_suite_end_to_end_offline(tmp_path, tiny_reward_options):
     """eval/vbench.toml on synthetic clips with every dimension's tiny random weights: each dimension
-    scores only its own prompts' videos (the cat, listed for no present dimension, is scored by none);
-    Quality is computed from 7/7 dimensions, Semantic and Total are reported missing with the names."""
+    scores only its own prompts' videos (the bus, listed for no dimension, is scored by none); Quality,
+    Semantic and Total are computed from 7, 9 and 16 dimensions.
+
+    The tiny GRiT names every box "car" and captions it "red car" (rewardkit.testing.grit), so by VBench's
+    rules: object_class "car" 1; multiple_objects "car and dog" 0; color "a red car" 1 while "a white cat"
+    shows no cat and is left out (skipped, not averaged); spatial_relationship in [0, 1]. The GRiT prompts'
+    clips are 2 frames of 32 px (GRiT describes every box token by token)."""
     from rewardkit.testing.vbench import moving_square_clip
     from rewardkit.video.io import write_video
 
     videos = tmp_path / "videos"
     videos.mkdir()
-    for index, prompt in enumerate((CAR, BEACH, CAT, ALLEY)):
+    for index, prompt in enumerate((CAR, BEACH, "a blue bus", ALLEY)):
         write_video(videos / f"{prompt}-0.mp4", moving_square_clip(4, 128, 128, speed=2.0 + index, seed=index))
+    for index, prompt in enumerate(GRIT_PROMPTS):
+        write_video(videos / f"{prompt}-0.mp4", moving_square_clip(2, 32, 32, speed=2.0 + index, seed=index))
     suite = load_suite(REPO / "eval" / "vbench.toml", vbench_info=write_stand_in(tmp_path / "info.json"))
     weights: dict = {}
     # A random RAFT cannot tell a static clip from a moving one: the static filter is off here (its own
@@ -130,8 +157,12 @@ def test_full_suite_end_to_end_offline(tmp_path, tiny_reward_options):
     assert table.loc["appearance_style", "n"] == 1 and table.loc["motion_smoothness", "n"] == 1
     assert table.loc["human_action", "n"] == 1 and table.loc["human_action", "score"] in (0.0, 1.0)
     assert table.loc["scene", "n"] == 1
+    assert table.loc["object_class", "score"] == 1.0 and table.loc["multiple_objects", "score"] == 0.0
+    assert table.loc["color", "n"] == 1 and table.loc["color", "skipped"] == 1 and table.loc["color", "score"] == 1.0
+    assert 0.0 <= table.loc["spatial_relationship", "score"] <= 1.0 and table.loc["spatial_relationship", "n"] == 1
     assert (table["failed"] == 0).all() and np.isfinite(table["score"]).all()
-    assert not any(run.videos["path"].str.contains("a cat"))
-    assert run.summary["quality"] is not None and run.summary["total"] is None
-    assert run.summary["vbench_basis"]["quality"]["dimensions"] == 7
-    assert "color" in run.summary["vbench_basis"]["semantic"]["missing"]
+    assert not any(run.videos["path"].str.contains("a blue bus"))
+    assert None not in (run.summary["quality"], run.summary["semantic"], run.summary["total"])
+    basis = run.summary["vbench_basis"]
+    assert (basis["quality"]["dimensions"], basis["semantic"]["dimensions"], basis["total"]["dimensions"]) == (7, 9, 16)
+    assert run.summary["vbench_missing"] == []

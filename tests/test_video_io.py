@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -337,6 +338,58 @@ def test_missing_torchcodec_falls_back_without_error(
     with pytest.raises(ValueError, match=r"needs torchcodec.*apt-get install"):
         open_media(videos[".mp4"], device="cuda")
 
+
+
+TORCHCODEC_IN_A_FRESH_PROCESS = """
+import sys
+import numpy as np
+import torch
+from rewardkit.video import io
+from tests.test_video_io import make_frames
+{prepare}
+if io._torchcodec_decoders() is None:
+    print("unavailable", io._torchcodec_state)
+    raise SystemExit
+path = sys.argv[1]
+io.write_video(path, make_frames())
+with io.open_media(path) as media:
+    frames = media.read([2, 9])
+    backend = media.backend
+io.os.environ[io.BACKEND_ENV] = "pyav"
+gap = int(np.abs(frames.astype(np.int16) - io.read_frames(path, [2, 9])).max())
+print(backend, "torch._dynamo" in sys.modules, "_dynamo" in vars(torch), gap)
+"""
+
+
+def run_torchcodec_in_a_fresh_process(tmp_path: Path, prepare: str = "") -> list[str]:
+    code = TORCHCODEC_IN_A_FRESH_PROCESS.format(prepare=prepare)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "clip.mp4")], capture_output=True, text=True, timeout=600,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    words = result.stdout.split()
+    if words[0] == "unavailable":
+        pytest.skip(f"torchcodec cannot load here: {' '.join(words[1:])}")
+    return words
+
+
+def test_torchcodec_loads_without_torch_dynamo(tmp_path: Path) -> None:
+    """Loading torchcodec must not import torch._dynamo (about the cost of `import torch` again): checked in
+    a fresh interpreter through sys.modules, with the stand-in gone from torch afterwards, and the frames it
+    decodes within 2 levels of PyAV's (the same tolerance as test_torchcodec_and_pyav_agree)."""
+    backend, dynamo_imported, stand_in_left, gap = run_torchcodec_in_a_fresh_process(tmp_path)
+    assert (backend, dynamo_imported, stand_in_left) == ("torchcodec", "False", "False")
+    assert int(gap) <= 2
+
+
+@pytest.mark.slow  # imports torch._dynamo in a fresh interpreter: seconds
+def test_torchcodec_that_needs_more_of_torch_dynamo_is_imported_as_it_is(tmp_path: Path) -> None:
+    """A torchcodec version that uses more of torch._dynamo at import than the stand-in offers (here: a
+    stand-in without disallow_in_graph) is imported for real after all, with torch._dynamo, and decodes."""
+    prepare = "del io._DynamoStandIn.disallow_in_graph"
+    backend, dynamo_imported, stand_in_left, gap = run_torchcodec_in_a_fresh_process(tmp_path, prepare)
+    assert (backend, dynamo_imported) == ("torchcodec", "True") and int(gap) <= 2
 
 def test_backend_and_device_are_checked(videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(io.BACKEND_ENV, "decord")

@@ -59,10 +59,14 @@ class VBenchInfo:
 
     def auxiliary_text(self, dimension: str, prompt: str, key: str) -> str | None:
         """The text at ``key`` in the prompt's ``auxiliary_info[dimension]``; a dotted key goes down nested
-        objects (scene's label is ``{"scene": {"scene": "alley"}}``: key ``scene.scene``). None if absent."""
+        objects (scene's label is ``{"scene": {"scene": "alley"}}``: key ``scene.scene``), and an object
+        found there is given as its JSON text (spatial_relationship's ``{"object_a", "object_b",
+        "relationship"}``). None if absent."""
         value = self.auxiliary(dimension, prompt)
         for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, dict):
+            return json.dumps(value)
         return value if isinstance(value, str) else None
 
     @property

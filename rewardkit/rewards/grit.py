@@ -21,6 +21,12 @@ loaded strictly):
   class, "ObjectDet") or by token 104 (dense caption, "DenseCap").
 - The mask head is in the checkpoint and loaded; VBench never reads the masks, so it is not run.
 
+The four dimensions are registered rewards (``GritDimension``, one per name in ``GRIT_DIMENSIONS``): the
+prompt is the dimension's label (``parse_label``; ``eval/vbench.toml`` takes it from VBench's info file),
+16 frames are sampled as VBench's ``load_video(num_frames=16)`` does, and ``dimension_score`` reads the
+detections; color's videos without the object are NotApplicable (a ``skipped`` row), as VBench leaves
+them out of its mean.
+
 Preprocessing as VBench's ``SingleDefaultPredictor``: the RGB frame as float 0-255 at its own size (VBench
 resizes frames whose short side exceeds 768 to 720 before), normalised with ImageNet's mean and std in
 0-255 units, zero-padded at the bottom and right to a multiple of 32.
@@ -38,32 +44,44 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms, nms, roi_align
 
-from rewardkit.registry import WeightFile
+from rewardkit.lazy import lazy_import
+from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards import vbench_rules
+from rewardkit.rewards.base import VideoScorer
+from rewardkit.rewards.errors import NotApplicable
+from rewardkit.rewards.imagereward import IMAGEREWARD_WEIGHTS
+from rewardkit.rewards.viclip import VBenchMiddleFrames
+from rewardkit.transforms import as_float_videos, check_prompts
 from rewardkit.weights import (
+    WeightsArgument,
     WeightsMismatchError,
+    build_with_weights,
     load_state_dict,
     load_strict,
 )
 
 __all__ = [
-    "GRIT_TOKENIZER",
+    "GRIT_DIMENSIONS",
     "GRIT_WEIGHTS",
     "Grit",
     "GritConfig",
+    "GritDimension",
     "apply_box_deltas",
     "pool_boxes",
     "GritDetections",
     "build_grit_tokenizer",
     "dimension_score",
     "load_grit",
+    "parse_label",
+    "vbench_resize",
 ]
 
-# VBench's utils.py downloads this file (GRiT's release); no sha256 is published and none could be computed
-# here (no weights are downloadable in this environment), so it is not hash-checked; its size is not known.
-GRIT_WEIGHTS = WeightFile(
+# VBench's utils.py downloads this file (GRiT's release) by this URL. No sha256 is published and none could be
+# computed here (no weights are downloadable in this environment), so, like the other unhashed files hosted
+# outside the Hub (DINO, DOVER-Mobile), it is not checked against a hash; the sha256 of the file loaded is
+# recorded in every results row. Its size is not known.
+GRIT_FILE = WeightFile(
     "JialianW/GRiT",
     "grit_b_densecap_objectdet.pth",
     0,
@@ -71,9 +89,11 @@ GRIT_WEIGHTS = WeightFile(
     url="https://datarelease.blob.core.windows.net/grit/models/grit_b_densecap_objectdet.pth",
 )
 # GRiT's roi heads build ``BertTokenizer.from_pretrained("bert-base-uncased", do_lower_case=True)``.
-GRIT_TOKENIZER = WeightFile(
-    "google-bert/bert-base-uncased", "vocab.txt", 231_508, "Apache-2.0", extra_files=("tokenizer_config.json",), holds_weights=False
-)
+GRIT_WEIGHTS = {"model": GRIT_FILE, "tokenizer": IMAGEREWARD_WEIGHTS["tokenizer"]}
+nms = lazy_import("torchvision.ops", "nms")
+batched_nms = lazy_import("torchvision.ops", "batched_nms")
+roi_align = lazy_import("torchvision.ops", "roi_align")
+GRIT_DIMENSIONS = ("object_class", "multiple_objects", "color", "spatial_relationship")
 BERT_VOCAB_SIZE = 30522
 OBJECT_BEGIN, CAPTION_BEGIN, END = 101, 104, 102  # [CLS]; 103 + 1 for the second training task; [SEP]
 PIXEL_MEAN = (123.675, 116.280, 103.530)
@@ -81,6 +101,7 @@ PIXEL_STD = (58.395, 57.12, 57.375)
 CASCADE_WEIGHTS = ((10.0, 10.0, 5.0, 5.0), (20.0, 20.0, 10.0, 10.0), (30.0, 30.0, 15.0, 15.0))
 DELTA_CLAMP = math.log(1000.0 / 16)
 VBENCH_FRAMES = 16
+MAX_SHORT_SIDE, RESIZED_SHORT_SIDE = 768, 720  # VBench resizes frames whose short side exceeds 768 to 720
 
 
 # ------------------------------------------------------------------------------------------ ViT backbone
@@ -687,7 +708,36 @@ def load_grit(path: str | Path, tokenizer_folder: str | Path) -> Grit:
     return model.eval().requires_grad_(False)
 
 
-def dimension_score(dimension: str, label: str | Mapping[str, str], frames: Sequence[GritDetections]) -> float:
+def parse_label(dimension: str, label: str) -> str | tuple[str, str] | dict[str, str]:
+    """A dimension's label, checked: the object name (object_class), "A and B" (multiple_objects), ``(colour,
+    object)`` from a colour prompt (color) or the spatial key (spatial_relationship). A ValueError says what
+    the label must look like."""
+    if dimension == "object_class":
+        return label
+    if dimension == "multiple_objects":
+        if " and " not in label:
+            raise ValueError(f"multiple_objects labels are 'A and B' (VBench's auxiliary object), got {label!r}")
+        return label
+    if dimension == "color":
+        colours = [colour for colour in vbench_rules.COLOURS if colour in label]
+        if len(colours) != 1:
+            raise ValueError(f"color needs a prompt naming exactly one of {', '.join(vbench_rules.COLOURS)} (as VBench's colour prompts do), got {label!r}")
+        return colours[0], vbench_rules.color_object(label, colours[0])
+    if dimension == "spatial_relationship":
+        try:
+            key = json.loads(label)
+        except json.JSONDecodeError:
+            key = None
+        if not isinstance(key, dict) or not all(isinstance(key.get(name), str) for name in ("object_a", "object_b", "relationship")):
+            raise ValueError(
+                'spatial_relationship labels are VBench\'s auxiliary info as JSON: {"object_a": "car", "object_b": "dog", '
+                f'"relationship": "on the left of"}}, got {label!r}'
+            )
+        return key
+    raise ValueError(f"GRiT scores {', '.join(GRIT_DIMENSIONS)}, not {dimension!r}")
+
+
+def dimension_score(dimension: str, label: str, frames: Sequence[GritDetections]) -> float:
     """One video's VBench score from GRiT's detections on its (16) frames, read as VBench's dimension files
     read ``run_caption_tensor``'s tuples (quirks included):
 
@@ -697,27 +747,135 @@ def dimension_score(dimension: str, label: str | Mapping[str, str], frames: Sequ
       words it contains): every caption of a frame is paired with the frame's FIRST box name
       (``cap_det[2][0]``); colour frames / object frames, NaN when no frame shows the object (VBench leaves
       such videos out of the dimension's mean);
-    - ``spatial_relationship`` (``label``: ``{"object_a", "object_b", "relationship"}``): boxes named either
-      object, truncated to integers as VBench's ``int(a)``; the mean of the per-frame best position score.
+    - ``spatial_relationship`` (``label``: VBench's ``{"object_a", "object_b", "relationship"}`` as JSON):
+      boxes named either object, truncated to integers as VBench's ``int(a)``; the mean of the per-frame
+      best position score.
     """
+    key = parse_label(dimension, label)
     if dimension == "object_class":
-        return vbench_rules.object_class_frames(str(label), [set(f.objects) for f in frames]) / len(frames)
+        return vbench_rules.object_class_frames(label, [set(f.objects) for f in frames]) / len(frames)
     if dimension == "multiple_objects":
-        return vbench_rules.multiple_objects_frames(str(label), [set(f.objects) for f in frames]) / len(frames)
+        return vbench_rules.multiple_objects_frames(label, [set(f.objects) for f in frames]) / len(frames)
     if dimension == "color":
-        prompt = str(label)
-        colours = [colour for colour in vbench_rules.COLOURS if colour in prompt]
-        if len(colours) != 1:
-            raise ValueError(f"color needs a prompt naming exactly one of {', '.join(vbench_rules.COLOURS)} (as VBench's colour prompts do), got {prompt!r}")
-        target = vbench_rules.color_object(prompt, colours[0])
+        colour, target = key
         pairs = [[(caption, f.objects[0]) for caption in f.captions or []] or [("", "")] for f in frames]
-        object_frames, colour_frames = vbench_rules.color_counts(colours[0], target, pairs)
+        object_frames, colour_frames = vbench_rules.color_counts(colour, target, pairs)
         return colour_frames / object_frames if object_frames else math.nan
-    if dimension == "spatial_relationship":
-        key = json.loads(label) if isinstance(label, str) else label
-        if not isinstance(key, Mapping) or not {"object_a", "object_b", "relationship"} <= set(key):
-            raise ValueError(f"spatial_relationship needs {{'object_a', 'object_b', 'relationship'}} (VBench's auxiliary info), got {label!r}")
-        detections = [[(name, [int(v) for v in box.tolist()]) for name, box in zip(f.objects, f.boxes, strict=True)] for f in frames]
-        scores = vbench_rules.spatial_frame_scores(key, detections)
-        return sum(scores) / len(scores)
-    raise ValueError(f"GRiT scores object_class, multiple_objects, color and spatial_relationship, not {dimension!r}")
+    detections = [[(name, [int(v) for v in box.tolist()]) for name, box in zip(f.objects, f.boxes, strict=True)] for f in frames]
+    scores = vbench_rules.spatial_frame_scores(key, detections)
+    return sum(scores) / len(scores)
+
+
+def vbench_resize(video: torch.Tensor, antialias: bool) -> torch.Tensor:
+    """VBench's resize of uint8 frames ``[K, 3, H, W]`` whose short side exceeds 768: to 720 on the short side
+    (sizes truncated, as ``int(scale * h)``), bilinear; ``antialias`` as torchvision's ``Resize`` on tensors
+    (object_class, multiple_objects, spatial_relationship), without as OpenCV's ``INTER_LINEAR`` (color; its
+    fixed-point rounding may differ by a grey level)."""
+    height, width = video.shape[-2:]
+    if min(height, width) <= MAX_SHORT_SIDE:
+        return video
+    scale = RESIZED_SHORT_SIDE / min(height, width)
+    size = (int(scale * height), int(scale * width))
+    resized = F.interpolate(video.float(), size=size, mode="bilinear", align_corners=False, antialias=antialias)
+    return resized.round().clamp(0, 255).to(torch.uint8)
+
+
+class GritDimension(VideoScorer):
+    """One of VBench's GRiT dimensions (``GRIT_DIMENSIONS``) on 16 frames (``get_frame_indices(16, T,
+    "middle")``); the prompt is the dimension's label (``parse_label``). color's score is NaN for a video in
+    which no frame shows the object: such a video raises NotApplicable (left out, as VBench leaves it out
+    of the mean). A frame sampled twice (videos shorter than 16 frames) is detected once."""
+
+    needs_prompt = True
+
+    def __init__(self, model: Grit, dimension: str) -> None:
+        super().__init__()
+        if dimension not in GRIT_DIMENSIONS:
+            raise ValueError(f"GRiT scores {', '.join(GRIT_DIMENSIONS)}, not {dimension!r}")
+        self.model = model
+        self.dimension = dimension
+        self.sampler = VBenchMiddleFrames(VBENCH_FRAMES)
+
+    def detections(self, frames: torch.Tensor, indices: Sequence[int] | None = None) -> list[GritDetections]:
+        """GRiT's detections on one video's sampled uint8 frames ``[K, 3, H, W]`` (captions for color only, as
+        VBench's ObjectDet / DenseCap models)."""
+        positions = list(range(len(frames))) if indices is None else [int(index) for index in indices]
+        unique = list(dict.fromkeys(positions))
+        first = [positions.index(index) for index in unique]
+        video = vbench_resize(frames[first], antialias=self.dimension != "color")
+        found = dict(zip(unique, self.model.detect(video, captions=self.dimension == "color"), strict=True))
+        return [found[index] for index in positions]
+
+    def score_sampled(
+        self,
+        frames: torch.Tensor,
+        indices: torch.Tensor | None,
+        num_frames: int,
+        prompts: Sequence[str] | str | None = None,
+        rng: Any = None,
+    ) -> torch.Tensor:
+        videos = as_float_videos(frames, keep_uint8=True)
+        labels = check_prompts(prompts, videos.shape[0], self.dimension, needs_prompt=True)
+        for label in labels:
+            parse_label(self.dimension, label)
+        if videos.dtype != torch.uint8:
+            videos = (videos * 255).round().clamp(0, 255).to(torch.uint8)
+        scores = torch.tensor(
+            [
+                dimension_score(self.dimension, label, self.detections(video, None if indices is None else indices[row].tolist()))
+                for row, (video, label) in enumerate(zip(videos, labels, strict=True))
+            ],
+            dtype=torch.float32,
+        )
+        if scores.isnan().any():
+            absent = scores.isnan().nonzero().flatten().tolist()
+            raise NotApplicable(
+                f"color: no frame of video(s) {absent} shows the prompt's object with a colour in its caption; "
+                "VBench leaves such videos out of the dimension", scores=scores,
+            )
+        return scores
+
+
+LABEL_EXAMPLES = {
+    "object_class": ("car", "dog"),
+    "multiple_objects": ("car and dog", "cat and bird"),
+    "color": ("a red car", "a blue car"),
+    "spatial_relationship": (
+        '{"object_a": "car", "object_b": "dog", "relationship": "on the left of"}',
+        '{"object_a": "cat", "object_b": "car", "relationship": "on the top of"}',
+    ),
+}
+LABEL_HELP = {
+    "object_class": "the object's name (VBench's auxiliary object, e.g. 'person')",
+    "multiple_objects": "'A and B' (VBench's auxiliary object)",
+    "color": "the colour prompt itself (e.g. 'a red bicycle')",
+    "spatial_relationship": "VBench's auxiliary spatial_relationship as JSON",
+}
+
+
+def _register(dimension: str) -> None:
+    @register_reward(
+        dimension,
+        modality="video",
+        needs_prompt=True,
+        differentiable=False,
+        score_range=(0.0, 1.0),
+        weights=GRIT_WEIGHTS,
+        description=f"VBench {dimension}: GRiT-B detections on 16 frames; the prompt is {LABEL_HELP[dimension]}",
+        paper="arXiv:2311.17982; GRiT arXiv:2212.00280",
+        repository="https://github.com/Vchitect/VBench",
+        prompt_examples=LABEL_EXAMPLES[dimension],
+    )
+    def create(*, device: torch.device, dtype: torch.dtype, weights: WeightsArgument) -> GritDimension:
+        """VBench's GRiT dimension; ``weights`` is ``grit_b_densecap_objectdet.pth`` or ``{"model": ...,
+        "tokenizer": FOLDER with bert-base-uncased's vocab.txt}``."""
+
+        def build(paths: Mapping[str, Path]) -> GritDimension:
+            model = load_grit(paths["model"], paths["tokenizer"].parent).to(device=device, dtype=dtype)
+            return GritDimension(model, dimension)
+
+        return build_with_weights(dimension, weights, {}, build)
+
+
+for _dimension in GRIT_DIMENSIONS:
+    _register(_dimension)

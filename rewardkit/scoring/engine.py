@@ -14,6 +14,7 @@ the files into its own journal and the main process merges every share into ``ou
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import json
 import math
@@ -432,8 +433,9 @@ class Engine:
     ``batch_size="auto"`` (image rewards; a video reward scores one file at a time): each reward starts at
     ``AUTO_BATCH_FRAMES`` frames. On a GPU, a batch that runs out of memory is halved and retried until one
     fits. On a CPU, where running out of memory ends the process instead of raising, the reward's first
-    ``AUTO_PROBE_FRAMES`` frames are scored as a probe: the growth of the process's peak resident memory
-    per frame sets the batch to ``AUTO_MEMORY_FRACTION`` of the available memory (``auto_batch_frames``).
+    ``AUTO_PROBE_FRAMES`` frames are scored as a probe: the growth of the process's peak resident memory per
+    frame (``resident_peak_growth``) sets the batch to ``AUTO_MEMORY_FRACTION`` of the available memory
+    (``auto_batch_frames``).
     ``compile_models``: before a reward's first batch, its calls are recorded, the outermost modules it
     calls are compiled with ``torch.compile`` and run once on that batch (the warm-up, printed and left out
     of the rows' ``seconds``)."""
@@ -802,10 +804,22 @@ def _status_kib(field_name: str) -> int:
     raise OSError(f"no {field_name} in /proc/self/status")
 
 
+def release_free_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim(0)``; nothing elsewhere).
+    glibc keeps freed memory resident for reuse, so after an earlier, larger peak (a long-lived process)
+    new tensors land on pages that are already counted and the resident peak does not rise at all."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS, Windows)
+        pass
+
+
 def resident_peak_growth(step: Callable[[], Any]) -> tuple[int | None, Any]:
     """Run ``step``; return how many bytes the process's peak resident memory rose above its resident
-    memory before it (Linux: the peak is reset through ``/proc/self/clear_refs``), or None where that cannot
-    be measured, and ``step``'s result."""
+    memory before it (Linux: the C heap's free pages are released first, see ``release_free_heap``, and the
+    peak is reset through ``/proc/self/clear_refs``), or None where that cannot be measured, and ``step``'s
+    result."""
+    release_free_heap()
     try:
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
         before = _status_kib("VmRSS")

@@ -484,10 +484,45 @@ def _torchcodec_decoders() -> ModuleType | None:
     global _torchcodec_state
     if _torchcodec_state is None:
         try:
-            _torchcodec_state = importlib.import_module("torchcodec.decoders")
+            _torchcodec_state = _import_torchcodec_decoders()
         except Exception as exc:  # ImportError, or RuntimeError/OSError when FFmpeg's libraries are absent
             _torchcodec_state = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return _torchcodec_state if isinstance(_torchcodec_state, ModuleType) else None
+
+
+def _import_torchcodec_decoders() -> ModuleType:
+    """Import ``torchcodec.decoders`` without importing ``torch._dynamo``.
+
+    At import, torchcodec marks three factory ops with ``torch._dynamo.disallow_in_graph`` (so that
+    ``torch.compile`` does not constant-fold them); that one attribute access imports all of
+    ``torch._dynamo``, which costs about as much again as ``import torch`` (``bench_startup.py``). Decoding
+    is never compiled here, so while torchcodec imports, ``torch._dynamo`` is a stand-in whose
+    ``disallow_in_graph`` returns the op unchanged; the stand-in is then removed, and ``torch._dynamo``
+    imports as usual when something (``--compile``) uses it. Where ``torch._dynamo`` is already imported, or
+    a torchcodec version needs more of it at import, torchcodec is imported as it is."""
+    import sys
+
+    import torch
+
+    if "torch._dynamo" in sys.modules:
+        return importlib.import_module("torchcodec.decoders")
+    torch._dynamo = _DynamoStandIn()  # type: ignore[attr-defined]
+    try:
+        return importlib.import_module("torchcodec.decoders")
+    except AttributeError:  # this torchcodec uses more of torch._dynamo: forget the half-done import
+        for name in [name for name in sys.modules if name == "torchcodec" or name.startswith("torchcodec.")]:
+            del sys.modules[name]
+    finally:
+        del torch._dynamo  # type: ignore[attr-defined]
+    return importlib.import_module("torchcodec.decoders")
+
+
+class _DynamoStandIn:
+    """What torchcodec's import uses of ``torch._dynamo`` (see ``_import_torchcodec_decoders``)."""
+
+    @staticmethod
+    def disallow_in_graph(op: object) -> object:
+        return op
 
 
 class _TorchcodecVideo:
