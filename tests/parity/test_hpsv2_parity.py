@@ -1,22 +1,26 @@
 """rewardkit's ``hpsv2`` against the official ``hpsv2`` 1.2.0 package, at the real ViT-H-14 size.
 
 What is compared. One random ViT-H-14 checkpoint in HPS's published format (``{"state_dict": ...}`` in
-fp16, as ``HPS_v2.1_compressed.pt``; seed 0) is loaded by both sides. For each of 8 PIL images (224x224,
-no resize; 512x512; 640x360 landscape; 300x700 portrait; 1x1; 97x31; a grayscale ``L`` and a palette
-``P`` image) and each of 2 prompts (4 tokens; 96 tokens, so both sides truncate to 77):
+fp16, as ``HPS_v2.1_compressed.pt``; seed 0) is loaded by both sides. 8 PIL images (224x224, no resize;
+512x512; 640x360 landscape; 300x700 portrait; 1x1; 97x31; a grayscale ``L`` and a palette ``P`` image) are
+each scored with one of 2 prompts, in turn (4 tokens; 96 tokens, so both sides truncate to 77): every
+image's preprocessing and both prompts' tokenization are compared, 4 images per prompt. (An HPS score is the
+cosine of an image embedding and a text embedding computed independently, so the full image x prompt
+product would only repeat the same two encoders; at this size each pair costs a ViT-H-14 forward per side.)
 
-- official: ``hpsv2.img_score.score(pil_image, prompt, cp=checkpoint, hps_version="v2.1")[0]``, i.e.
-  the package's own bundled open_clip ViT-H-14 (fp32, cpu, where its ``torch.cuda.amp.autocast()`` does
-  nothing), its ``preprocess_val`` (RGB conversion, ToTensor, ResizeMaxSize, normalise) and tokenizer.
-  Only its model construction is done by us (``tests/parity/official.py``), with ``pretrained=None``
-  instead of downloading the LAION base that the checkpoint overwrites anyway;
+- official: ``hpsv2.img_score.score([pil images], prompt, cp=checkpoint, hps_version="v2.1")``, once per
+  prompt with that prompt's images (the package's own per-image loop), i.e. its bundled open_clip ViT-H-14
+  (fp32, cpu, where its ``torch.cuda.amp.autocast()`` does nothing), its ``preprocess_val`` (RGB
+  conversion, ToTensor, ResizeMaxSize, normalise) and tokenizer. Only its model construction is done by us
+  (``tests/parity/official.py``), with ``pretrained=None`` instead of downloading the LAION base that the
+  checkpoint overwrites anyway;
 - rewardkit: ``create_reward("hpsv2", weights=checkpoint, architecture="ViT-H-14", version="v2.1",
   mode="reference", device="cpu", dtype=torch.float32)`` called on the same pixels as a uint8 tensor
   ``[1, 3, H, W]`` (``np.asarray(image.convert("RGB"))``) and the same prompt.
 
 Every |official - rewardkit| must be <= 1e-5 (scores are cosines in [-1, 1]). The largest difference is
 printed (``pytest -s``). A second test prints the mean and max |reference - differentiable| of rewardkit's
-two modes on the same images given as float ``uint8 / 255`` and requires the max below 1e-3.
+two modes on the same pairs with the images given as float ``uint8 / 255`` and requires the max below 1e-3.
 
 Each ViT-H-14 takes ~4 GB in fp32, so the two models (rewardkit's, whose two modes share one build, and the
 official one) are built one after another, never alive together; all scores are computed once per module.
@@ -68,7 +72,7 @@ def make_images() -> dict[str, Image.Image]:
 
 
 IMAGES = make_images()
-CASES = [(image, prompt) for image in IMAGES for prompt in PROMPTS]
+CASES = [(image, list(PROMPTS)[index % len(PROMPTS)]) for index, image in enumerate(IMAGES)]
 
 
 def as_uint8_batch(image: Image.Image) -> torch.Tensor:
@@ -95,17 +99,15 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def _score_all(reward: Any, float_input: bool) -> dict[tuple[str, str], float]:
-    prompts = list(PROMPTS.values())
     scores = {}
     with torch.no_grad():
-        for name, image in IMAGES.items():
-            pixels = as_uint8_batch(image).expand(len(prompts), -1, -1, -1)
+        for name, key in CASES:
+            pixels = as_uint8_batch(IMAGES[name])
             if float_input:
                 pixels = pixels.float() / 255
-            values = reward(pixels, prompts)
-            assert values.shape == (len(prompts),) and values.dtype == torch.float32
-            for key, value in zip(PROMPTS, values.tolist(), strict=True):
-                scores[name, key] = value
+            values = reward(pixels, [PROMPTS[key]])
+            assert values.shape == (1,) and values.dtype == torch.float32
+            scores[name, key] = values.item()
     return scores
 
 
@@ -138,10 +140,10 @@ def _official_scores(checkpoint: Path) -> dict[tuple[str, str], float]:
     score = official_hpsv2("ViT-H-14")
     scores = {}
     try:
-        for name, image in IMAGES.items():
-            for key, prompt in PROMPTS.items():
-                (value,) = score(image, prompt, cp=str(checkpoint), hps_version="v2.1")
-                scores[name, key] = float(value)
+        for key, prompt in PROMPTS.items():
+            names = [name for name, case_prompt in CASES if case_prompt == key]
+            values = score([IMAGES[name] for name in names], prompt, cp=str(checkpoint), hps_version="v2.1")
+            scores.update({(name, key): float(value) for name, value in zip(names, values, strict=True)})
     finally:
         release_official_hpsv2()
         _free()
