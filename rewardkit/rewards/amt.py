@@ -50,14 +50,16 @@ def _resize(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def _warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Backward warp by ``flow`` (pixels), border padding, on AMT's align-corners grid."""
+    """Backward warp by ``flow`` (pixels), border padding, on AMT's align-corners grid; sampled in float32
+    whatever the network's dtype (bf16 cannot hold a 128 px grid's positions), returned in ``image``'s."""
     batch, _, height, width = flow.shape
-    xs = torch.linspace(-1.0, 1.0, width).view(1, 1, 1, width).expand(batch, -1, height, -1)
-    ys = torch.linspace(-1.0, 1.0, height).view(1, 1, height, 1).expand(batch, -1, -1, width)
-    base = torch.cat([xs, ys], 1).to(image)
+    xs = torch.linspace(-1.0, 1.0, width, device=flow.device).view(1, 1, 1, width).expand(batch, -1, height, -1)
+    ys = torch.linspace(-1.0, 1.0, height, device=flow.device).view(1, 1, height, 1).expand(batch, -1, -1, width)
+    base = torch.cat([xs, ys], 1)
+    flow = flow.float()
     scaled = torch.cat([flow[:, 0:1] / ((width - 1.0) / 2.0), flow[:, 1:2] / ((height - 1.0) / 2.0)], 1)
     grid = (base + scaled).permute(0, 2, 3, 1)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=True).to(image.dtype)
 
 
 def _conv_prelu(cin: int, cout: int, kernel: int = 3, stride: int = 1, padding: int = 1) -> nn.Sequential:
@@ -224,6 +226,8 @@ class _BidirectionalCorrelation:
     def __init__(self, fmap0: torch.Tensor, fmap1: torch.Tensor, levels: int, radius: int) -> None:
         self.levels, self.radius = levels, radius
         batch, dim, height, width = fmap0.shape
+        # In float32 whatever the network's dtype: the volume is sampled at float32 pixel coordinates.
+        fmap0, fmap1 = fmap0.float(), fmap1.float()
         corr = torch.matmul(fmap0.view(batch, dim, -1).transpose(1, 2), fmap1.view(batch, dim, -1))
         corr = corr.view(batch, height, width, 1, height, width) / torch.sqrt(torch.tensor(dim).float())
         forward = corr.reshape(batch * height * width, 1, height, width)
@@ -288,7 +292,7 @@ class AmtS(nn.Module):
 
     def _refine(self, update: _UpdateBlock, corr: _BidirectionalCorrelation, coord: torch.Tensor, flow0: torch.Tensor, flow1: torch.Tensor, ft: torch.Tensor, embt: torch.Tensor, downsample: int) -> tuple[torch.Tensor, ...]:
         volume, flows = self._lookup(corr, coord, flow0, flow1, embt, downsample)
-        delta_ft, delta_flow = update(ft, flows, volume)
+        delta_ft, delta_flow = update(ft, flows, volume.to(ft.dtype))
         delta0, delta1 = torch.chunk(delta_flow, 2, 1)
         return flow0 + delta0, flow1 + delta1, ft + delta_ft
 
