@@ -267,18 +267,14 @@ def _train(objective, batches, learning_rate: float, steps: int) -> None:
         optimizer.zero_grad(set_to_none=True)
 
 
-_FITTED_VAE_REGRESSION = pytest.mark.xfail(strict=True, reason=(
-    "with the fitted tiny VAE (rewardkit.testing.finetune._fitted_vae) this setting lowers sample brightness: "
-    "0.5702 -> 0.5641 (was 0.5117 -> 0.5149 with the random VAE); open, see the vae helper's report"))
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("learning_rate", [pytest.param(5e-3, marks=_FITTED_VAE_REGRESSION), 0.0])
+@pytest.mark.parametrize("learning_rate", [1e-3, 0.0])
 def test_dpo_raises_sample_brightness(mixture_model_dir, data_dir, learning_rate):
     """Diffusion-DPO (objective "dpo", epsilon target, reference = LoRA off, beta 500) from the mixture
     model on 16 bright-vs-dark latent pairs: the decoded brightness of samples from fixed seeds (4 prompts,
-    DDIM 4 steps) rises by > 0.002 (measured 0.5117 -> 0.5149 with the random VAE); at learning rate 0 (a model that does not learn) the
-    samples are unchanged."""
+    DDIM 4 steps) rises by > 0.005 (measured 0.5702 -> 0.5898 with the fitted tiny VAE; learning rates
+    5e-4 / 2e-3 gave +0.0103 / +0.0281, while 5e-3 overshot to -0.006); at learning rate 0 (a model that
+    does not learn) the samples are unchanged."""
     objective = _dpo_objective(mixture_model_dir, data_dir, ["objective.beta=500.0"])
     bright, dark = _bright_dark_latents(objective.adapter, 16, seed=21)
     assert bool((_brightness(objective.adapter, bright) > _brightness(objective.adapter, dark)).all())  # the data are what they claim
@@ -294,5 +290,5 @@ def test_dpo_raises_sample_brightness(mixture_model_dir, data_dir, learning_rate
     before = _sample_brightness(objective)
     _train(objective, pairs, learning_rate, steps=30)
     after = _sample_brightness(objective)
-    assert (after > before + 0.002) == (learning_rate > 0), f"sample brightness {before:.4f} -> {after:.4f}"
+    assert (after > before + 0.005) == (learning_rate > 0), f"sample brightness {before:.4f} -> {after:.4f}"
 
