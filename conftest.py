@@ -1,4 +1,6 @@
-"""Run for tests/ and benchmarks/: no network, offline Hugging Face Hub, an empty private cache."""
+"""Run for tests/ and benchmarks/: no network, offline Hugging Face Hub, an empty private cache (one per
+pytest run: its xdist workers inherit the controller's, so what one worker writes there, such as the
+fitted tiny VAE, the others reuse)."""
 
 import os
 import tempfile
@@ -7,7 +9,8 @@ from pathlib import Path
 import pytest
 
 # Before anything imports huggingface_hub (it reads these at import time).
-_CACHE_ROOT = Path(tempfile.mkdtemp(prefix="rewardkit-tests-"))
+_CACHE_ROOT = Path(os.environ.get("REWARDKIT_TEST_CACHE_ROOT") or tempfile.mkdtemp(prefix="rewardkit-tests-"))
+os.environ["REWARDKIT_TEST_CACHE_ROOT"] = str(_CACHE_ROOT)
 os.environ["HF_HOME"] = str(_CACHE_ROOT / "hf")
 os.environ["HF_HUB_CACHE"] = str(_CACHE_ROOT / "hf" / "hub")
 os.environ["HF_HUB_OFFLINE"] = "1"

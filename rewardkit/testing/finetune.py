@@ -104,13 +104,45 @@ def _colour_frames(count: int, size: int, generator: torch.Generator) -> torch.T
     return solid * corners[:, :, :1, :1].expand(-1, -1, size, size) + (1 - solid) * smooth
 
 
+# Bump when ``_fit_vae`` changes: the fitted weights kept in the rewardkit cache are then fitted again.
+_FITTED_VAE_REVISION = 1
+
+
 @functools.cache
 def _fitted_vae() -> tuple[dict[str, torch.Tensor], float]:
+    """``_fit_vae``'s result, fitted once per machine: kept in the rewardkit cache
+    (``tiny-vae-fit/r<revision>.pt``, written atomically; a process that finds another fitting waits for it
+    under a file lock), since the fit takes about a minute of one core."""
+    import fcntl
+    import tempfile
+
+    from rewardkit.weights import cache_root
+
+    folder = cache_root() / "tiny-vae-fit"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"r{_FITTED_VAE_REVISION}.pt"
+    with open(folder / "fit.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.is_file():
+            try:
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+                return saved["state"], float(saved["scaling_factor"])
+            except Exception:  # a damaged copy: fit again and replace it
+                pass
+        state, scaling_factor = _fit_vae()
+        handle, staging = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        os.close(handle)
+        torch.save({"state": state, "scaling_factor": scaling_factor}, staging)
+        os.replace(staging, path)
+    return state, scaling_factor
+
+
+def _fit_vae() -> tuple[dict[str, torch.Tensor], float]:
     """The tiny VAE's weights after 300 Adam steps (lr 1e-2, batch 16 of 8x8 colour frames, the usual
     reconstruction + 1e-3 KL loss) from a fixed seed, and its ``scaling_factor`` (1 / std of the latents of
     held-out 16 px frames, as Stable Diffusion's was chosen), so decoded colour follows the latents. One
     thread and private random state: the same weights in every process, whatever the thread count or the
-    caller's seed; computed once per process (a few seconds)."""
+    caller's seed."""
     from diffusers import AutoencoderKL
 
     threads = torch.get_num_threads()
