@@ -216,9 +216,7 @@ def test_grpo_raises_fresh_sample_brightness_wan():
     assert gain > 0.003, gain
 
 
-# No online_dpo brightness check yet: on tiny Wan (group 4, all pairs, fixed reference, lr 2e-2, 8 steps)
-# the fresh samples' brightness over the last 4 steps was 0.4462 vs 0.4461 for the learning-rate-0
-# control, i.e. no measurable learning at a size this machine could run (see the report of issue 10).
+# online_dpo's brightness checks (both families) are in tests/test_finetune_learning.py.
 
 
 # ------------------------------------------------------------------------------------ runs
