@@ -19,9 +19,9 @@ What is compared, on one tiny random checkpoint in the official layout (``reward
 strictly by both sides: the layout (the official modules' state-dict keys and shapes at GRiT-B's real
 sizes equal rewardkit's), the feature pyramid P3-P7, the CenterNet head's outputs, the proposals (boxes and
 scores) and the greedy descriptions (tokens, and mean log-probabilities within 1e-5) for both task tokens.
-Every |official - rewardkit| <= 1e-5. Not run officially: the cascade ROI heads (``GRiTROIHeadsAndText
-Decoder`` subclasses detectron2's ``CascadeROIHeads``, whose ROI pooler and box transforms are detectron2's
-own); tests/test_vbench_grit.py checks that part against detectron2's formulas written out by hand.
+Every |official - rewardkit| <= 1e-5. The cascade ROI heads (``GRiTROIHeadsAndTextDecoder`` subclasses
+detectron2's ``CascadeROIHeads``) and the whole detector are compared in
+tests/parity/test_vbench_grit_cascade_parity.py, against detectron2's own source where one is given.
 """
 
 from __future__ import annotations
