@@ -12,6 +12,7 @@ with ``[unusedN]``), so that [DEC] and [ENC] get the real ids 30522 and 30523.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -161,10 +162,12 @@ def official_state_dict_shapes(med_config: dict, vision_width: int, vision_depth
 
 
 def random_official_state_dict(
-    med_config: dict, vision_width: int, vision_depth: int, seed: int = 0
+    med_config: dict, vision_width: int, vision_depth: int, seed: int = 0, weight_std: float | None = 0.2
 ) -> dict[str, torch.Tensor]:
-    """Random weights in the official layout: normal(0, 0.2) everywhere (so that scores depend visibly on the image), LayerNorm weights 1 + noise,
-    MLP weights scaled by 1/sqrt(fan_in) so scores are O(1)."""
+    """Random weights in the official layout: normal(0, ``weight_std``) everywhere (0.2, the tiny default,
+    so that scores depend visibly on the image; ``None``: 1/sqrt(fan_in) for matrices and convolutions and 0.02 otherwise,
+    which the real sizes need: at 0.2 a 1024-wide ViT-L is chaotic, its score moving by 0.85 under 1e-3 of
+    input noise), LayerNorm weights 1 + noise, MLP weights scaled by 1/sqrt(fan_in) so scores are O(1)."""
     generator = torch.Generator().manual_seed(seed)
     state_dict: dict[str, torch.Tensor] = {}
     for key, shape in official_state_dict_shapes(med_config, vision_width, vision_depth).items():
@@ -176,8 +179,11 @@ def random_official_state_dict(
             tensor = 1.0 + 0.1 * tensor
         elif key.startswith("mlp.") and key.endswith("weight"):
             tensor = tensor / shape[1] ** 0.5
+        elif weight_std is not None:
+            tensor = weight_std * tensor
         else:
-            tensor = 0.2 * tensor
+            fan_in = math.prod(shape[1:])
+            tensor = tensor / fan_in**0.5 if len(shape) >= 2 and fan_in > 1 else 0.02 * tensor
         state_dict[key] = tensor
     return state_dict
 
@@ -188,13 +194,15 @@ def write_imagereward_checkpoint(
     seed: int = 0,
     med_config: dict | None = None,
     vision: dict | None = None,
+    weight_std: float | None = 0.2,
 ) -> Path:
-    """Write ``ImageReward.pt`` and ``med_config.json`` (tiny by default) into ``folder``; returns the .pt path."""
+    """Write ``ImageReward.pt`` and ``med_config.json`` (tiny by default) into ``folder``; returns the .pt path.
+    ``weight_std``: see ``random_official_state_dict`` (the real sizes pass ``None``)."""
     med_config = dict(med_config or TINY_MED_CONFIG)
     vision = dict(vision or TINY_VISION)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state_dict = random_official_state_dict(med_config, vision["width"], vision["depth"], seed)
+    state_dict = random_official_state_dict(med_config, vision["width"], vision["depth"], seed, weight_std)
     path = folder / "ImageReward.pt"
     torch.save(state_dict, path)
     (folder / "med_config.json").write_text(json.dumps(med_config, indent=2))

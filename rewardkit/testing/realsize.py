@@ -44,7 +44,7 @@ def real_size_reward_options(name: str, folder: str | os.PathLike[str]) -> dict[
             write_imagereward_checkpoint,
         )
 
-        checkpoint = write_imagereward_checkpoint(folder / "model", seed=0, med_config=REAL_MED_CONFIG, vision=REAL_VISION)
+        checkpoint = write_imagereward_checkpoint(folder / "model", seed=0, med_config=REAL_MED_CONFIG, vision=REAL_VISION, weight_std=None)
         return {"weights": {"model": str(checkpoint), "tokenizer": str(write_bert_vocab(folder / "tokenizer"))}}
     if name == "dover":
         from rewardkit.rewards.dover import DOVER_CONFIG

@@ -80,7 +80,7 @@ def _files(root: Path, size: str) -> tuple[Path, Path]:
         write_imagereward_checkpoint,
     )
 
-    options = {"med_config": REAL_MED_CONFIG, "vision": REAL_VISION} if size == "real" else {}
+    options = {"med_config": REAL_MED_CONFIG, "vision": REAL_VISION, "weight_std": None} if size == "real" else {}
     write_imagereward_checkpoint(root / "model", seed=1, **options)
     return root / "model", write_bert_vocab(root / "tokenizer")
 
