@@ -84,7 +84,7 @@ def images() -> list[Image.Image]:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("imagereward")
-    options = {"med_config": REAL_MED_CONFIG, "vision": REAL_VISION} if SIZE == "real" else {}
+    options = {"med_config": REAL_MED_CONFIG, "vision": REAL_VISION, "weight_std": None} if SIZE == "real" else {}
     checkpoint = write_imagereward_checkpoint(root / "model", seed=0, **options)
     return checkpoint, write_bert_vocab(root / "tokenizer")
 
