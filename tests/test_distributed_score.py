@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from rewardkit.errors import UserInputError
 from rewardkit.scoring import engine, score
 from rewardkit.scoring.inputs import read_manifest
 from rewardkit.scoring.results import shard_journal
+from tests.distributed import torchrun
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "videos"
 KEY = ["path", "reward"]
@@ -37,11 +36,7 @@ def test_two_real_processes_give_the_one_process_rows(tmp_path, tiny_rewards):
     arguments = ["score", str(EXAMPLES), "--reward", "temporal_flickering", "--reward",
                  f"hpsv2:architecture={hps['architecture']}", "--weights", hps["weights"], "--workers", "0",
                  "--no-progress"]
-    with socket.socket() as probe:  # a free local port for the rendezvous (loopback only)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(port), "-m", "rewardkit.cli", *arguments, "--out", str(tmp_path / "two.jsonl")]
+    command = torchrun(*arguments, "--out", str(tmp_path / "two.jsonl"))
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert main([*arguments, "--out", str(tmp_path / "one.jsonl")]) == 0

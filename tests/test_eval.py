@@ -19,6 +19,7 @@ from rewardkit.eval.leaderboard import add_run, load_board, render
 from rewardkit.eval.regress import compare, load_scores, write_baseline
 from rewardkit.eval.suite import load_suite
 from rewardkit.eval.vbench import QUALITY, SEMANTIC, normalize, vbench_totals
+from tests.distributed import torchrun
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "videos"
 REPO = Path(__file__).resolve().parent.parent
@@ -243,16 +244,10 @@ def test_two_real_processes_give_the_single_process_results(tmp_path):
     """`torchrun --nproc_per_node 2` (gloo on CPU, as accelerate sets it up): each process scores half of
     the videos, rank 0 merges, and the per-video scores equal a one-process run's."""
     import os
-    import socket
-    import sys
 
-    with socket.socket() as probe:  # a free local port for the rendezvous (loopback only)
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     arguments = ["eval", str(REPO / "eval" / "quick.toml"), "--videos", str(EXAMPLES), "--dimensions",
                  "temporal_flickering,dynamic_degree_flow", "--no-progress", "--workers", "0"]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(port), "-m", "rewardkit.cli", *arguments, "--out", str(tmp_path / "two")]
+    command = torchrun(*arguments, "--out", str(tmp_path / "two"))
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert main([*arguments, "--out", str(tmp_path / "one")]) == 0

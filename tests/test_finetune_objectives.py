@@ -20,6 +20,7 @@ from rewardkit.finetune.data import collate
 from rewardkit.finetune.lora import add_lora
 from rewardkit.finetune.models import load_model
 from rewardkit.finetune.objectives import get_objective
+from tests.distributed import torchrun
 
 RECIPES = Path(__file__).resolve().parents[1] / "finetune"
 
@@ -157,7 +158,6 @@ def test_two_process_run_finishes_with_samples_at_the_last_step(recipe, family, 
     through the DDP wrapper, whose buffer broadcast the other rank never joined) and the samples exist."""
     import os
     import subprocess
-    import sys
 
     if family == "animatediff":
         from rewardkit.testing.finetune import write_tiny_animatediff_pipeline
@@ -166,12 +166,11 @@ def test_two_process_run_finishes_with_samples_at_the_last_step(recipe, family, 
     else:
         model = model_dir
     run = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
-        "-m", "rewardkit.cli", "finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'model.path="{model}"',
+    command = torchrun(
+        "finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'model.path="{model}"',
         "--set", f'train.output_dir="{run}"', "--set", "train.progress=false", "--set", "train.max_steps=2",
         "--set", "train.sample_every=2", "--set", "train.batch_size=1",
-    ]
+    )
     if "dpo" in recipe:
         command += ["--set", f'data.pairs="{data_dir}/pairs.jsonl"']
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -9,7 +9,6 @@ import csv
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from rewardkit.finetune.objectives.losses import (
     sde_kl,
 )
 from rewardkit.testing.finetune import Brightness
+from tests.distributed import free_port, torchrun
 from tests.online_training import train_recording_rewards
 
 RECIPES = Path(__file__).resolve().parents[1] / "finetune"
@@ -353,7 +353,7 @@ def test_group_statistics_over_two_processes_equal_one_process():
     expected = group_advantages(rewards, torch.arange(12) // 4)
     context = mp.get_context("spawn")
     queue = context.Queue()
-    port = 29500 + (os.getpid() + 11) % 1000
+    port = free_port()
     processes = [context.Process(target=_gather_in_process, args=(rank, rewards, port, queue)) for rank in range(2)]
     for process in processes:
         process.start()
@@ -379,11 +379,10 @@ def test_two_process_online_runs(recipe, wan_dir, tmp_path):
     processes exit 0 and the logged rows exist; GRPO's ratio is exactly 1 on both processes (its groups
     span the two processes, the advantages come from the gathered rewards)."""
     run = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29500 + (os.getpid() + 3) % 1000),
-        "-m", "rewardkit.cli", "finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'train.output_dir="{run}"', "--set", f'model.path="{wan_dir}"',
+    command = torchrun(
+        "finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'train.output_dir="{run}"', "--set", f'model.path="{wan_dir}"',
         "--set", "train.progress=false", "--set", "train.batch_size=1", "--set", "train.sample_every=0",
-    ]
+    )
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     rows = _metrics(run)

@@ -25,6 +25,7 @@ from rewardkit.finetune.models.flow import (
     logit_normal_levels,
 )
 from rewardkit.testing.wan import TINY_WAN, WAN_SCHEDULER
+from tests.distributed import torchrun
 
 SIZE = {key: TINY_WAN[key] for key in ("num_frames", "height", "width")}
 
@@ -582,15 +583,13 @@ def test_two_process_wan_run_finishes_with_samples_at_the_last_step(recipe, mode
     with samples at the last step: both processes exit 0 within the timeout and the samples exist."""
     import os
     import subprocess
-    import sys
 
     run = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29500 + (os.getpid() + 7) % 1000),
-        "-m", "rewardkit.cli", "finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'model.path="{model_dir}"',
+    command = torchrun(
+        "finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'model.path="{model_dir}"',
         "--set", f'train.output_dir="{run}"', "--set", "train.progress=false", "--set", "train.max_steps=2",
         "--set", "train.sample_every=2", "--set", "train.batch_size=1",
-    ]
+    )
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "REWARDKIT_CACHE": str(tmp_path / "cache")}
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=environment)
     assert result.returncode == 0, result.stderr[-3000:]

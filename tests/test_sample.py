@@ -25,6 +25,7 @@ from rewardkit.finetune.sample import (
 )
 from rewardkit.testing.finetune import Brightness
 from rewardkit.video.sampling import Segmental
+from tests.distributed import torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {"unet3d": ROOT / "finetune" / "smoke-tiny.toml", "wan": ROOT / "finetune" / "smoke-tiny-wan.toml"}
@@ -227,12 +228,10 @@ def test_two_processes_write_the_same_videos(tmp_path):
     equal a one-process run's (the seed is per (prompt, i, seed), not per process)."""
     import os
     import subprocess
-    import sys
 
     (tmp_path / "p.txt").write_text("a cat\na dog\na cow\n")
     arguments = ["sample", str(tmp_path / "p.txt"), "--model", str(RECIPES["unet3d"]), "--steps", "2", "--num-per-prompt", "1", "--no-progress"]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29500 + (os.getpid() + 3) % 1000),
-               "-m", "rewardkit.cli", *arguments, "--out", str(tmp_path / "two")]
+    command = torchrun(*arguments, "--out", str(tmp_path / "two"))
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert main([*arguments, "--out", str(tmp_path / "one")]) == 0
