@@ -12,14 +12,22 @@ PyAV and computes the same score (numpy for temporal flickering; one reward call
 hpsv2, on the seeded tiny-weights checkpoint). ``extra_info`` records videos/s. The fixed cost per run is
 the intercept of the time against the number of clips: ``(100 * t8 - 8 * t100) / 92``.
 
-Each way runs one warm-up round, then 2 timed rounds: a run's fixed cost is timed (model and DataLoader
-set-up, worker start, probing, writing the results), what a process pays once is not (importing torch and
-torchcodec, which pulls in ``torch._dynamo``: ``bench_startup.py`` times those side by side).
+Each way runs one warm-up round, then ``REWARDKIT_BENCH_ROUNDS`` (default 2) timed rounds: a run's fixed
+cost is timed (model and DataLoader set-up, worker start, probing, writing the results), what a process
+pays once is not (importing torch and torchcodec, which pulls in ``torch._dynamo``: ``bench_startup.py``
+times those side by side). Before every round of every way, outside the timing, Python's garbage is
+collected (``collect_garbage``): otherwise a full collection of this pytest process's heap (torch,
+pytest, every collected test; 1.2-3.2 s each at load ~13 on 2 cores), which falls due every ~20 s of
+this benchmark, lands in whichever round happens to cross gc's threshold, whatever that round's own
+allocations (a gc callback logged one inside a naive round, 2.39 s against 1.29 s for its other round;
+the same is the likely cause of an earlier run's ``score`` first rounds of 1.25-1.52 s against 0.35 s).
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
+import os
 from pathlib import Path
 
 import av
@@ -36,6 +44,12 @@ from rewardkit.video.io import write_video
 
 FRAMES, SIZE = 32, 256
 SUITE = Path(__file__).resolve().parent.parent / "eval" / "quick.toml"
+ROUNDS = int(os.environ.get("REWARDKIT_BENCH_ROUNDS", "2"))
+
+
+def collect_garbage() -> None:
+    """Collect Python's garbage before a round (pytest-benchmark's untimed ``setup``)."""
+    gc.collect()
 
 
 @pytest.fixture(scope="module", params=[8, 100], ids=["8clips", "100clips"])
@@ -109,7 +123,7 @@ def test_eval_throughput(
         def run() -> list[float]:
             return naive_flicker(videos) if dimension == "temporal_flickering" else naive_hps(videos, reward)
 
-    scores = benchmark.pedantic(run, rounds=2, iterations=1, warmup_rounds=1)
+    scores = benchmark.pedantic(run, setup=collect_garbage, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     assert len(scores) == count and np.isfinite(scores).all()
     if benchmark.stats is not None:
         benchmark.extra_info["videos_per_s"] = count / benchmark.stats["mean"]

@@ -2,7 +2,8 @@
 
 Decoding and reference preprocessing run in DataLoader workers while the main process runs the models.
 Each file becomes one row per reward with a status and an error, so a corrupt file among thousands is one
-failed row. Decoding always runs in worker processes (one, without read-ahead, with ``workers=0``), so a
+failed row. Decoding always runs in worker processes (one with ``workers=0``, reading ahead only when every reward
+scores in the worker, so that no file's frames wait in memory), so a
 decoder that crashes its process (``std::bad_alloc``, SIGABRT, SIGSEGV) costs only the file it was
 decoding: that file becomes a failed row, a fresh worker takes over and the run goes on. A score that is
 not finite is a failed row, never ``ok``. Rows are flushed to ``out`` as they are produced; a rerun with
@@ -220,6 +221,8 @@ class _DecodeDataset(Dataset):
         self.items = items
         self.plans = [slot.plan for slot in slots]
         self.decode_device = decode_device
+        # False when every reward scores in the worker: a decoded file's result is then a few numbers
+        self.holds_frames = any(plan.scorer is None for plan in self.plans)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -698,7 +701,7 @@ def _identity(sample: Any) -> Any:
 
 
 def _decoded_files(dataset: _DecodeDataset, workers: int, isolated: bool = True) -> Iterator[dict[str, Any]]:
-    """Each file decoded, in order, by ``workers`` processes (``0``: one process without read-ahead);
+    """Each file decoded, in order, by ``workers`` processes (``0``: one process, see ``_loader``);
     ``isolated`` False: in this process (GPU decoding), where a decoder crash ends the run.
 
     When a worker dies (the decoder aborted or crashed the process), the first file not yet delivered is
@@ -761,7 +764,10 @@ def _loader(dataset: _DecodeDataset, positions: Sequence[int], workers: int) -> 
         shuffle=False,
         num_workers=max(workers, 1),
         collate_fn=_identity,
-        prefetch_factor=2 if workers > 0 else 1,  # all-frame metrics hold whole videos
+        # With workers=0, no read-ahead while a decoded file holds frames (all-frame metrics hold whole
+        # videos); when every reward scores in the worker a file's result is a few numbers, so the worker
+        # reads ahead and never waits for the main process to ask for the next file.
+        prefetch_factor=2 if workers > 0 or not dataset.holds_frames else 1,
         persistent_workers=False,
     )
 
@@ -860,7 +866,7 @@ def compile_called_modules(module: torch.nn.Module, step: Callable[[], Any]) -> 
 
 
 # Starting another DataLoader worker process costs about what decoding this many small clips does (measured
-# in benchmarks/bench_eval.py), so smaller jobs decode in one worker without read-ahead (``workers=0``).
+# in benchmarks/bench_eval.py), so smaller jobs decode in one worker (``workers=0``).
 FILES_PER_WORKER = 16
 
 
