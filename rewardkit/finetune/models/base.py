@@ -369,18 +369,8 @@ class DDIMLatentAdapter(VideoDiffusionAdapter):
         if noise_level < 0:
             raise ValueError(f"eta must be at least 0, got {noise_level}")
         batch = x.shape[0]
-        output = self.predict(x, level, conditioning, guidance_scale)
+        x0, eps = self.denoised(x, level, self.predict(x, level, conditioning, guidance_scale))
         alpha, alpha_prev = self.alphas(level, batch), self.alphas(next_level, batch)
-        a, b = _per_sample(alpha**0.5, x), _per_sample((1 - alpha) ** 0.5, x)
-        if self.prediction_type == "epsilon":
-            eps = output
-            x0 = (x - b * eps) / a
-        elif self.prediction_type == "v_prediction":
-            x0 = a * x - b * output
-            eps = a * output + b * x
-        else:
-            x0 = output
-            eps = (x - a * x0) / b
         if noise_level == 0:
             std = torch.zeros_like(alpha)
             mean = _per_sample(alpha_prev**0.5, x) * x0 + _per_sample((1 - alpha_prev) ** 0.5, x) * eps
