@@ -49,6 +49,7 @@ __all__ = [
     "ddim_timesteps",
     "resolve_model_path",
     "missing_model_error",
+    "classifier_free_guidance",
 ]
 
 Level = torch.Tensor | float
@@ -195,6 +196,35 @@ class VideoDiffusionAdapter(ABC):
         indices = torch.arange(self.num_frames).expand(batch, -1)
         return self.decode_frames(latents, indices)
 
+    def denoiser_states(self, states: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+        """The denoiser's keyword arguments for conditioning tensors ``states``: here each tensor on
+        ``device`` in the denoiser's dtype."""
+        return {key: value.to(device, self.denoiser.dtype) for key, value in states.items()}
+
+    def guided_forward(self, x: torch.Tensor, timesteps: torch.Tensor, conditioning: Conditioning, guidance_scale: float) -> torch.Tensor:
+        """``denoiser_forward`` on ``x`` (in the denoiser's dtype) at the model's ``timesteps`` ``[B]`` (on
+        ``x``'s device), float32; with a negative and ``guidance_scale != 1`` the unconditional and
+        conditional passes run as one batch and are combined by ``classifier_free_guidance``."""
+        guided = conditioning.negative is not None and guidance_scale != 1.0
+        if guided:
+            x, timesteps = torch.cat([x, x]), torch.cat([timesteps, timesteps])
+            states = {key: torch.cat([conditioning.negative[key], value]) for key, value in conditioning.positive.items()}
+        else:
+            states = dict(conditioning.positive)
+        kwargs = self.denoiser_states(states, x.device)
+        output = self.denoiser_forward(x.to(self.denoiser.dtype), timesteps, return_dict=False, **kwargs)[0].float()
+        if guided:
+            unconditional, conditional = output.chunk(2)
+            output = classifier_free_guidance(unconditional, conditional, guidance_scale)
+        return output
+
+
+def classifier_free_guidance(unconditional: torch.Tensor, conditional: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """Classifier-free guidance ``u + w (c - u)`` on the denoiser's outputs (epsilon, v or velocity alike:
+    the diffusers pipelines' rule)."""
+    return unconditional + guidance_scale * (conditional - unconditional)
+
+
 
 @contextlib.contextmanager
 def lora_disabled(module: torch.nn.Module) -> Iterator[None]:
@@ -324,21 +354,13 @@ class DDIMLatentAdapter(VideoDiffusionAdapter):
         return _per_sample(alpha**0.5, noise) * noise - _per_sample((1 - alpha) ** 0.5, x0) * x0
 
     def predict(self, x: torch.Tensor, level: Level, conditioning: Conditioning, guidance_scale: float = 1.0) -> torch.Tensor:
-        guided = conditioning.negative is not None and guidance_scale != 1.0
-        batch = x.shape[0]
-        timesteps = as_levels(level, batch).to(torch.float32)
-        if guided:
-            x, timesteps = torch.cat([x, x]), torch.cat([timesteps, timesteps])
-            kwargs = {key: torch.cat([conditioning.negative[key], value]) for key, value in conditioning.positive.items()}
-        else:
-            kwargs = dict(conditioning.positive)
-        dtype = self.unet.dtype
-        kwargs["encoder_hidden_states"] = self.unet_text_states(kwargs["encoder_hidden_states"].to(dtype))
-        output = self.denoiser_forward(x.to(dtype), timesteps.to(x.device), **kwargs, return_dict=False)[0].float()
-        if guided:
-            unconditional, conditional = output.chunk(2)
-            output = unconditional + guidance_scale * (conditional - unconditional)
-        return output
+        timesteps = as_levels(level, x.shape[0]).to(torch.float32).to(x.device)
+        return self.guided_forward(x, timesteps, conditioning, guidance_scale)
+
+    def denoiser_states(self, states: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+        """The text states in the UNet's dtype, as ``unet_text_states`` shapes them."""
+        states["encoder_hidden_states"] = self.unet_text_states(states["encoder_hidden_states"].to(self.unet.dtype))
+        return states
 
     def denoised(self, x: torch.Tensor, level: Level, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """epsilon: ``x0 = (x - sqrt(1 - a) eps) / sqrt(a)``; v: ``x0 = sqrt(a) x - sqrt(1 - a) v``,

@@ -44,7 +44,6 @@ from rewardkit.finetune.models.flow import (
     flow_sde_step,
     flow_sigmas,
     flow_target,
-    guided_velocity,
     logit_normal_levels,
 )
 
@@ -131,21 +130,8 @@ class WanAdapter(VideoDiffusionAdapter):
 
     def predict(self, x: torch.Tensor, level: torch.Tensor | float, conditioning: Conditioning, guidance_scale: float = 1.0) -> torch.Tensor:
         """The velocity (fp32), with classifier-free guidance when ``guidance_scale != 1`` and a negative."""
-        guided = conditioning.negative is not None and guidance_scale != 1.0
-        batch = x.shape[0]
-        timestep = (as_levels(level, batch) * self.num_train_timesteps).to(x.device, torch.float32)
-        dtype = self.transformer.dtype
-        if guided:
-            inputs, timestep = torch.cat([x, x]), torch.cat([timestep, timestep])
-            kwargs = {key: torch.cat([conditioning.negative[key], value]) for key, value in conditioning.positive.items()}
-        else:
-            inputs, kwargs = x, conditioning.positive
-        kwargs = {key: value.to(x.device, dtype) for key, value in kwargs.items()}
-        output = self.denoiser_forward(inputs.to(dtype), timestep, return_dict=False, **kwargs)[0].float()
-        if guided:
-            unconditional, conditional = output.chunk(2)
-            output = guided_velocity(unconditional, conditional, guidance_scale)
-        return output
+        timestep = (as_levels(level, x.shape[0]) * self.num_train_timesteps).to(x.device, torch.float32)
+        return self.guided_forward(x, timestep, conditioning, guidance_scale)
 
     def denoised(self, x: torch.Tensor, level, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """From the velocity ``v = n - x0`` and ``x = (1 - s) x0 + s n``: ``x0 = x - s v``, ``n = x + (1 - s) v``."""
