@@ -50,6 +50,8 @@ __all__ = [
     "resolve_model_path",
     "missing_model_error",
     "classifier_free_guidance",
+    "load_text_components",
+    "loader_options",
 ]
 
 Level = torch.Tensor | float
@@ -100,6 +102,8 @@ class VideoDiffusionAdapter(ABC):
     wrapper of it, which the trainer assigns here (and swaps back to the bare module for sampling)."""
     lora_prefix: str
     """Key prefix of the saved LoRA file (``unet``, ``transformer``), as diffusers' loaders expect."""
+    vae: torch.nn.Module
+    text_encoder: torch.nn.Module
     num_frames: int
     height: int
     width: int
@@ -196,6 +200,12 @@ class VideoDiffusionAdapter(ABC):
         indices = torch.arange(self.num_frames).expand(batch, -1)
         return self.decode_frames(latents, indices)
 
+    def to(self, device: torch.device | str) -> VideoDiffusionAdapter:
+        """Move the denoiser, VAE and text encoder to ``device`` (in place); returns the adapter."""
+        for module in (self.denoiser, self.vae, self.text_encoder):
+            module.to(device)
+        return self
+
     def denoiser_states(self, states: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
         """The denoiser's keyword arguments for conditioning tensors ``states``: here each tensor on
         ``device`` in the denoiser's dtype."""
@@ -223,7 +233,6 @@ def classifier_free_guidance(unconditional: torch.Tensor, conditional: torch.Ten
     """Classifier-free guidance ``u + w (c - u)`` on the denoiser's outputs (epsilon, v or velocity alike:
     the diffusers pipelines' rule)."""
     return unconditional + guidance_scale * (conditional - unconditional)
-
 
 
 @contextlib.contextmanager
@@ -430,6 +439,25 @@ class DDIMLatentAdapter(VideoDiffusionAdapter):
         z = (chosen.flatten(0, 1) / self.vae.config.scaling_factor).to(self.vae.dtype)
         pixels = self.vae.decode(z, return_dict=False)[0].float()
         return ((pixels + 1) / 2).clamp(0, 1).unflatten(0, (batch, count))
+
+
+def load_text_components(source: str, encoder_class: type, tokenizer_class: type, *, revision: str, dtype: torch.dtype) -> tuple:
+    """``(text_encoder, tokenizer)`` of the pipeline folder or Hub id ``source``: transformers classes, so
+    an empty ``revision`` is the default branch ``main``; the encoder's weights load in ``dtype``."""
+    text_encoder = encoder_class.from_pretrained(source, subfolder="text_encoder", revision=revision or "main", dtype=dtype)
+    tokenizer = tokenizer_class.from_pretrained(source, subfolder="tokenizer", revision=revision or "main")
+    return text_encoder, tokenizer
+
+
+def loader_options(config, device: torch.device | str) -> dict:
+    """The keyword arguments every family's loader takes from a recipe's ``[model]`` table (``ModelConfig``):
+    sizes, dtype, revision, variant and ``device``."""
+    from rewardkit.registry import parse_dtype
+
+    return {
+        "num_frames": config.num_frames, "height": config.height, "width": config.width, "dtype": parse_dtype(config.dtype),
+        "revision": config.revision, "variant": config.variant, "device": device,
+    }
 
 
 def resolve_model_path(path: str, key: str = "model.path") -> str:

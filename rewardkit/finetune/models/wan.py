@@ -33,6 +33,8 @@ from rewardkit.finetune.models.base import (
     Conditioning,
     VideoDiffusionAdapter,
     as_levels,
+    load_text_components,
+    loader_options,
     lora_disabled,
     missing_model_error,
     resolve_model_path,
@@ -214,22 +216,13 @@ def load_wan(
         scheduler = schedulers[scheduler_class].from_pretrained(source, subfolder="scheduler", **options)
         transformer = WanTransformer3DModel.from_pretrained(source, subfolder="transformer", **options, **weights)
         vae = AutoencoderKLWan.from_pretrained(source, subfolder="vae", **options, **weights)
-        text_encoder = UMT5EncoderModel.from_pretrained(source, subfolder="text_encoder", revision=revision or "main", dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(source, subfolder="tokenizer", revision=revision or "main")
+        text_encoder, tokenizer = load_text_components(source, UMT5EncoderModel, AutoTokenizer, revision=revision, dtype=dtype)
     except OSError as error:
         raise missing_model_error(path, error) from error
-    adapter = WanAdapter(transformer, vae, text_encoder, tokenizer, scheduler, num_frames=num_frames, height=height, width=width)
-    for module in (transformer, vae, text_encoder):
-        module.to(device)
-    return adapter
+    return WanAdapter(transformer, vae, text_encoder, tokenizer, scheduler, num_frames=num_frames, height=height, width=width).to(device)
 
 
 @register_family("wan")
 def build(config, device: torch.device | str = "cpu") -> WanAdapter:
     """The family's builder: a recipe's ``[model]`` table -> adapter."""
-    from rewardkit.registry import parse_dtype
-
-    return load_wan(
-        config.path, num_frames=config.num_frames, height=config.height, width=config.width, dtype=parse_dtype(config.dtype),
-        revision=config.revision, variant=config.variant, device=device,
-    )
+    return load_wan(config.path, **loader_options(config, device))
