@@ -23,7 +23,7 @@ from rewardkit.finetune.objectives.losses import (
     sde_kl,
 )
 from rewardkit.testing.finetune import Brightness
-from tests.distributed import free_port, torchrun
+from tests.distributed import free_port, torchrun_each
 from tests.online_training import train_recording_rewards
 
 RECIPES = Path(__file__).resolve().parents[1] / "finetune"
@@ -373,22 +373,24 @@ def wan_dir(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["smoke-tiny-wan-grpo", "smoke-tiny-wan-online-dpo"])
-def test_two_process_online_runs(recipe, wan_dir, tmp_path):
-    """torchrun --nproc_per_node 2 (gloo on CPU) of each online objective's Wan smoke recipe: both
-    processes exit 0 and the logged rows exist; GRPO's ratio is exactly 1 on both processes (its groups
-    span the two processes, the advantages come from the gathered rewards)."""
-    run = tmp_path / "run"
-    command = torchrun(
-        "finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'train.output_dir="{run}"', "--set", f'model.path="{wan_dir}"',
-        "--set", "train.progress=false", "--set", "train.batch_size=1", "--set", "train.sample_every=0",
-    )
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+def test_two_process_online_runs(wan_dir, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo on CPU) of each online objective's Wan smoke recipe (GRPO, then
+    online DPO, in one launch: tests/distributed.py's torchrun_each): both processes exit 0 and each run's
+    logged rows exist; GRPO's ratio is exactly 1 on both processes (its groups span the two processes, the
+    advantages come from the gathered rewards)."""
+    recipes = ["smoke-tiny-wan-grpo", "smoke-tiny-wan-online-dpo"]
+    commands = [
+        ["finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'train.output_dir="{tmp_path / recipe}"', "--set", f'model.path="{wan_dir}"',
+         "--set", "train.progress=false", "--set", "train.batch_size=1", "--set", "train.sample_every=0"]
+        for recipe in recipes
+    ]
+    result = subprocess.run(torchrun_each(commands), capture_output=True, text=True, timeout=1500, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = _metrics(run)
-    assert [int(row["step"]) for row in rows] == [1, 2]
-    if "grpo" in recipe:
-        assert all(float(row["ratio_max_deviation"]) == 0.0 for row in rows)
+    for recipe in recipes:
+        rows = _metrics(tmp_path / recipe)
+        assert [int(row["step"]) for row in rows] == [1, 2], recipe
+        if "grpo" in recipe:
+            assert all(float(row["ratio_max_deviation"]) == 0.0 for row in rows)
 
 
 @pytest.mark.slow
