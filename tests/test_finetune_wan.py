@@ -578,13 +578,15 @@ def test_real_wan_recipes_load():
 
 @pytest.mark.slow
 def test_two_process_wan_runs_finish_with_samples_at_the_last_step(model_dir, tmp_path):
-    """torchrun --nproc_per_node 2 (gloo on CPU) of each Wan smoke recipe (editing, Flow-DPO, Flow-RWR, in
-    turn in one launch: tests/distributed.py's torchrun_each) with samples at the last step: both processes
-    exit 0 within the timeout and each run's samples exist."""
+    """torchrun --nproc_per_node 2 (gloo on CPU) of each Wan smoke recipe (editing, Flow-DPO, Flow-RWR and
+    the online GRPO and online DPO, in turn in one launch: tests/distributed.py's torchrun_each) with
+    samples at the last step: both processes exit 0 within the timeout and each run's logged rows and
+    samples exist; GRPO's ratio is exactly 1 on both processes (its groups span the two processes, the
+    advantages come from the gathered rewards)."""
     import os
     import subprocess
 
-    recipes = ["smoke-tiny-wan", "smoke-tiny-wan-dpo", "smoke-tiny-wan-rwr"]
+    recipes = ["smoke-tiny-wan", "smoke-tiny-wan-dpo", "smoke-tiny-wan-rwr", "smoke-tiny-wan-grpo", "smoke-tiny-wan-online-dpo"]
     commands = [
         ["finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'model.path="{model_dir}"', "--set", f'train.output_dir="{tmp_path / recipe}"',
          "--set", "train.progress=false", "--set", "train.max_steps=2", "--set", "train.sample_every=2", "--set", "train.batch_size=1"]
@@ -594,8 +596,10 @@ def test_two_process_wan_runs_finish_with_samples_at_the_last_step(model_dir, tm
     result = subprocess.run(torchrun_each(commands), capture_output=True, text=True, timeout=1500, env=environment)
     assert result.returncode == 0, result.stderr[-3000:]
     for recipe in recipes:
-        assert [int(row["step"]) for row in _metrics(tmp_path / recipe)] == [1, 2], recipe
+        rows = _metrics(tmp_path / recipe)
+        assert [int(row["step"]) for row in rows] == [1, 2], recipe
         assert (tmp_path / recipe / "samples" / "step-000002" / "00.mp4").exists(), recipe
+    assert all(float(row["ratio_max_deviation"]) == 0.0 for row in _metrics(tmp_path / "smoke-tiny-wan-grpo"))
 
 
 @pytest.mark.slow
