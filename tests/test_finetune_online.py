@@ -1,7 +1,8 @@
 """The online objectives (issue 10): ``grpo`` (Flow-GRPO / DanceGRPO on the flow family, DDPO-style on the
 epsilon family) and ``online_dpo`` (OnlineVPO). Hand values of the pure functions (REFERENCE §4), the
 group statistics over processes, the on-policy ratio, pairing rules, recipes, learning checks on the tiny
-models of both families with a brightness reward, smoke runs and two-process (gloo) runs."""
+models of both families with a brightness reward and smoke runs (their two-process torchrun runs are in
+tests/test_finetune_wan.py)."""
 
 from __future__ import annotations
 
