@@ -70,7 +70,7 @@ def score_file(reward: torch.nn.Module, path: Path, seed: int = 0) -> dict[str, 
 
 @pytest.mark.parametrize("variant", ["dover", "mobile"])
 def test_rewardkit_clip(benchmark: BenchmarkFixture, tmp_path: Path, clip: Path, variant: str) -> None:
-    checkpoint = write_dover_checkpoint(tmp_path / f"{variant}.pth", CONFIGS[variant], seed=0)
+    checkpoint = write_dover_checkpoint(tmp_path / f"{variant}.pth", CONFIGS[variant], seed=0, centred_heads=SIZE == "real")
     reward = create_reward("dover", variant=variant, weights=str(checkpoint))
     indices = reward.sampler.indices(FRAMES, np.random.default_rng(0))
     benchmark.extra_info.update({

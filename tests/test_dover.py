@@ -304,6 +304,29 @@ def test_real_size_model_has_the_official_keys_and_shapes(variant, config):
     assert config_from_state_dict(written) == config
 
 
+def test_centred_heads_redraw_only_the_heads_last_layers_and_unsaturate_the_fused_score():
+    """``centred_heads`` (the real-size fixture's option) against the default draw: every tensor is the
+    same except each head's ``fc_last``, whose weight is a tenth of the default one and whose bias is the
+    score the published fusion centres on; scored, two different clips then give different fused scores
+    well inside (0, 1) (both branch scores within a few of the fusion's scales of its centres)."""
+    default = random_dover_state_dict(TINY_DOVER)
+    centred = random_dover_state_dict(TINY_DOVER, centred_heads=True)
+    assert default.keys() == centred.keys()
+    last = {f"{branch}_head.fc_last.{leaf}" for branch in ("technical", "aesthetic") for leaf in ("weight", "bias")}
+    assert all(torch.equal(default[key], centred[key]) for key in default.keys() - last)
+    for branch, centre in (("technical", 0.1107), ("aesthetic", -0.08285)):
+        assert torch.allclose(centred[f"{branch}_head.fc_last.weight"], default[f"{branch}_head.fc_last.weight"] * 0.1)
+        assert centred[f"{branch}_head.fc_last.bias"].tolist() == [pytest.approx(centre)]
+    model = DoverModel(TINY_DOVER)
+    model.load_state_dict(centred)
+    reward = small_reward(model)
+    clips = torch.cat([torch.from_numpy(pattern_video(40, 240, 320, seed=seed)).permute(0, 3, 1, 2)[None] for seed in (0, 1)])
+    with torch.no_grad():
+        details = reward.score_sampled_details(clips[:, reward.sampler.indices(40)], None, 40)
+    logits = torch.logit(details["fused"])
+    assert logits.abs().max() < 3 and logits[0] != logits[1], details
+
+
 # ------------------------------------------------------------------------------------------------- reward
 
 

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 
+from rewardkit.finetune.models.base import classifier_free_guidance
 from rewardkit.finetune.models.flow import (
     flow_add_noise,
     flow_euler_step,
     flow_sde_step,
     flow_sigmas,
     flow_target,
-    guided_velocity,
     logit_normal_levels,
 )
 from rewardkit.testing.wan import TINY_WAN, WAN_SCHEDULER
@@ -150,7 +150,7 @@ def test_logit_normal_training_levels():
 
 def test_guidance_hand_value():
     """v_u + w (v_c - v_u): v_u 1, v_c 3, w 5 -> 11."""
-    assert guided_velocity(torch.tensor(1.0), torch.tensor(3.0), 5.0).item() == 11.0
+    assert classifier_free_guidance(torch.tensor(1.0), torch.tensor(3.0), 5.0).item() == 11.0
 
 
 # ------------------------------------------------------------------------------------ the Wan adapter

@@ -126,6 +126,7 @@ __all__ = [
     "spatial_fragments",
     "technical_view",
     "aesthetic_view",
+    "FUSE_CENTRES",
     "fuse_scores",
     "config_from_state_dict",
     "load_dover_model",
@@ -366,9 +367,16 @@ def aesthetic_view(frames: torch.Tensor, size: int, *, antialias: bool, exact: b
     return resized.round() if exact else resized
 
 
+# The raw branch scores that ``fuse_scores`` maps to a logit of 0 (evaluate_one_video.py's ``fuse_results``).
+FUSE_CENTRES = {"technical": 0.1107, "aesthetic": -0.08285}
+
+
 def fuse_scores(technical: torch.Tensor, aesthetic: torch.Tensor) -> torch.Tensor:
     """``evaluate_one_video.py``'s ``fuse_results``: the overall quality in (0, 1)."""
-    logit = 0.6104 * (technical - 0.1107) / 0.07355 + 0.3896 * (aesthetic + 0.08285) / 0.03774
+    logit = (
+        0.6104 * (technical - FUSE_CENTRES["technical"]) / 0.07355
+        + 0.3896 * (aesthetic - FUSE_CENTRES["aesthetic"]) / 0.03774
+    )
     return torch.sigmoid(logit)
 
 

@@ -181,8 +181,12 @@ def static_verdict(stream: PairStream) -> bool:
     return is_static(stream.stats, loop, *static_params(*stream.first.shape[:2], stream.count))
 
 
-def dynamic_outputs(stream: PairStream) -> dict[str, float]:
-    """VBench's dynamic-degree decision and statistics on a finished stream of the kept frames."""
+def dynamic_outputs(statistic: PairStatistic, chunks: Iterable[np.ndarray]) -> dict[str, float]:
+    """VBench's dynamic-degree decision and statistics of ONE video whose kept frames arrive in order as
+    uint8 ``[k, H, W, 3]`` chunks, each consecutive pair measured by ``statistic``."""
+    stream = PairStream(statistic)
+    for chunk in chunks:
+        stream.update(chunk)
     if stream.first is None or stream.count < 2:
         raise ValueError(f"dynamic degree compares consecutive frames and needs at least 2, got {stream.count}")
     thres, count_num = dynamic_params(*stream.first.shape[:2], stream.count)
@@ -308,10 +312,7 @@ class DynamicDegreeFlow(_FlowVideoMetric):
         prompt: str | None = None,
         rng: np.random.Generator | None = None,
     ) -> dict[str, float]:
-        stream = PairStream(FlowTopFraction(0.05, self.method))
-        for chunk in chunks:
-            stream.update(chunk)
-        return dynamic_outputs(stream)
+        return dynamic_outputs(FlowTopFraction(0.05, self.method), chunks)
 
 
 class MotionSmoothnessFlow(_FlowVideoMetric):

@@ -30,7 +30,6 @@ from rewardkit.lazy import lazy_import
 from rewardkit.registry import WeightFile, register_reward
 from rewardkit.rewards.motion import (
     FrameRateSubsample,
-    PairStream,
     StreamingVideoMetric,
     dynamic_outputs,
 )
@@ -217,10 +216,7 @@ class DynamicDegree(StreamingVideoMetric):
         prompt: str | None = None,
         rng: np.random.Generator | None = None,
     ) -> dict[str, float]:
-        stream = PairStream(self.statistic)
-        for chunk in chunks:
-            stream.update(chunk)
-        return dynamic_outputs(stream)
+        return dynamic_outputs(self.statistic, chunks)
 
 
 @register_reward(

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rewardkit.rewards.dover import ConvNeXtConfig, DoverConfig, DoverModel, SwinConfig
+from rewardkit.rewards.dover import FUSE_CENTRES, ConvNeXtConfig, DoverConfig, DoverModel, SwinConfig
 
 __all__ = ["TINY_DOVER", "TINY_DOVER_MOBILE", "random_dover_state_dict", "write_dover_checkpoint", "pattern_video"]
 
@@ -31,11 +31,18 @@ TINY_DOVER_MOBILE = DoverConfig(technical=_TINY_V2, aesthetic=_TINY_V2, head_hid
 IMAGENET_CLASSES = 1000
 
 
-def random_dover_state_dict(config: DoverConfig, *, seed: int = 0) -> dict[str, torch.Tensor]:
+def random_dover_state_dict(config: DoverConfig, *, seed: int = 0, centred_heads: bool = False) -> dict[str, torch.Tensor]:
     """A state dict in the official layout with every parameter random, so that every weight matters:
     matrices and kernels with standard deviation 1/sqrt(fan_in), LayerNorm scales 1 + 0.1 z, position
     bias tables 0.5 z, biases, layer scales and GRN parameters 0.1 z (z standard normal; ConvNeXt's 1e-6
-    layer scale would silence the blocks)."""
+    layer scale would silence the blocks).
+
+    ``centred_heads`` (the real sizes pass True; every other tensor is drawn the same): each head's last
+    layer (``fc_last``) at a tenth of that scale, its bias at the branch score that the published fusion
+    centres on (``FUSE_CENTRES``), so that the raw branch scores fall in the range trained DOVER gives
+    (about -0.2..0.4) and the fused score is not saturated. Without it the real-size heads give about
+    0.5 (technical) and 1.0 (aesthetic) on any clip, 5 and 29 of the fusion's scales from its centres,
+    and the fused score is 1 - 1e-6."""
     generator = torch.Generator().manual_seed(seed)
     model = DoverModel(config)
     state_dict: dict[str, torch.Tensor] = {}
@@ -58,16 +65,21 @@ def random_dover_state_dict(config: DoverConfig, *, seed: int = 0) -> dict[str, 
             width = backbone.out_channels
             state_dict[f"{branch}_backbone.head.weight"] = torch.randn(IMAGENET_CLASSES, width, generator=generator) * 0.02
             state_dict[f"{branch}_backbone.head.bias"] = torch.zeros(IMAGENET_CLASSES)
+    if centred_heads:
+        for branch, centre in FUSE_CENTRES.items():
+            state_dict[f"{branch}_head.fc_last.weight"] *= 0.1
+            state_dict[f"{branch}_head.fc_last.bias"] = torch.full((1,), centre)
     return state_dict
 
 
 def write_dover_checkpoint(
-    path: str | os.PathLike[str], config: DoverConfig = TINY_DOVER, *, seed: int = 0
+    path: str | os.PathLike[str], config: DoverConfig = TINY_DOVER, *, seed: int = 0, centred_heads: bool = False
 ) -> Path:
-    """``torch.save`` a random state dict of ``config`` in the official flat layout (see module docstring)."""
+    """``torch.save`` a random state dict of ``config`` in the official flat layout (see module docstring;
+    ``centred_heads``: see ``random_dover_state_dict``, the real sizes pass True)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(random_dover_state_dict(config, seed=seed), path)
+    torch.save(random_dover_state_dict(config, seed=seed, centred_heads=centred_heads), path)
     return path
 
 

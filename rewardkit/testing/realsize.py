@@ -50,7 +50,7 @@ def real_size_reward_options(name: str, folder: str | os.PathLike[str]) -> dict[
         from rewardkit.rewards.dover import DOVER_CONFIG
         from rewardkit.testing.dover import write_dover_checkpoint
 
-        return {"weights": str(write_dover_checkpoint(folder / "DOVER.pth", DOVER_CONFIG, seed=0))}
+        return {"weights": str(write_dover_checkpoint(folder / "DOVER.pth", DOVER_CONFIG, seed=0, centred_heads=True))}
     if name in ("clip", "aesthetic"):  # OpenAI ViT-L/14 (QuickGELU), as open_clip's Hub file
         from rewardkit.testing.clip import write_aesthetic_head, write_open_clip_safetensors
 

@@ -27,7 +27,13 @@ from __future__ import annotations
 import torch
 
 from rewardkit.finetune.models import register_family
-from rewardkit.finetune.models.base import DDIMLatentAdapter, missing_model_error, resolve_model_path
+from rewardkit.finetune.models.base import (
+    DDIMLatentAdapter,
+    load_text_components,
+    loader_options,
+    missing_model_error,
+    resolve_model_path,
+)
 
 __all__ = ["AnimateDiffAdapter", "load_animatediff", "build", "ANIMATEDIFF_DDIM"]
 
@@ -110,22 +116,14 @@ def load_animatediff(
             unet = UNetMotionModel.from_pretrained(source, subfolder="unet", **options, **weights)
             scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler", **options)
         vae = AutoencoderKL.from_pretrained(source, subfolder="vae", **options, **weights)
-        text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", revision=revision or "main", dtype=dtype)
-        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", revision=revision or "main")
+        text_encoder, tokenizer = load_text_components(source, CLIPTextModel, CLIPTokenizer, revision=revision, dtype=dtype)
     except OSError as error:
         raise missing_model_error(path, error) from error
     adapter = AnimateDiffAdapter(unet, vae, text_encoder, tokenizer, scheduler, num_frames=num_frames, height=height, width=width)
-    for module in (unet, vae, text_encoder):
-        module.to(device)
-    return adapter
+    return adapter.to(device)
 
 
 @register_family("animatediff")
 def build(config, device: torch.device | str = "cpu") -> AnimateDiffAdapter:
     """The family's builder: a recipe's ``[model]`` table -> adapter."""
-    from rewardkit.registry import parse_dtype
-
-    return load_animatediff(
-        config.path, motion_adapter=config.motion_adapter, num_frames=config.num_frames, height=config.height,
-        width=config.width, dtype=parse_dtype(config.dtype), revision=config.revision, variant=config.variant, device=device,
-    )
+    return load_animatediff(config.path, motion_adapter=config.motion_adapter, **loader_options(config, device))

@@ -49,6 +49,9 @@ __all__ = [
     "ddim_timesteps",
     "resolve_model_path",
     "missing_model_error",
+    "classifier_free_guidance",
+    "load_text_components",
+    "loader_options",
 ]
 
 Level = torch.Tensor | float
@@ -99,6 +102,8 @@ class VideoDiffusionAdapter(ABC):
     wrapper of it, which the trainer assigns here (and swaps back to the bare module for sampling)."""
     lora_prefix: str
     """Key prefix of the saved LoRA file (``unet``, ``transformer``), as diffusers' loaders expect."""
+    vae: torch.nn.Module
+    text_encoder: torch.nn.Module
     num_frames: int
     height: int
     width: int
@@ -194,6 +199,40 @@ class VideoDiffusionAdapter(ABC):
         batch = latents.shape[0]
         indices = torch.arange(self.num_frames).expand(batch, -1)
         return self.decode_frames(latents, indices)
+
+    def to(self, device: torch.device | str) -> VideoDiffusionAdapter:
+        """Move the denoiser, VAE and text encoder to ``device`` (in place); returns the adapter."""
+        for module in (self.denoiser, self.vae, self.text_encoder):
+            module.to(device)
+        return self
+
+    def denoiser_states(self, states: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+        """The denoiser's keyword arguments for conditioning tensors ``states``: here each tensor on
+        ``device`` in the denoiser's dtype."""
+        return {key: value.to(device, self.denoiser.dtype) for key, value in states.items()}
+
+    def guided_forward(self, x: torch.Tensor, timesteps: torch.Tensor, conditioning: Conditioning, guidance_scale: float) -> torch.Tensor:
+        """``denoiser_forward`` on ``x`` (in the denoiser's dtype) at the model's ``timesteps`` ``[B]`` (on
+        ``x``'s device), float32; with a negative and ``guidance_scale != 1`` the unconditional and
+        conditional passes run as one batch and are combined by ``classifier_free_guidance``."""
+        guided = conditioning.negative is not None and guidance_scale != 1.0
+        if guided:
+            x, timesteps = torch.cat([x, x]), torch.cat([timesteps, timesteps])
+            states = {key: torch.cat([conditioning.negative[key], value]) for key, value in conditioning.positive.items()}
+        else:
+            states = dict(conditioning.positive)
+        kwargs = self.denoiser_states(states, x.device)
+        output = self.denoiser_forward(x.to(self.denoiser.dtype), timesteps, return_dict=False, **kwargs)[0].float()
+        if guided:
+            unconditional, conditional = output.chunk(2)
+            output = classifier_free_guidance(unconditional, conditional, guidance_scale)
+        return output
+
+
+def classifier_free_guidance(unconditional: torch.Tensor, conditional: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """Classifier-free guidance ``u + w (c - u)`` on the denoiser's outputs (epsilon, v or velocity alike:
+    the diffusers pipelines' rule)."""
+    return unconditional + guidance_scale * (conditional - unconditional)
 
 
 @contextlib.contextmanager
@@ -324,21 +363,13 @@ class DDIMLatentAdapter(VideoDiffusionAdapter):
         return _per_sample(alpha**0.5, noise) * noise - _per_sample((1 - alpha) ** 0.5, x0) * x0
 
     def predict(self, x: torch.Tensor, level: Level, conditioning: Conditioning, guidance_scale: float = 1.0) -> torch.Tensor:
-        guided = conditioning.negative is not None and guidance_scale != 1.0
-        batch = x.shape[0]
-        timesteps = as_levels(level, batch).to(torch.float32)
-        if guided:
-            x, timesteps = torch.cat([x, x]), torch.cat([timesteps, timesteps])
-            kwargs = {key: torch.cat([conditioning.negative[key], value]) for key, value in conditioning.positive.items()}
-        else:
-            kwargs = dict(conditioning.positive)
-        dtype = self.unet.dtype
-        kwargs["encoder_hidden_states"] = self.unet_text_states(kwargs["encoder_hidden_states"].to(dtype))
-        output = self.denoiser_forward(x.to(dtype), timesteps.to(x.device), **kwargs, return_dict=False)[0].float()
-        if guided:
-            unconditional, conditional = output.chunk(2)
-            output = unconditional + guidance_scale * (conditional - unconditional)
-        return output
+        timesteps = as_levels(level, x.shape[0]).to(torch.float32).to(x.device)
+        return self.guided_forward(x, timesteps, conditioning, guidance_scale)
+
+    def denoiser_states(self, states: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+        """The text states in the UNet's dtype, as ``unet_text_states`` shapes them."""
+        states["encoder_hidden_states"] = self.unet_text_states(states["encoder_hidden_states"].to(self.unet.dtype))
+        return states
 
     def denoised(self, x: torch.Tensor, level: Level, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """epsilon: ``x0 = (x - sqrt(1 - a) eps) / sqrt(a)``; v: ``x0 = sqrt(a) x - sqrt(1 - a) v``,
@@ -369,18 +400,8 @@ class DDIMLatentAdapter(VideoDiffusionAdapter):
         if noise_level < 0:
             raise ValueError(f"eta must be at least 0, got {noise_level}")
         batch = x.shape[0]
-        output = self.predict(x, level, conditioning, guidance_scale)
+        x0, eps = self.denoised(x, level, self.predict(x, level, conditioning, guidance_scale))
         alpha, alpha_prev = self.alphas(level, batch), self.alphas(next_level, batch)
-        a, b = _per_sample(alpha**0.5, x), _per_sample((1 - alpha) ** 0.5, x)
-        if self.prediction_type == "epsilon":
-            eps = output
-            x0 = (x - b * eps) / a
-        elif self.prediction_type == "v_prediction":
-            x0 = a * x - b * output
-            eps = a * output + b * x
-        else:
-            x0 = output
-            eps = (x - a * x0) / b
         if noise_level == 0:
             std = torch.zeros_like(alpha)
             mean = _per_sample(alpha_prev**0.5, x) * x0 + _per_sample((1 - alpha_prev) ** 0.5, x) * eps
@@ -418,6 +439,25 @@ class DDIMLatentAdapter(VideoDiffusionAdapter):
         z = (chosen.flatten(0, 1) / self.vae.config.scaling_factor).to(self.vae.dtype)
         pixels = self.vae.decode(z, return_dict=False)[0].float()
         return ((pixels + 1) / 2).clamp(0, 1).unflatten(0, (batch, count))
+
+
+def load_text_components(source: str, encoder_class: type, tokenizer_class: type, *, revision: str, dtype: torch.dtype) -> tuple:
+    """``(text_encoder, tokenizer)`` of the pipeline folder or Hub id ``source``: transformers classes, so
+    an empty ``revision`` is the default branch ``main``; the encoder's weights load in ``dtype``."""
+    text_encoder = encoder_class.from_pretrained(source, subfolder="text_encoder", revision=revision or "main", dtype=dtype)
+    tokenizer = tokenizer_class.from_pretrained(source, subfolder="tokenizer", revision=revision or "main")
+    return text_encoder, tokenizer
+
+
+def loader_options(config, device: torch.device | str) -> dict:
+    """The keyword arguments every family's loader takes from a recipe's ``[model]`` table (``ModelConfig``):
+    sizes, dtype, revision, variant and ``device``."""
+    from rewardkit.registry import parse_dtype
+
+    return {
+        "num_frames": config.num_frames, "height": config.height, "width": config.width, "dtype": parse_dtype(config.dtype),
+        "revision": config.revision, "variant": config.variant, "device": device,
+    }
 
 
 def resolve_model_path(path: str, key: str = "model.path") -> str:

@@ -36,7 +36,6 @@ __all__ = [
     "flow_target",
     "flow_euler_step",
     "flow_sde_step",
-    "guided_velocity",
     "logit_normal_levels",
 ]
 
@@ -138,11 +137,6 @@ def flow_sde_step(
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu" if generator is None else generator.device)
         prev_sample = mean + std * noise.to(x.device)
     return prev_sample, mean, std
-
-
-def guided_velocity(unconditional: torch.Tensor, conditional: torch.Tensor, guidance_scale: float) -> torch.Tensor:
-    """Classifier-free guidance in velocity space: ``v_u + w (v_c - v_u)`` (WanPipeline's rule)."""
-    return unconditional + guidance_scale * (conditional - unconditional)
 
 
 def logit_normal_levels(batch: int, generator: torch.Generator | None = None, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:

@@ -15,6 +15,8 @@ from rewardkit.finetune.models import register_family
 from rewardkit.finetune.models.base import (
     DDIMLatentAdapter,
     checkpoint_forwards,
+    load_text_components,
+    loader_options,
     missing_model_error,
     resolve_model_path,
 )
@@ -62,23 +64,14 @@ def load_unet3d(
     try:
         unet = UNet3DConditionModel.from_pretrained(source, subfolder="unet", **options, **weights)
         vae = AutoencoderKL.from_pretrained(source, subfolder="vae", **options, **weights)
-        text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", revision=revision or "main", dtype=dtype)
-        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", revision=revision or "main")
+        text_encoder, tokenizer = load_text_components(source, CLIPTextModel, CLIPTokenizer, revision=revision, dtype=dtype)
         scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler", **options)
     except OSError as error:
         raise missing_model_error(path, error) from error
-    adapter = UNet3DAdapter(unet, vae, text_encoder, tokenizer, scheduler, num_frames=num_frames, height=height, width=width)
-    for module in (unet, vae, text_encoder):
-        module.to(device)
-    return adapter
+    return UNet3DAdapter(unet, vae, text_encoder, tokenizer, scheduler, num_frames=num_frames, height=height, width=width).to(device)
 
 
 @register_family("unet3d")
 def build(config, device: torch.device | str = "cpu") -> UNet3DAdapter:
     """The family's builder: a recipe's ``[model]`` table -> adapter."""
-    from rewardkit.registry import parse_dtype
-
-    return load_unet3d(
-        config.path, num_frames=config.num_frames, height=config.height, width=config.width, dtype=parse_dtype(config.dtype),
-        revision=config.revision, variant=config.variant, device=device,
-    )
+    return load_unet3d(config.path, **loader_options(config, device))

@@ -33,6 +33,8 @@ from rewardkit.finetune.models.base import (
     Conditioning,
     VideoDiffusionAdapter,
     as_levels,
+    load_text_components,
+    loader_options,
     lora_disabled,
     missing_model_error,
     resolve_model_path,
@@ -44,7 +46,6 @@ from rewardkit.finetune.models.flow import (
     flow_sde_step,
     flow_sigmas,
     flow_target,
-    guided_velocity,
     logit_normal_levels,
 )
 
@@ -131,21 +132,8 @@ class WanAdapter(VideoDiffusionAdapter):
 
     def predict(self, x: torch.Tensor, level: torch.Tensor | float, conditioning: Conditioning, guidance_scale: float = 1.0) -> torch.Tensor:
         """The velocity (fp32), with classifier-free guidance when ``guidance_scale != 1`` and a negative."""
-        guided = conditioning.negative is not None and guidance_scale != 1.0
-        batch = x.shape[0]
-        timestep = (as_levels(level, batch) * self.num_train_timesteps).to(x.device, torch.float32)
-        dtype = self.transformer.dtype
-        if guided:
-            inputs, timestep = torch.cat([x, x]), torch.cat([timestep, timestep])
-            kwargs = {key: torch.cat([conditioning.negative[key], value]) for key, value in conditioning.positive.items()}
-        else:
-            inputs, kwargs = x, conditioning.positive
-        kwargs = {key: value.to(x.device, dtype) for key, value in kwargs.items()}
-        output = self.denoiser_forward(inputs.to(dtype), timestep, return_dict=False, **kwargs)[0].float()
-        if guided:
-            unconditional, conditional = output.chunk(2)
-            output = guided_velocity(unconditional, conditional, guidance_scale)
-        return output
+        timestep = (as_levels(level, x.shape[0]) * self.num_train_timesteps).to(x.device, torch.float32)
+        return self.guided_forward(x, timestep, conditioning, guidance_scale)
 
     def denoised(self, x: torch.Tensor, level, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """From the velocity ``v = n - x0`` and ``x = (1 - s) x0 + s n``: ``x0 = x - s v``, ``n = x + (1 - s) v``."""
@@ -228,22 +216,13 @@ def load_wan(
         scheduler = schedulers[scheduler_class].from_pretrained(source, subfolder="scheduler", **options)
         transformer = WanTransformer3DModel.from_pretrained(source, subfolder="transformer", **options, **weights)
         vae = AutoencoderKLWan.from_pretrained(source, subfolder="vae", **options, **weights)
-        text_encoder = UMT5EncoderModel.from_pretrained(source, subfolder="text_encoder", revision=revision or "main", dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(source, subfolder="tokenizer", revision=revision or "main")
+        text_encoder, tokenizer = load_text_components(source, UMT5EncoderModel, AutoTokenizer, revision=revision, dtype=dtype)
     except OSError as error:
         raise missing_model_error(path, error) from error
-    adapter = WanAdapter(transformer, vae, text_encoder, tokenizer, scheduler, num_frames=num_frames, height=height, width=width)
-    for module in (transformer, vae, text_encoder):
-        module.to(device)
-    return adapter
+    return WanAdapter(transformer, vae, text_encoder, tokenizer, scheduler, num_frames=num_frames, height=height, width=width).to(device)
 
 
 @register_family("wan")
 def build(config, device: torch.device | str = "cpu") -> WanAdapter:
     """The family's builder: a recipe's ``[model]`` table -> adapter."""
-    from rewardkit.registry import parse_dtype
-
-    return load_wan(
-        config.path, num_frames=config.num_frames, height=config.height, width=config.width, dtype=parse_dtype(config.dtype),
-        revision=config.revision, variant=config.variant, device=device,
-    )
+    return load_wan(config.path, **loader_options(config, device))
