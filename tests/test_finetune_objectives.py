@@ -20,7 +20,7 @@ from rewardkit.finetune.data import collate
 from rewardkit.finetune.lora import add_lora
 from rewardkit.finetune.models import load_model
 from rewardkit.finetune.objectives import get_objective
-from tests.distributed import torchrun
+from tests.distributed import torchrun_each
 
 RECIPES = Path(__file__).resolve().parents[1] / "finetune"
 
@@ -148,36 +148,31 @@ def test_resume_skips_an_incomplete_checkpoint_and_reproduces_the_next_loss(mode
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("recipe", "family"),
-    [("smoke-tiny-animatediff", "animatediff"), ("smoke-tiny-dpo", "unet3d"), ("smoke-tiny-rwr", "unet3d"), ("smoke-tiny-gran-dpo", "unet3d")],
-)
-def test_two_process_run_finishes_with_samples_at_the_last_step(recipe, family, model_dir, data_dir, tmp_path):
-    """torchrun --nproc_per_node 2 (gloo on CPU) of each objective's smoke recipe with samples at the last
-    step: both processes exit 0 within the timeout (before the fix, AnimateDiff hung: rank 0 sampled
-    through the DDP wrapper, whose buffer broadcast the other rank never joined) and the samples exist."""
+def test_two_process_runs_finish_with_samples_at_the_last_step(model_dir, data_dir, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo on CPU) of each objective's smoke recipe (AnimateDiff, DPO, RWR,
+    GranDPO, in turn in one launch: tests/distributed.py's torchrun_each) with samples at the last step:
+    both processes exit 0 within the timeout (before the fix, AnimateDiff hung: rank 0 sampled through the
+    DDP wrapper, whose buffer broadcast the other rank never joined) and each run's samples exist."""
     import os
     import subprocess
 
-    if family == "animatediff":
-        from rewardkit.testing.finetune import write_tiny_animatediff_pipeline
+    from rewardkit.testing.finetune import write_tiny_animatediff_pipeline
 
-        model = write_tiny_animatediff_pipeline(tmp_path / "model")
-    else:
-        model = model_dir
-    run = tmp_path / "run"
-    command = torchrun(
-        "finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'model.path="{model}"',
-        "--set", f'train.output_dir="{run}"', "--set", "train.progress=false", "--set", "train.max_steps=2",
-        "--set", "train.sample_every=2", "--set", "train.batch_size=1",
-    )
-    if "dpo" in recipe:
-        command += ["--set", f'data.pairs="{data_dir}/pairs.jsonl"']
+    animatediff = write_tiny_animatediff_pipeline(tmp_path / "animatediff-model")
+    recipes = {"smoke-tiny-animatediff": animatediff, "smoke-tiny-dpo": model_dir, "smoke-tiny-rwr": model_dir, "smoke-tiny-gran-dpo": model_dir}
+    commands = []
+    for recipe, model in recipes.items():
+        command = ["finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'model.path="{model}"', "--set", f'train.output_dir="{tmp_path / recipe}"',
+                   "--set", "train.progress=false", "--set", "train.max_steps=2", "--set", "train.sample_every=2", "--set", "train.batch_size=1"]
+        if "dpo" in recipe:
+            command += ["--set", f'data.pairs="{data_dir}/pairs.jsonl"']
+        commands.append(command)
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=environment)
+    result = subprocess.run(torchrun_each(commands), capture_output=True, text=True, timeout=1500, env=environment)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert [int(row["step"]) for row in _metrics(run)] == [1, 2]
-    assert (run / "samples" / "step-000002" / "00.mp4").exists()
+    for recipe in recipes:
+        assert [int(row["step"]) for row in _metrics(tmp_path / recipe)] == [1, 2], recipe
+        assert (tmp_path / recipe / "samples" / "step-000002" / "00.mp4").exists(), recipe
 
 
 # ------------------------------------------------------------------------------------ epsilon-family learning checks

@@ -1,14 +1,13 @@
 """The online objectives (issue 10): ``grpo`` (Flow-GRPO / DanceGRPO on the flow family, DDPO-style on the
 epsilon family) and ``online_dpo`` (OnlineVPO). Hand values of the pure functions (REFERENCE §4), the
 group statistics over processes, the on-policy ratio, pairing rules, recipes, learning checks on the tiny
-models of both families with a brightness reward, smoke runs and two-process (gloo) runs."""
+models of both families with a brightness reward and smoke runs (their two-process torchrun runs are in
+tests/test_finetune_wan.py)."""
 
 from __future__ import annotations
 
 import csv
 import math
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from rewardkit.finetune.objectives.losses import (
     sde_kl,
 )
 from rewardkit.testing.finetune import Brightness
-from tests.distributed import free_port, torchrun
+from tests.distributed import free_port
 from tests.online_training import train_recording_rewards
 
 RECIPES = Path(__file__).resolve().parents[1] / "finetune"
@@ -364,31 +363,7 @@ def test_group_statistics_over_two_processes_equal_one_process():
         torch.testing.assert_close(torch.tensor(results[rank]), expected[deal_groups(3, 4, rank, 2)], rtol=0, atol=0)
 
 
-@pytest.fixture(scope="module")
-def wan_dir(tmp_path_factory) -> Path:
-    """The tiny Wan pipeline in a folder (two processes must not both write it into the cache)."""
-    from rewardkit.testing.wan import write_tiny_wan_pipeline
-
-    return write_tiny_wan_pipeline(tmp_path_factory.mktemp("tiny-wan"))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["smoke-tiny-wan-grpo", "smoke-tiny-wan-online-dpo"])
-def test_two_process_online_runs(recipe, wan_dir, tmp_path):
-    """torchrun --nproc_per_node 2 (gloo on CPU) of each online objective's Wan smoke recipe: both
-    processes exit 0 and the logged rows exist; GRPO's ratio is exactly 1 on both processes (its groups
-    span the two processes, the advantages come from the gathered rewards)."""
-    run = tmp_path / "run"
-    command = torchrun(
-        "finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'train.output_dir="{run}"', "--set", f'model.path="{wan_dir}"',
-        "--set", "train.progress=false", "--set", "train.batch_size=1", "--set", "train.sample_every=0",
-    )
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = _metrics(run)
-    assert [int(row["step"]) for row in rows] == [1, 2]
-    if "grpo" in recipe:
-        assert all(float(row["ratio_max_deviation"]) == 0.0 for row in rows)
+# The online recipes' two-process runs are in tests/test_finetune_wan.py (one launch for every Wan recipe).
 
 
 @pytest.mark.slow

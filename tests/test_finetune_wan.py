@@ -25,7 +25,7 @@ from rewardkit.finetune.models.flow import (
     logit_normal_levels,
 )
 from rewardkit.testing.wan import TINY_WAN, WAN_SCHEDULER
-from tests.distributed import torchrun
+from tests.distributed import torchrun_each
 
 SIZE = {key: TINY_WAN[key] for key in ("num_frames", "height", "width")}
 
@@ -577,24 +577,29 @@ def test_real_wan_recipes_load():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["smoke-tiny-wan", "smoke-tiny-wan-dpo", "smoke-tiny-wan-rwr"])
-def test_two_process_wan_run_finishes_with_samples_at_the_last_step(recipe, model_dir, tmp_path):
-    """torchrun --nproc_per_node 2 (gloo on CPU) of each Wan smoke recipe (editing, Flow-DPO, Flow-RWR)
-    with samples at the last step: both processes exit 0 within the timeout and the samples exist."""
+def test_two_process_wan_runs_finish_with_samples_at_the_last_step(model_dir, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo on CPU) of each Wan smoke recipe (editing, Flow-DPO, Flow-RWR and
+    the online GRPO and online DPO, in turn in one launch: tests/distributed.py's torchrun_each) with
+    samples at the last step: both processes exit 0 within the timeout and each run's logged rows and
+    samples exist; GRPO's ratio is exactly 1 on both processes (its groups span the two processes, the
+    advantages come from the gathered rewards)."""
     import os
     import subprocess
 
-    run = tmp_path / "run"
-    command = torchrun(
-        "finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'model.path="{model_dir}"',
-        "--set", f'train.output_dir="{run}"', "--set", "train.progress=false", "--set", "train.max_steps=2",
-        "--set", "train.sample_every=2", "--set", "train.batch_size=1",
-    )
+    recipes = ["smoke-tiny-wan", "smoke-tiny-wan-dpo", "smoke-tiny-wan-rwr", "smoke-tiny-wan-grpo", "smoke-tiny-wan-online-dpo"]
+    commands = [
+        ["finetune", str(RECIPES / f"{recipe}.toml"), "--set", f'model.path="{model_dir}"', "--set", f'train.output_dir="{tmp_path / recipe}"',
+         "--set", "train.progress=false", "--set", "train.max_steps=2", "--set", "train.sample_every=2", "--set", "train.batch_size=1"]
+        for recipe in recipes
+    ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "REWARDKIT_CACHE": str(tmp_path / "cache")}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=environment)
+    result = subprocess.run(torchrun_each(commands), capture_output=True, text=True, timeout=1500, env=environment)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert [int(row["step"]) for row in _metrics(run)] == [1, 2]
-    assert (run / "samples" / "step-000002" / "00.mp4").exists()
+    for recipe in recipes:
+        rows = _metrics(tmp_path / recipe)
+        assert [int(row["step"]) for row in rows] == [1, 2], recipe
+        assert (tmp_path / recipe / "samples" / "step-000002" / "00.mp4").exists(), recipe
+    assert all(float(row["ratio_max_deviation"]) == 0.0 for row in _metrics(tmp_path / "smoke-tiny-wan-grpo"))
 
 
 @pytest.mark.slow
